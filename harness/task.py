@@ -1,0 +1,186 @@
+"""The task YAML: parsed into typed config and validated when loaded, before any work starts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+
+from harness.errors import HarnessError
+from harness.metrics import DEFAULT_METRICS
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+TaskType = Literal["classification", "short_answer", "generation"]
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+class _Strict(BaseModel):
+    # An unknown key is almost always a typo; silently ignoring it would run the wrong experiment.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HubSplit(_Strict):
+    hub: str = Field(description="dataset name on the Hugging Face hub (needs network)")
+    split: str = Field(description="split of that dataset, e.g. 'train' or 'test'")
+    config: str | None = Field(None, description="dataset configuration name, if it has several")
+
+
+Split = str | HubSplit
+
+
+class DataConfig(_Strict):
+    source: str | None = Field(None, description="where the data comes from (provenance, free text)")
+    build: str | None = Field(None, description="command that creates the data files, shown when one is missing")
+    train: Split = Field(description="the split few-shot examples and fine-tuning draw from")
+    eval: Split = Field(description="the split every strategy is scored on")
+    validation: Split | None = Field(None, description="optional held-out split for early stopping")
+
+    @field_validator("train", "eval", "validation")
+    @classmethod
+    def _local_suffix(cls, v: Split | None) -> Split | None:
+        if isinstance(v, str) and not v.endswith(DATA_SUFFIXES):
+            raise ValueError(f"a local data file must end with one of {', '.join(DATA_SUFFIXES)}")
+        return v
+
+
+class Fields(_Strict):
+    id: str | None = Field(None, description="column with a stable example id (row number if absent)")
+    input: str = Field(description="column fed to the prompt template")
+    target: str = Field(description="column with the gold answer")
+
+
+class PromptConfig(_Strict):
+    system: str | None = Field(None, description="system message (chat models)")
+    template: str = Field(description="Jinja2 template of the user turn; every data column is a variable")
+    max_input_tokens: PositiveInt | None = Field(None, description="truncate the input column to this many tokens")
+
+
+class Limits(_Strict):
+    eval_examples: PositiveInt | None = Field(None, description="score a seeded sample of this many eval examples")
+    batch_size: PositiveInt = Field(8, description="examples per forward pass")
+    max_new_tokens: PositiveInt = Field(32, description="generation budget for generative task types")
+
+
+class Task(_Strict):
+    name: str = Field(description="identifier used in the store and reports")
+    description: str = ""
+    type: TaskType
+    model: str = Field(DEFAULT_MODEL, description="built-in alias, Hugging Face model id, or local folder")
+    data: DataConfig
+    fields: Fields
+    prompt: PromptConfig
+    labels: list[str] | None = Field(None, description="the label set (classification only)")
+    metrics: list[str] | None = Field(None, description="metric names; the first is the headline metric")
+    strategies: dict[str, dict[str, Any]] = Field(description="strategy name -> its parameters")
+    seed: int = 1234
+    limits: Limits = Limits()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+            raise ValueError("use letters, digits, '_', '-' or '.'")
+        return v
+
+    @field_validator("prompt")
+    @classmethod
+    def _template_compiles(cls, v: PromptConfig) -> PromptConfig:
+        import jinja2
+
+        try:
+            jinja2.Environment().parse(v.template)
+        except jinja2.TemplateSyntaxError as e:
+            raise ValueError(f"template is not valid Jinja2 (line {e.lineno}): {e.message}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Task:
+        if self.type == "classification":
+            if not self.labels or len(self.labels) < 2:
+                raise ValueError("labels: a classification task needs a list of at least two labels")
+            if len(set(self.labels)) != len(self.labels):
+                raise ValueError("labels: labels must be unique")
+        elif self.labels:
+            raise ValueError(f"labels: only classification tasks take labels, this task is '{self.type}'")
+        if not self.strategies:
+            raise ValueError("strategies: name at least one strategy")
+        return self
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(self.metrics) if self.metrics else DEFAULT_METRICS[self.type]
+
+
+class LoadedTask:
+    """A validated task plus where it came from (paths in it are relative to the YAML file)."""
+
+    def __init__(self, config: Task, path: Path, strategy_configs: dict[str, BaseModel]):
+        self.config = config
+        self.path = path
+        self.strategy_configs = strategy_configs
+
+    def resolve(self, split: Split) -> Split:
+        return str((self.path.parent / split).resolve()) if isinstance(split, str) else split
+
+
+def _where(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if not str(p).startswith("function-")) or "(top level)"
+
+
+def _first_error(e: ValidationError) -> tuple[str, str]:
+    err = e.errors()[0]
+    loc = tuple(p for p in err["loc"] if p not in ("str", "HubSplit", "str-constraint"))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field (check the spelling; see the task reference in the README)"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+    # A validator on the whole task reports its own field as "field: message".
+    if not loc and ": " in msg:
+        field, msg = msg.split(": ", 1)
+        return field, msg
+    return _where(loc), msg
+
+
+def load_task(path: str | Path, *, limit: int | None = None) -> LoadedTask:
+    """Read, parse and validate a task file. Every problem raises HarnessError naming file and field."""
+    from strategies import config_class, known_strategies
+
+    path = Path(path)
+    where = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HarnessError(where, "task file not found") from None
+    except UnicodeDecodeError as e:
+        raise HarnessError(where, f"not UTF-8 text (byte {e.start})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark else ""
+        raise HarnessError(where, f"{line}malformed YAML: {getattr(e, 'problem', e)}") from None
+    if not isinstance(raw, dict):
+        raise HarnessError(where, "expected a mapping of fields at the top level")
+    if limit is not None:
+        raw.setdefault("limits", {})
+        if isinstance(raw["limits"], dict):
+            raw["limits"]["eval_examples"] = limit
+    try:
+        config = Task.model_validate(raw)
+    except ValidationError as e:
+        field, msg = _first_error(e)
+        raise HarnessError(f"{where}: {field}", msg) from None
+
+    strategy_configs = {}
+    for name, params in config.strategies.items():
+        if name not in known_strategies():
+            raise HarnessError(f"{where}: strategies.{name}",
+                               f"unknown strategy; known: {', '.join(sorted(known_strategies()))}")
+        try:
+            strategy_configs[name] = config_class(name).model_validate(params or {})
+        except ValidationError as e:
+            field, msg = _first_error(e)
+            raise HarnessError(f"{where}: strategies.{name}.{field}", msg) from None
+    return LoadedTask(config, path, strategy_configs)

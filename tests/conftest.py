@@ -1,0 +1,113 @@
+"""Shared fixtures: a tiny random model and tokenizer built here (no hub), and task files on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+WORDS = ("the a of and is in on to what which capital city country topic article about answer with "
+         "one word sport business tech politics entertainment paris france berlin germany rome italy "
+         "madrid spain lisbon portugal news team won match market shares rose phone software election "
+         "vote film music star").split()
+
+
+def build_tiny_model(folder: Path, *, chat: bool = True, seed: int = 0) -> Path:
+    """A 2-layer Llama with a word-level tokenizer, saved like any local model folder."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"]
+    punct = list(".,:;?!'\"-()\n")
+    vocab = {t: i for i, t in enumerate(specials + punct + list(WORDS) + ["user", "assistant", "system"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
+                                   eos_token="<|im_end|>", bos_token="<|im_start|>")
+    fast.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    if chat:
+        fast.chat_template = CHATML
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         pad_token_id=0, eos_token_id=vocab["<|im_end|>"], bos_token_id=vocab["<|im_start|>"],
+                         tie_word_embeddings=True)
+    model = LlamaForCausalLM(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-base") / "model", chat=False)
+
+
+TOPICS = {
+    "sport": ["the team won the match", "the star won one match", "team and star of sport"],
+    "business": ["market shares rose", "the market of shares rose", "business shares and market"],
+    "tech": ["the phone software", "software of the phone", "tech phone and software"],
+}
+
+
+def topic_rows(n_per_label: int, offset: int = 0) -> list[dict]:
+    rows = []
+    for label, texts in TOPICS.items():
+        for i in range(n_per_label):
+            j = offset + i
+            rows.append({"id": f"{label}-{j}", "text": f"{texts[j % len(texts)]} {'the ' * (j // len(texts))}article {j}",
+                         "label": label})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_task(tmp_path, tiny_model_dir):
+    """Write a small classification task (train/eval JSONL + YAML) and return the YAML path.
+
+    Keyword arguments override top-level YAML fields; `raw=` writes the YAML text verbatim."""
+
+    def make(raw: str | None = None, train=None, eval=None, **overrides) -> Path:
+        write_jsonl(tmp_path / "data" / "train.jsonl", train if train is not None else topic_rows(4))
+        write_jsonl(tmp_path / "data" / "eval.jsonl", eval if eval is not None else topic_rows(4, offset=10))
+        task = {
+            "name": "tiny_topics",
+            "type": "classification",
+            "model": str(tiny_model_dir),
+            "data": {"train": "data/train.jsonl", "eval": "data/eval.jsonl"},
+            "fields": {"id": "id", "input": "text", "target": "label"},
+            "prompt": {"system": "answer with one word", "template": "article : {{ text }} topic ?"},
+            "labels": list(TOPICS),
+            "strategies": {"zero_shot": {}, "few_shot": {"k": 3}},
+            "limits": {"batch_size": 4},
+        }
+        task.update(overrides)
+        path = tmp_path / "task.yaml"
+        path.write_text(raw if raw is not None else yaml.safe_dump(task, sort_keys=False), encoding="utf-8")
+        return path
+
+    return make

@@ -1,0 +1,75 @@
+"""The transformers backend on a tiny model: batched, cached scoring must equal brute force."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.errors import HarnessError
+from harness.models import load_backend
+
+MESSAGES = [
+    [{"role": "user", "content": "what is the capital of france ?"}],
+    [{"role": "system", "content": "answer with one word"},
+     {"role": "user", "content": "the team won the match and the star won one match . topic ?"}],
+    [{"role": "user", "content": "phone"}],
+]
+CHOICES = ["sport", "business tech", "the capital city of italy"]
+
+
+def brute_force(backend, text: str, choice_ids: list[int]) -> float:
+    """Log-probability of the continuation from one unpadded forward pass over prompt + continuation."""
+    ids = backend.tokenizer(text, add_special_tokens=False)["input_ids"]
+    full = torch.tensor([ids + choice_ids])
+    with torch.no_grad():
+        logp = torch.log_softmax(backend.model(full).logits[0].float(), -1)
+    return sum(logp[len(ids) - 1 + j, t].item() for j, t in enumerate(choice_ids))
+
+
+@pytest.mark.parametrize("fixture", ["tiny_model_dir", "tiny_base_model_dir"])
+def test_loglikelihood_matches_unbatched_forward(fixture, request):
+    backend = load_backend(str(request.getfixturevalue(fixture)))
+    prompts = [backend.render(m) for m in MESSAGES]
+    # Prompts of different lengths in one batch: left padding must not move any score.
+    assert len({p.n_tokens for p in prompts}) == len(prompts)
+    scored = backend.loglikelihood(prompts, CHOICES)
+    for prompt, s in zip(prompts, scored):
+        assert s.prompt_tokens == prompt.n_tokens
+        for choice, got in zip(CHOICES, s.logprobs):
+            want = brute_force(backend, prompt.text, backend._answer_ids(choice))
+            assert got == pytest.approx(want, abs=1e-4)
+
+
+def test_chat_answers_end_with_end_of_turn(tiny_model_dir, tiny_base_model_dir):
+    chat, base = load_backend(str(tiny_model_dir)), load_backend(str(tiny_base_model_dir))
+    assert chat._answer_ids("sport")[-1] == chat.tokenizer.eos_token_id
+    assert base.tokenizer.eos_token_id not in base._answer_ids("sport")
+
+
+def test_render_uses_chat_template_when_present(tiny_model_dir, tiny_base_model_dir):
+    msgs = [{"role": "user", "content": "topic ?"}]
+    assert load_backend(str(tiny_model_dir)).render(msgs).text.endswith("<|im_start|>assistant\n")
+    assert load_backend(str(tiny_base_model_dir)).render(msgs).text.endswith("Answer:")
+
+
+def test_generate_batched_equals_one_at_a_time(tiny_model_dir):
+    backend = load_backend(str(tiny_model_dir))
+    prompts = [backend.render(m) for m in MESSAGES]
+    batched = backend.generate(prompts, max_new_tokens=6)
+    for prompt, b in zip(prompts, batched):
+        (single,) = backend.generate([prompt], max_new_tokens=6)
+        assert (b.text, b.output_tokens, b.prompt_tokens) == (single.text, single.output_tokens, prompt.n_tokens)
+        assert 1 <= b.output_tokens <= 6
+
+
+def test_truncate_counts_tokens(tiny_model_dir):
+    backend = load_backend(str(tiny_model_dir))
+    text = "the team won the match and the star won one match"
+    short = backend.truncate(text, 4)
+    assert len(backend.tokenizer(short, add_special_tokens=False)["input_ids"]) == 4
+    assert backend.truncate(text, 100) == text
+
+
+def test_unknown_model_is_a_clear_error(tmp_path):
+    with pytest.raises(HarnessError, match="cannot be found"):
+        load_backend("no-such-org/no-such-model-xyz")

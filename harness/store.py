@@ -1,0 +1,129 @@
+"""Results store: one SQLite file holding every run, every example and every comparison report.
+
+A run is one (task, strategy, config) evaluation, identified by a key hashed from everything that
+can change its results. Examples are committed batch by batch, so an interrupted run resumes
+where it stopped, and a finished run is never recomputed unless forced."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PATH = "harness_results.sqlite"
+
+# Append-only list of migrations; PRAGMA user_version records how many have run.
+_MIGRATIONS = [
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        task TEXT NOT NULL,
+        strategy TEXT NOT NULL,
+        model TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('running', 'finished')),
+        created_at REAL NOT NULL,
+        finished_at REAL,
+        config TEXT NOT NULL,
+        provenance TEXT NOT NULL,
+        strategy_record TEXT,
+        summary TEXT
+    );
+    CREATE TABLE examples (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        example_id TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        prediction TEXT NOT NULL,
+        target TEXT NOT NULL,
+        scores TEXT NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        latency_ms REAL NOT NULL,
+        extra TEXT NOT NULL,
+        PRIMARY KEY (run_id, example_id)
+    );
+    CREATE TABLE comparisons (
+        id INTEGER PRIMARY KEY,
+        task TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        report TEXT NOT NULL
+    );
+    """,
+]
+
+
+class Store:
+    def __init__(self, path: str | Path = DEFAULT_PATH):
+        self.path = Path(path)
+        self.db = sqlite3.connect(self.path, timeout=30)
+        self.db.row_factory = sqlite3.Row
+        # WAL lets the dashboard read while a compare writes.
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        for i, sql in enumerate(_MIGRATIONS[version:], start=version + 1):
+            with self.db:
+                self.db.executescript(sql)
+                self.db.execute(f"PRAGMA user_version = {i}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def run_by_key(self, key: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone()
+
+    def start_run(self, key: str, *, task: str, strategy: str, model: str, config: dict, provenance: dict,
+                  force: bool = False) -> int:
+        """The run's id: a new run, or the existing one with this key (to resume, or to redo when forced)."""
+        with self.db:
+            row = self.run_by_key(key)
+            if row is not None and force:
+                self.db.execute("DELETE FROM runs WHERE id = ?", (row["id"],))
+                row = None
+            if row is not None:
+                return row["id"]
+            cur = self.db.execute(
+                "INSERT INTO runs (key, task, strategy, model, status, created_at, config, provenance) "
+                "VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+                (key, task, strategy, model, time.time(), json.dumps(config), json.dumps(provenance)))
+            return cur.lastrowid
+
+    def done_ids(self, run_id: int) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT example_id FROM examples WHERE run_id = ?", (run_id,))}
+
+    def add_examples(self, run_id: int, results) -> None:
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO examples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, r.example_id, r.prompt, r.prediction, r.target, json.dumps(r.scores),
+                  r.prompt_tokens, r.output_tokens, r.latency_ms, json.dumps(r.extra)) for r in results])
+
+    def finish_run(self, run_id: int, summary: dict, strategy_record: dict) -> None:
+        with self.db:
+            self.db.execute("UPDATE runs SET status = 'finished', finished_at = ?, summary = ?, strategy_record = ? "
+                            "WHERE id = ?", (time.time(), json.dumps(summary), json.dumps(strategy_record), run_id))
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        out = dict(row)
+        for col in ("config", "provenance", "strategy_record", "summary"):
+            out[col] = json.loads(out[col]) if out[col] else None
+        return out
+
+    def examples(self, run_id: int) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM examples WHERE run_id = ? ORDER BY example_id", (run_id,))
+        return [{**dict(r), "scores": json.loads(r["scores"]), "extra": json.loads(r["extra"])} for r in rows]
+
+    def save_comparison(self, task: str, report: dict) -> int:
+        with self.db:
+            return self.db.execute("INSERT INTO comparisons (task, created_at, report) VALUES (?, ?, ?)",
+                                   (task, time.time(), json.dumps(report))).lastrowid
+
+    def comparisons(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM comparisons ORDER BY created_at DESC")
+        return [{**dict(r), "report": json.loads(r["report"])} for r in rows]

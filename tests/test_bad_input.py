@@ -1,0 +1,129 @@
+"""Every kind of bad input: one clear line naming file and field, exit code 2, no traceback,
+and nothing written to the store."""
+
+from __future__ import annotations
+
+from harness.cli import main
+from tests.conftest import topic_rows
+
+
+def run_cli(capsys, tmp_path, task_path, *extra):
+    store = tmp_path / "store.sqlite"
+    rc = main(["compare", str(task_path), "--store", str(store), "--no-progress", *extra])
+    err = capsys.readouterr().err.strip()
+    return rc, err, store
+
+
+def expect_error(capsys, tmp_path, task_path, *fragments, extra=()):
+    rc, err, store = run_cli(capsys, tmp_path, task_path, *extra)
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, err
+    assert not store.exists(), "a failed validation must not create the store"
+
+
+def test_malformed_yaml(make_task, capsys, tmp_path):
+    path = make_task(raw="name: x\ntype: [classification\n")
+    expect_error(capsys, tmp_path, path, "task.yaml", "malformed YAML", "line")
+
+
+def test_unknown_field(make_task, capsys, tmp_path):
+    path = make_task(promt={"template": "x"})
+    expect_error(capsys, tmp_path, path, "task.yaml: promt", "unknown field")
+
+
+def test_wrong_type_names_nested_field(make_task, capsys, tmp_path):
+    path = make_task(limits={"batch_size": 0})
+    expect_error(capsys, tmp_path, path, "task.yaml: limits.batch_size", "greater than 0")
+
+
+def test_bad_strategy_parameter(make_task, capsys, tmp_path):
+    path = make_task(strategies={"few_shot": {"k": 0}})
+    expect_error(capsys, tmp_path, path, "task.yaml: strategies.few_shot.k")
+
+
+def test_unknown_strategy(make_task, capsys, tmp_path):
+    path = make_task(strategies={"zero_shot": {}, "telepathy": {}})
+    expect_error(capsys, tmp_path, path, "strategies.telepathy", "unknown strategy", "zero_shot")
+
+
+def test_unknown_strategy_on_command_line(make_task, capsys, tmp_path):
+    expect_error(capsys, tmp_path, make_task(), "--strategies", "telepathy", extra=("--strategies", "telepathy"))
+
+
+def test_missing_labels_for_classification(make_task, capsys, tmp_path):
+    path = make_task(labels=None)
+    expect_error(capsys, tmp_path, path, "task.yaml: labels", "at least two labels")
+
+
+def test_template_syntax_error(make_task, capsys, tmp_path):
+    path = make_task(prompt={"template": "article {{ text "})
+    expect_error(capsys, tmp_path, path, "task.yaml: prompt", "Jinja2")
+
+
+def test_missing_task_file(capsys, tmp_path):
+    expect_error(capsys, tmp_path, tmp_path / "nope.yaml", "nope.yaml", "not found")
+
+
+def test_missing_data_file(make_task, capsys, tmp_path):
+    path = make_task(data={"train": "data/train.jsonl", "eval": "data/missing.jsonl"})
+    expect_error(capsys, tmp_path, path, "task.yaml: data.eval", "data file not found", "missing.jsonl")
+
+
+def test_empty_split(make_task, capsys, tmp_path):
+    path = make_task(eval=[])
+    (tmp_path / "data" / "eval.jsonl").write_text("", encoding="utf-8")
+    expect_error(capsys, tmp_path, path, "eval.jsonl", "empty")
+
+
+def test_example_missing_field(make_task, capsys, tmp_path):
+    rows = topic_rows(2, offset=10)
+    del rows[3]["label"]
+    expect_error(capsys, tmp_path, make_task(eval=rows), "eval.jsonl: row 4", "missing or empty field 'label'")
+
+
+def test_label_outside_label_set(make_task, capsys, tmp_path):
+    rows = topic_rows(2)
+    rows[1]["label"] = "weather"
+    expect_error(capsys, tmp_path, make_task(train=rows), "train.jsonl: row 2", "'weather'", "label set")
+
+
+def test_non_utf8_data(make_task, capsys, tmp_path):
+    path = make_task()
+    data = tmp_path / "data" / "eval.jsonl"
+    data.write_bytes(data.read_bytes().replace(b"article", b"articl\xe9", 1))
+    expect_error(capsys, tmp_path, path, "eval.jsonl", "line 1", "not UTF-8")
+
+
+def test_non_utf8_task_file(make_task, capsys, tmp_path):
+    path = make_task()
+    path.write_bytes(path.read_bytes() + b"# caf\xe9\n")
+    expect_error(capsys, tmp_path, path, "task.yaml", "not UTF-8")
+
+
+def test_leakage_between_train_and_eval(make_task, capsys, tmp_path):
+    train = topic_rows(4)
+    leaked = dict(train[2], id="eval-copy", text="  " + train[2]["text"].upper())
+    path = make_task(train=train, eval=topic_rows(2, offset=10) + [leaked])
+    expect_error(capsys, tmp_path, path, "data.eval", "1 eval example(s) also appear in the train split", "eval-copy")
+
+
+def test_model_not_found(make_task, capsys, tmp_path):
+    expect_error(capsys, tmp_path, make_task(model="no-such-org/no-such-model-xyz"), "model 'no-such-org",
+                 "cannot be found")
+
+
+def test_unknown_metric(make_task, capsys, tmp_path):
+    expect_error(capsys, tmp_path, make_task(metrics=["no_such_metric_xyz"]), "no_such_metric_xyz")
+
+
+def test_bad_limit(make_task, capsys, tmp_path):
+    rc, err, store = run_cli(capsys, tmp_path, make_task(), "--limit", "0")
+    assert rc == 2 and "--limit" in err and not store.exists()
+
+
+def test_duplicate_ids(make_task, capsys, tmp_path):
+    rows = topic_rows(2, offset=10)
+    rows[1]["id"] = rows[0]["id"]
+    expect_error(capsys, tmp_path, make_task(eval=rows), "eval.jsonl: row 2", "duplicate id")

@@ -98,9 +98,10 @@ def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit
                       disable=not progress, leave=False) as bar:
                 run_strategy(task, strategy, eval_backend, todo,
                              on_batch=lambda results: store.add_examples(run_id, results), progress=bar.update)
-            summary = summarise(task, name, run_id, store.examples(run_id),
+            examples = store.examples(run_id)
+            summary = summarise(task, name, run_id, examples,
                                 {"prepare_s": prepare_s, "peak_memory_mb": peak_memory_mb(),
-                                 "resumed_from": len(done)})
+                                 "resumed_from": len(done), **strategy.summary(examples)})
             store.finish_run(run_id, summary, strategy.record())
             rows.append({**summary, "reused": False})
         report = {

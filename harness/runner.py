@@ -59,7 +59,10 @@ def run_strategy(task, strategy, backend, examples, *, on_batch: Callable[[list[
         t0 = time.perf_counter()
         # Prompts are built inside the timed region: a strategy whose prompt costs work (retrieval)
         # pays for it in latency.
-        prompts = [backend.render(strategy.messages(ex)) for ex in batch]
+        prompts, traces = [], []
+        for ex in batch:
+            prompts.append(backend.render(strategy.messages(ex)))
+            traces.append(strategy.trace(ex))
         if cfg.type == "classification":
             scored = backend.loglikelihood(prompts, cfg.labels)
             preds = [cfg.labels[max(range(len(cfg.labels)), key=s.logprobs.__getitem__)] for s in scored]
@@ -75,7 +78,8 @@ def run_strategy(task, strategy, backend, examples, *, on_batch: Callable[[list[
         metric_scores = {m: score(m, preds, targets) for m in cfg.metric_names}
         on_batch([
             ExampleResult(ex.id, p.text, pred, ex.target, {m: metric_scores[m][i] for m in metric_scores},
-                          n_in, n_out, per_example_ms, extra)
-            for i, (ex, p, pred, (n_in, n_out), extra) in enumerate(zip(batch, prompts, preds, counts, extras))
+                          n_in, n_out, per_example_ms, {**extra, **trace})
+            for i, (ex, p, pred, (n_in, n_out), extra, trace) in enumerate(
+                zip(batch, prompts, preds, counts, extras, traces))
         ])
         progress(len(batch))

@@ -29,9 +29,41 @@ class Strategy(Protocol):
         ...
 
     def messages(self, example: Example) -> list[dict[str, str]]:
-        """The chat turns sent for one eval example."""
+        """The chat turns sent for one eval example (called inside the runner's timing)."""
+        ...
+
+    def trace(self, example: Example) -> dict[str, Any]:
+        """What the model was shown for this example beyond the prompt (e.g. retrieved chunk
+        ids), stored with the example. Called after `messages` for the same example."""
         ...
 
     def record(self) -> dict[str, Any]:
-        """What this strategy chose, stored with the run (e.g. the few-shot example ids)."""
+        """What this strategy chose for the run (e.g. the few-shot example ids), stored with it."""
         ...
+
+    def summary(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        """Strategy-specific report fields computed from the stored examples (e.g. retrieval
+        recall), merged into the strategy's report row."""
+        ...
+
+
+class BaseStrategy:
+    """Defaults for the parts of the protocol most strategies do not need."""
+
+    name = "base"
+
+    def __init__(self, config: StrategyConfig, task: LoadedTask):
+        self.config, self.task = config, task
+
+    def prepare(self, data, backend):
+        self.backend = backend
+        return backend
+
+    def trace(self, example):
+        return {}
+
+    def record(self):
+        return {}
+
+    def summary(self, examples):
+        return {}

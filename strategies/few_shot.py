@@ -11,7 +11,7 @@ import random
 from pydantic import Field
 
 from harness.prompting import build_messages
-from strategies.base import StrategyConfig
+from strategies.base import BaseStrategy, StrategyConfig
 
 
 class Config(StrategyConfig):
@@ -19,12 +19,9 @@ class Config(StrategyConfig):
     balanced: bool = Field(True, description="classification: spread demos over labels round-robin")
 
 
-class Strategy:
+class Strategy(BaseStrategy):
     name = "few_shot"
-
-    def __init__(self, config: Config, task):
-        self.config, self.task = config, task
-        self.demos = []
+    demos = ()
 
     def prepare(self, data, backend):
         self.backend = backend

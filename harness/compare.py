@@ -82,14 +82,16 @@ def run_one(session: Session, name: str, params) -> dict:
     existing = store.run_by_key(key)
     if existing is not None and existing["status"] == "finished" and not session.force:
         return {**store.run(existing["id"])["summary"], "reused": True}
+    strategy = build(name, params, session.task)
+    # Prepare before the run row exists: a strategy that fails on bad input (an empty corpus, a
+    # missing target module) leaves nothing half-written in the store.
+    t0 = time.perf_counter()
+    eval_backend = strategy.prepare(data, session.backend)
+    prepare_s = time.perf_counter() - t0
     run_id = store.start_run(key, task=cfg.name, strategy=name, model=cfg.model,
                              config={"task": session.task_config, "params": params.model_dump(mode="json")},
                              provenance=session.provenance, force=session.force)
     done = store.done_ids(run_id)
-    strategy = build(name, params, session.task)
-    t0 = time.perf_counter()
-    eval_backend = strategy.prepare(data, session.backend)
-    prepare_s = time.perf_counter() - t0
     todo = [ex for ex in data.eval if ex.id not in done]
     with tqdm(total=len(data.eval), initial=len(done), desc=f"{name:>10}", unit="ex",
               disable=not session.progress, leave=False) as bar:

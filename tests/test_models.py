@@ -36,14 +36,14 @@ def test_loglikelihood_matches_unbatched_forward(fixture, request):
     for prompt, s in zip(prompts, scored):
         assert s.prompt_tokens == prompt.n_tokens
         for choice, got in zip(CHOICES, s.logprobs):
-            want = brute_force(backend, prompt.text, backend._answer_ids(choice))
+            want = brute_force(backend, prompt.text, backend.answer_ids(choice))
             assert got == pytest.approx(want, abs=1e-4)
 
 
 def test_chat_answers_end_with_end_of_turn(tiny_model_dir, tiny_base_model_dir):
     chat, base = load_backend(str(tiny_model_dir)), load_backend(str(tiny_base_model_dir))
-    assert chat._answer_ids("sport")[-1] == chat.tokenizer.eos_token_id
-    assert base.tokenizer.eos_token_id not in base._answer_ids("sport")
+    assert chat.answer_ids("sport")[-1] == chat.tokenizer.eos_token_id
+    assert base.tokenizer.eos_token_id not in base.answer_ids("sport")
 
 
 def test_render_uses_chat_template_when_present(tiny_model_dir, tiny_base_model_dir):

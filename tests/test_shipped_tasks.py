@@ -28,7 +28,10 @@ def test_loads_and_validates(path):
 @pytest.mark.integration
 @pytest.mark.parametrize("path", TASKS, ids=lambda p: p.stem)
 def test_runs_every_strategy_on_the_real_model(path, tmp_path):
-    report = compare(path, limit=4, store_path=tmp_path / "store.sqlite", progress=False)
+    # Training strategies are exercised on the real model in test_real_model.py with a smaller
+    # budget; here every prompting strategy of every shipped task runs as configured.
+    names = [n for n in load_task(path).config.strategies if n != "lora"]
+    report = compare(path, strategies=names, limit=4, store_path=tmp_path / "store.sqlite", progress=False)
     assert report["n_examples"] == 4
-    assert [s["name"] for s in report["strategies"]] == list(load_task(path).config.strategies)
+    assert [s["name"] for s in report["strategies"]] == names
     assert all(s["n_examples"] == 4 for s in report["strategies"])

@@ -22,6 +22,11 @@ class Strategy(Protocol):
 
     def __init__(self, config: StrategyConfig, task: LoadedTask) -> None: ...
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What the results depend on beyond the parameters and the task data (e.g. a hash of the RAG
+        corpus), folded into the store's run key so that a change makes a new run."""
+        ...
+
     def prepare(self, data: TaskData, backend: Backend) -> Backend:
         """One-time work before evaluation (pick examples, build an index, train).
 
@@ -54,6 +59,9 @@ class BaseStrategy:
 
     def __init__(self, config: StrategyConfig, task: LoadedTask):
         self.config, self.task = config, task
+
+    def fingerprint(self):
+        return {}
 
     def prepare(self, data, backend):
         self.backend = backend

@@ -1,11 +1,21 @@
-"""Statistics on per-example scores (scipy does the work)."""
+"""Statistics on per-example scores (scipy does the work).
+
+Strategies are scored on the same eval examples, so they are compared pairwise per example: the
+difference of two strategies' mean scores gets a paired bootstrap interval and a paired test
+(exact McNemar for 0/1 scores, an exact or Monte Carlo sign-flip permutation test otherwise), the
+p-values are Holm-corrected across all pairs, and each pair states the smallest difference this
+many examples could detect."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+CONFIDENCE = 0.95
 
-def bootstrap_ci(scores, seed: int, confidence: float = 0.95, n_resamples: int = 2000) -> tuple[float, float]:
+
+def bootstrap_ci(scores, seed: int, confidence: float = CONFIDENCE, n_resamples: int = 2000) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean score."""
     from scipy.stats import bootstrap
 
@@ -16,3 +26,119 @@ def bootstrap_ci(scores, seed: int, confidence: float = 0.95, n_resamples: int =
     res = bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
                     method="percentile", rng=np.random.default_rng(seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def _mean_difference(a, b, axis=-1):
+    return np.mean(b, axis=axis) - np.mean(a, axis=axis)
+
+
+def paired_bootstrap_ci(a, b, seed: int, confidence: float = CONFIDENCE,
+                        n_resamples: int = 2000) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(b) - mean(a), resampling examples (pairs) together."""
+    from scipy.stats import bootstrap
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    d = b - a
+    if len(d) < 2 or np.all(d == d[0]):
+        return float(d.mean()), float(d.mean())
+    res = bootstrap((a, b), _mean_difference, paired=True, vectorized=True, confidence_level=confidence,
+                    n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def is_binary(*samples) -> bool:
+    return all(np.isin(np.asarray(s, dtype=float), (0.0, 1.0)).all() for s in samples)
+
+
+def mcnemar_exact(a, b) -> tuple[float, int, int]:
+    """Exact (binomial) McNemar test on paired 0/1 scores: (two-sided p, #only a right, #only b right).
+
+    Only the discordant examples carry information; under the null each is equally likely to
+    favour either side."""
+    from scipy.stats import binomtest
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    only_a = int(np.sum((a == 1) & (b == 0)))
+    only_b = int(np.sum((a == 0) & (b == 1)))
+    if only_a + only_b == 0:
+        return 1.0, 0, 0
+    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue), only_a, only_b
+
+
+def paired_permutation_p(a, b, seed: int, n_resamples: int = 9999) -> float:
+    """Two-sided sign-flip permutation test of mean(b) - mean(a); exact when 2**n <= n_resamples."""
+    from scipy.stats import permutation_test
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if np.all(a == b):
+        return 1.0
+    res = permutation_test((a, b), _mean_difference, permutation_type="samples", vectorized=True,
+                           n_resamples=n_resamples, alternative="two-sided", rng=np.random.default_rng(seed))
+    return float(res.pvalue)
+
+
+def holm(p_values) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order (scipy has only FDR control)."""
+    m = len(p_values)
+    adjusted, running = [0.0] * m, 0.0
+    for rank, i in enumerate(sorted(range(m), key=lambda i: p_values[i])):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def min_detectable_effect(a, b, alpha: float = 0.05, power: float = 0.8) -> float | None:
+    """Smallest true difference of means a two-sided paired test at `alpha` detects with `power`,
+    by the normal approximation: (z[1 - alpha/2] + z[power]) * sd(differences) / sqrt(n).
+
+    With no variation in the differences (the two strategies agree on every example) the paired
+    sd says nothing about the next examples, so the unpaired sd stands in; with no variation at
+    all there is nothing to estimate from (None)."""
+    from scipy.stats import norm
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    n = len(a)
+    if n < 2:
+        return None
+    sd = float(np.std(b - a, ddof=1)) or math.sqrt(float(np.var(a, ddof=1) + np.var(b, ddof=1)))
+    if sd == 0:
+        return None
+    return float((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * sd / math.sqrt(n))
+
+
+def paired_difference(a, b, *, seed: int, alpha: float, power: float, confidence: float = CONFIDENCE) -> dict:
+    """Everything the report says about b versus a on the same examples (`alpha` and `power` set the
+    smallest detectable effect)."""
+    out = {"n": len(a), "diff": float(np.mean(b) - np.mean(a))}
+    out["ci_low"], out["ci_high"] = paired_bootstrap_ci(a, b, seed, confidence)
+    if is_binary(a, b):
+        out["test"] = "mcnemar_exact"
+        out["p_value"], out["only_a"], out["only_b"] = mcnemar_exact(a, b)
+    else:
+        out["test"] = "paired_permutation"
+        out["p_value"] = paired_permutation_p(a, b, seed)
+    out["mde"] = min_detectable_effect(a, b, alpha, power)
+    return out
+
+
+def paired_comparisons(scores: dict[str, dict[str, float]], *, seed: int, alpha: float, power: float,
+                       confidence: float = CONFIDENCE) -> list[dict]:
+    """Every pair of strategies (in the given order), paired by example id, `diff` = b - a, with
+    Holm-adjusted p-values over all pairs. `scores` maps strategy -> example id -> score.
+
+    The smallest detectable effect is computed at alpha / (number of pairs), Holm's strictest step,
+    so a difference that size is found significant after correction whatever the other pairs do."""
+    names = list(scores)
+    n_pairs = len(names) * (len(names) - 1) // 2
+    pairs = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            ids = sorted(scores[a].keys() & scores[b].keys())
+            x = np.array([scores[a][k] for k in ids], dtype=float)
+            y = np.array([scores[b][k] for k in ids], dtype=float)
+            pairs.append({"a": a, "b": b, **paired_difference(x, y, seed=seed, alpha=alpha / n_pairs, power=power,
+                                                                confidence=confidence)})
+    for pair, p_holm in zip(pairs, holm([p["p_value"] for p in pairs])):
+        pair["p_holm"] = p_holm
+        pair["significant"] = p_holm < alpha
+    return pairs

@@ -15,7 +15,8 @@ from strategies.base import BaseStrategy, StrategyConfig
 
 
 class Config(StrategyConfig):
-    k: int = Field(4, ge=1, le=64, description="number of demonstrations")
+    k: int = Field(4, ge=0, le=64, description="number of demonstrations (0, for learning curves: the "
+                                                "zero-shot prompt)")
     balanced: bool = Field(True, description="classification: spread demos over labels round-robin")
 
 

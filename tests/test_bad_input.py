@@ -39,7 +39,7 @@ def test_wrong_type_names_nested_field(make_task, capsys, tmp_path):
 
 
 def test_bad_strategy_parameter(make_task, capsys, tmp_path):
-    path = make_task(strategies={"few_shot": {"k": 0}})
+    path = make_task(strategies={"few_shot": {"k": -1}})
     expect_error(capsys, tmp_path, path, "task.yaml: strategies.few_shot.k")
 
 
@@ -127,3 +127,45 @@ def test_duplicate_ids(make_task, capsys, tmp_path):
     rows = topic_rows(2, offset=10)
     rows[1]["id"] = rows[0]["id"]
     expect_error(capsys, tmp_path, make_task(eval=rows), "eval.jsonl: row 2", "duplicate id")
+
+
+def test_negative_price(make_task, capsys, tmp_path):
+    path = make_task(cost={"hardware_usd_per_hour": -0.5})
+    expect_error(capsys, tmp_path, path, "task.yaml: cost.hardware_usd_per_hour", "greater than or equal to 0")
+
+
+def test_missing_api_price(make_task, capsys, tmp_path):
+    path = make_task(cost={"serving": "api", "api_usd_per_mtok_input": 0.15})
+    expect_error(capsys, tmp_path, path, "task.yaml: cost.api_usd_per_mtok_output",
+                 "required when cost.serving is 'api'")
+
+
+def test_price_left_empty(make_task, capsys, tmp_path):
+    path = make_task(cost={"storage_usd_per_gb_month": None})
+    expect_error(capsys, tmp_path, path, "task.yaml: cost.storage_usd_per_gb_month", "valid number")
+
+
+def test_decision_metric_the_task_does_not_have(make_task, capsys, tmp_path):
+    path = make_task(decision={"metric": "rouge_l"})
+    expect_error(capsys, tmp_path, path, "task.yaml: decision.metric", "'rouge_l' is not one of the task's metrics",
+                 "accuracy")
+
+
+def test_bad_decision_threshold(make_task, capsys, tmp_path):
+    path = make_task(decision={"min_gain": 0})
+    expect_error(capsys, tmp_path, path, "task.yaml: decision.min_gain", "greater than 0")
+
+
+def test_learning_curve_of_unknown_strategy(make_task, capsys, tmp_path):
+    path = make_task(learning_curves=[{"strategy": "telepathy", "param": "k", "values": [1]}])
+    expect_error(capsys, tmp_path, path, "task.yaml: learning_curves.0.strategy", "unknown strategy 'telepathy'")
+
+
+def test_learning_curve_of_unknown_parameter(make_task, capsys, tmp_path):
+    path = make_task(learning_curves=[{"strategy": "few_shot", "param": "shots", "values": [1]}])
+    expect_error(capsys, tmp_path, path, "task.yaml: learning_curves.0.param", "no parameter 'shots'", "k")
+
+
+def test_learning_curve_value_out_of_range(make_task, capsys, tmp_path):
+    path = make_task(learning_curves=[{"strategy": "few_shot", "param": "k", "values": [1, -2]}])
+    expect_error(capsys, tmp_path, path, "task.yaml: learning_curves.0.values.1", "greater than or equal to 0")

@@ -1,0 +1,163 @@
+"""`harness compare` ends with the verdict, and `harness report` renders the stored comparison as
+Markdown and self-contained HTML with plots. One real compare on the tiny model fills the store."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.cli import main
+from harness.store import Store
+from tests.conftest import TOPICS, topic_rows, write_jsonl
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory, tiny_model_dir):
+    """A store holding one comparison of zero_shot and few_shot with a few-shot learning curve;
+    returns (store path, the report JSON, what compare printed)."""
+    root = tmp_path_factory.mktemp("report")
+    write_jsonl(root / "data" / "train.jsonl", topic_rows(4))
+    write_jsonl(root / "data" / "eval.jsonl", topic_rows(4, offset=10))
+    task = {
+        "name": "tiny_topics", "type": "classification", "model": str(tiny_model_dir),
+        "data": {"train": "data/train.jsonl", "eval": "data/eval.jsonl"},
+        "fields": {"id": "id", "input": "text", "target": "label"},
+        "prompt": {"system": "answer with one word", "template": "article : {{ text }} topic ?"},
+        "labels": list(TOPICS), "strategies": {"zero_shot": {}, "few_shot": {"k": 3}},
+        "limits": {"batch_size": 4},
+        "cost": {"serving": "api", "api_usd_per_mtok_input": 0.15, "api_usd_per_mtok_output": 0.6},
+        "learning_curves": [{"strategy": "few_shot", "param": "k", "values": [0, 3]}],
+    }
+    (root / "task.yaml").write_text(yaml.safe_dump(task, sort_keys=False), encoding="utf-8")
+    store, out = root / "store.sqlite", root / "report.json"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["compare", str(root / "task.yaml"), "--store", str(store), "--json", str(out),
+                     "--no-progress"]) == 0
+    return store, json.loads(out.read_text()), printed.getvalue()
+
+
+def test_compare_ends_with_a_verdict_whose_reasons_are_numbers(compared):
+    _, report, printed = compared
+    verdict = printed[printed.index("verdict:"):].splitlines()
+    assert verdict[0] == f"verdict: {report['recommendation']['verdict']}"
+    assert report["recommendation"]["verdict"].startswith("cannot decide: no fine-tuning strategy was run")
+    reasons = [line for line in verdict if line.startswith("  - ")]
+    assert reasons and all(re.search(r"\d", r) for r in reasons)
+    assert any("not run: fine-tuning" in line for line in verdict)
+
+
+def test_report_json_has_costs_comparisons_and_curves(compared):
+    _, report, _ = compared
+    zero, few = report["strategies"]
+    for s in (zero, few):
+        c = s["cost"]
+        assert c["basis"] == "api" and c["per_request_usd"] > 0 and c["monthly_requests"] == 100_000
+        assert c["per_request_usd"] == pytest.approx(s["tokens"]["prompt_mean"] * 0.15 / 1e6)
+    # Three demonstrations make every request longer: more tokens, more FLOPs, more money.
+    assert few["cost"]["per_request_usd"] > zero["cost"]["per_request_usd"]
+    assert few["cost"]["per_request_flops"] > zero["cost"]["per_request_flops"]
+    (pair,) = report["comparisons"]["pairs"]
+    assert (pair["a"], pair["b"], pair["n"], pair["test"]) == ("zero_shot", "few_shot", 12, "mcnemar_exact")
+    rec = report["recommendation"]
+    assert set(rec) >= {"verdict", "best_strategy", "reasons", "missing"}
+    assert rec["best_strategy"] in {"zero_shot", "few_shot"}
+    (curve,) = report["learning_curves"]
+    assert [p["value"] for p in curve["points"]] == [0, 3] and not curve["fine_tuning"]
+    assert [p["labelled_examples"] for p in curve["points"]] == [0, 3]
+    # The k=3 point is the compared few_shot run itself, reused from the store.
+    assert curve["points"][1]["run_id"] == few["run_id"] and curve["points"][1]["reused"]
+
+
+class _Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.srcs, self.external = [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.srcs.append(attrs["src"])
+        linked = [v for k, v in attrs.items() if k in ("src", "href")]
+        if tag in ("script", "link") or any(str(v).startswith("http") for v in linked):
+            self.external.append(tag)
+
+
+def test_report_writes_markdown_and_self_contained_html(compared, tmp_path, capsys):
+    store, report, _ = compared
+    md, html = tmp_path / "out" / "report.md", tmp_path / "out" / "report.html"
+    assert main(["report", "--store", str(store), "--markdown", str(md), "--html", str(html)]) == 0
+
+    page = _Images()
+    page.feed(html.read_text(encoding="utf-8"))
+    assert len(page.srcs) == 2 and page.external == []
+    for src in page.srcs:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.removeprefix("data:image/png;base64,")).startswith(PNG_MAGIC)
+    text = html.read_text(encoding="utf-8")
+    assert f"<h2>Verdict: {report['recommendation']['verdict']}</h2>" in text
+    assert "<table>" in text
+
+    markdown = md.read_text(encoding="utf-8")
+    assert f"## Verdict: {report['recommendation']['verdict']}" in markdown
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert links == ["report-pareto.png", "report-learning_curves.png"]
+    assert all((md.parent / link).read_bytes().startswith(PNG_MAGIC) for link in links)
+    for reason in report["recommendation"]["reasons"]:
+        assert f"- {reason}" in markdown
+
+
+def test_report_prints_markdown_by_default_and_selects_comparisons(compared, capsys):
+    store, report, _ = compared
+    assert main(["report", "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# tiny_topics") and "## Paired comparisons (accuracy)" in out and "![" not in out
+    assert main(["report", "--store", str(store), "--task", "tiny_topics"]) == 0
+    assert main(["report", "--store", str(store), "--comparison", "1"]) == 0
+    assert capsys.readouterr().out.count("## Verdict") == 2
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--comparison", "99"], ["--comparison", "no comparison 99", "1 (tiny_topics)"]),
+    (["--task", "nope"], ["--task", "no comparison of task 'nope'"]),
+])
+def test_report_of_a_missing_comparison(compared, capsys, args, fragments):
+    store, _, _ = compared
+    assert main(["report", "--store", str(store), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and all(f in err for f in fragments), err
+
+
+def test_report_without_a_store_creates_nothing(tmp_path, capsys):
+    missing = tmp_path / "none.sqlite"
+    assert main(["report", "--store", str(missing)]) == 2
+    assert "no results store" in capsys.readouterr().err and not missing.exists()
+
+
+def test_report_of_a_comparison_stored_before_verdicts(tmp_path, capsys):
+    store = Store(tmp_path / "old.sqlite")
+    store.save_comparison("old_task", {"task": "old_task", "strategies": []})
+    store.close()
+    assert main(["report", "--store", str(tmp_path / "old.sqlite")]) == 2
+    assert "stored before verdicts existed" in capsys.readouterr().err
+
+
+def test_report_help_imports_nothing_heavy():
+    code = ("import sys, contextlib, io\nfrom harness.cli import main\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['report', '--help'])\n"
+            "heavy = [m for m in ('torch', 'scipy', 'matplotlib', 'markdown_it') if m in sys.modules]\n"
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)

@@ -1,0 +1,127 @@
+"""Paired statistics checked against scipy and against values worked out by hand."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from harness.stats import (holm, is_binary, mcnemar_exact, min_detectable_effect, paired_bootstrap_ci,
+                           paired_comparisons, paired_difference, paired_permutation_p)
+
+
+def test_holm_matches_published_adjustment():
+    # R: p.adjust(c(0.01, 0.04, 0.03, 0.005), "holm") -> 0.03 0.06 0.06 0.02
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # Step-down: adjusted values never decrease along the sorted order, and stop at 1.
+    assert holm([0.5, 0.4, 0.001]) == pytest.approx([0.8, 0.8, 0.003])
+    assert holm([0.9, 0.8]) == [1.0, 1.0]
+    assert holm([]) == []
+
+
+def test_exact_mcnemar_by_hand():
+    # 1 example only a gets right, 9 only b gets right, 90 both or neither: under the null each
+    # discordant example is a fair coin, so p = 2 * P(X <= 1), X ~ Binomial(10, 1/2) = 2 * 11 / 1024.
+    a = np.array([1] * 1 + [0] * 9 + [1] * 50 + [0] * 40)
+    b = np.array([0] * 1 + [1] * 9 + [1] * 50 + [0] * 40)
+    p, only_a, only_b = mcnemar_exact(a, b)
+    assert (only_a, only_b) == (1, 9)
+    assert p == pytest.approx(2 * 11 / 1024)
+    assert mcnemar_exact(a, a) == (1.0, 0, 0)
+
+
+def test_exact_mcnemar_equals_scipy_exact_sign_flip_test():
+    # For 0/1 scores the exact paired permutation test of the mean difference is McNemar's exact
+    # test: only discordant pairs change sign. n = 12 keeps scipy's permutation test exact.
+    a = np.array([1, 1, 0, 0, 1, 0, 1, 1, 0, 1, 1, 0])
+    b = np.array([1, 0, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1])
+    res = sps.permutation_test((a, b), lambda x, y, axis: np.mean(y - x, axis=axis), permutation_type="samples",
+                               vectorized=True, alternative="two-sided")
+    assert mcnemar_exact(a, b)[0] == pytest.approx(res.pvalue)
+
+
+def test_permutation_p_equals_full_enumeration():
+    rng = np.random.default_rng(0)
+    a = rng.random(10)
+    b = a + rng.normal(0.15, 0.2, 10)
+    d = b - a
+    observed = abs(d.mean())
+    flips = [abs(np.mean(d * np.array(signs))) for signs in itertools.product((1, -1), repeat=10)]
+    by_hand = np.mean([f >= observed - 1e-12 for f in flips])
+    assert paired_permutation_p(a, b, seed=1) == pytest.approx(by_hand)
+    assert paired_permutation_p(a, a, seed=1) == 1.0
+
+
+def test_paired_bootstrap_equals_scipy_on_differences():
+    # Resampling pairs together is resampling the per-example differences: scipy's one-sample
+    # bootstrap of the differences, with the same generator, gives the same interval.
+    rng = np.random.default_rng(3)
+    a = (rng.random(80) < 0.6).astype(float)
+    b = (rng.random(80) < 0.7).astype(float)
+    lo, hi = paired_bootstrap_ci(a, b, seed=7)
+    ref = sps.bootstrap((b - a,), np.mean, n_resamples=2000, method="percentile",
+                        rng=np.random.default_rng(7)).confidence_interval
+    assert (lo, hi) == pytest.approx((ref.low, ref.high), abs=1e-12)
+    assert lo <= np.mean(b - a) <= hi
+    # Identical differences everywhere: scipy would return nan, the interval is the point.
+    assert paired_bootstrap_ci([0, 1, 1], [1, 2, 2], seed=0) == (1.0, 1.0)
+
+
+def test_min_detectable_effect_by_hand_and_power_by_scipy():
+    a = np.array([0, 1] * 50, dtype=float)
+    b = np.array([1, 1, 0, 1] * 25, dtype=float)
+    sd = np.std(b - a, ddof=1)
+    mde = min_detectable_effect(a, b, alpha=0.05, power=0.8)
+    assert mde == pytest.approx((1.959964 + 0.841621) * sd / 10, rel=1e-5)
+    # A true difference of that size is found by a two-sided z-test with 80% power.
+    z = mde / (sd / 10)
+    z_crit = sps.norm.ppf(0.975)
+    assert sps.norm.cdf(z - z_crit) + sps.norm.cdf(-z - z_crit) == pytest.approx(0.8, abs=1e-3)
+    # A stricter alpha or more power needs a bigger effect; four times the data halves it.
+    assert min_detectable_effect(a, b, alpha=0.01) > mde
+    assert min_detectable_effect(a, b, power=0.9) > mde
+    assert min_detectable_effect(np.tile(a, 4), np.tile(b, 4)) == pytest.approx(mde / 2, rel=0.01)
+
+
+def test_min_detectable_effect_when_strategies_agree_everywhere():
+    a = np.array([1, 0, 1, 1, 0, 1], dtype=float)
+    # No discordant example: the paired sd is 0, the unpaired sd stands in.
+    expected = (sps.norm.ppf(0.975) + sps.norm.ppf(0.8)) * math.sqrt(2 * np.var(a, ddof=1)) / math.sqrt(6)
+    assert min_detectable_effect(a, a) == pytest.approx(expected)
+    assert min_detectable_effect(np.ones(5), np.ones(5)) is None
+
+
+def test_paired_difference_picks_the_test_by_score_type():
+    binary = paired_difference([1, 0, 1, 0], [1, 1, 1, 0], seed=0, alpha=0.05, power=0.8)
+    assert binary["test"] == "mcnemar_exact" and (binary["only_a"], binary["only_b"]) == (0, 1)
+    assert binary["diff"] == pytest.approx(0.25)
+    graded = paired_difference([0.5, 0.2, 0.9], [0.6, 0.4, 0.9], seed=0, alpha=0.05, power=0.8)
+    assert graded["test"] == "paired_permutation" and "only_a" not in graded
+    assert is_binary([0, 1.0], [1]) and not is_binary([0, 0.5])
+
+
+def test_comparisons_pair_by_example_id_and_correct_for_multiplicity():
+    rng = np.random.default_rng(5)
+    ids = [f"ex{i}" for i in range(60)]
+    base = rng.random(60) < 0.5
+    better = base | (rng.random(60) < 0.5)
+    scores = {
+        "zero_shot": dict(zip(ids, base.astype(float))),
+        # Stored in another order, with one extra example the others lack: pairing is by id.
+        "few_shot": dict(reversed(list(zip(ids, better.astype(float))))) | {"extra": 1.0},
+        "rag": dict(zip(ids, base.astype(float))),
+    }
+    pairs = paired_comparisons(scores, seed=1, alpha=0.05, power=0.8)
+    assert [(p["a"], p["b"]) for p in pairs] == [("zero_shot", "few_shot"), ("zero_shot", "rag"), ("few_shot", "rag")]
+    first = pairs[0]
+    assert first["n"] == 60 and first["diff"] == pytest.approx(better.mean() - base.mean())
+    assert first["p_value"] == pytest.approx(mcnemar_exact(base, better)[0])
+    assert [p["p_holm"] for p in pairs] == pytest.approx(holm([p["p_value"] for p in pairs]))
+    assert first["significant"] == (first["p_holm"] < 0.05)
+    assert pairs[1]["diff"] == 0 and pairs[1]["p_value"] == 1.0 and not pairs[1]["significant"]
+    # The detectable effect is computed at Holm's strictest level, alpha / 3.
+    strictest = min_detectable_effect(base.astype(float), better.astype(float), alpha=0.05 / 3)
+    assert first["mde"] == pytest.approx(strictest)

@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -21,7 +22,7 @@ def _strategy_list(text: str) -> list[str]:
 
 def _cmd_compare(args) -> int:
     from harness.compare import compare
-    from harness.report import print_table
+    from harness.report import print_table, verdict_text
 
     report = compare(args.task, strategies=args.strategies, limit=args.limit, store_path=args.store,
                      force=args.force, progress=not args.no_progress)
@@ -31,6 +32,83 @@ def _cmd_compare(args) -> int:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"report written to {args.json}")
     print(f"stored as comparison {report['comparison_id']} in {args.store}")
+    print(verdict_text(report))
+    return 0
+
+
+def _stored_report(args) -> dict:
+    """The comparison the report command was asked for: by id, the latest of a task, or the latest."""
+    from harness.store import Store
+
+    # Opening a missing path would create an empty store; say what is wrong instead.
+    if not Path(args.store).is_file():
+        raise HarnessError(args.store, "no results store here; run `harness compare` first or pass --store")
+    store = Store(args.store)
+    try:
+        stored = store.comparisons()
+    finally:
+        store.close()
+    if args.comparison is not None:
+        chosen = [c for c in stored if c["id"] == args.comparison]
+        where, what = "--comparison", f"no comparison {args.comparison}"
+    elif args.task:
+        chosen = [c for c in stored if c["task"] == args.task]
+        where, what = "--task", f"no comparison of task '{args.task}'"
+    else:
+        chosen, where, what = stored, args.store, "no comparison stored yet"
+    if not chosen:
+        known = ", ".join(f"{c['id']} ({c['task']})" for c in stored) or "none"
+        raise HarnessError(where, f"{what} in {args.store}; stored: {known}")
+    c = chosen[0]
+    if "recommendation" not in c["report"]:
+        raise HarnessError(where, f"comparison {c['id']} was stored before verdicts existed; "
+                                  f"run `harness compare` on its task again")
+    return {**c["report"], "comparison_id": c["id"]}
+
+
+def _cmd_report(args) -> int:
+    from harness.report import figures, render_html, render_markdown
+
+    report = _stored_report(args)
+    if not (args.markdown or args.html):
+        print(render_markdown(report, {}))
+        return 0
+    pngs = figures(report)
+    if args.markdown:
+        md = Path(args.markdown)
+        md.parent.mkdir(parents=True, exist_ok=True)
+        links = {}
+        for name, png in pngs.items():
+            (md.parent / f"{md.stem}-{name}.png").write_bytes(png)
+            links[name] = f"{md.stem}-{name}.png"
+        md.write_text(render_markdown(report, links), encoding="utf-8")
+        print(f"markdown written to {md} (plots beside it: {', '.join(links.values())})")
+    if args.html:
+        html = Path(args.html)
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(render_html(report, pngs), encoding="utf-8")
+        print(f"html written to {html}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from harness.data import load_data
+    from harness.models import load_backend
+    from harness.task import load_task
+    from strategies.lora import adapter_dir, train_adapter
+
+    task = load_task(args.task)
+    if "lora" not in task.strategy_configs:
+        raise HarnessError(f"{task.path}: strategies", "no lora strategy to train; add `lora: {}`")
+    params = task.strategy_configs["lora"]
+    data = load_data(task)
+    out = Path(args.output) if args.output else adapter_dir(task, params, data.hash)
+    manifest = train_adapter(task, data, load_backend(task.config.model, task.path.parent), params, out,
+                             progress=not args.no_progress)
+    if manifest:  # only the main process of a distributed run writes and reports
+        t = manifest["training"]
+        print(f"adapter saved to {out / 'adapter'}: {t['steps']} steps, {t['tokens_seen']} tokens, "
+              f"{t['wall_s']:.0f} s, final loss {t['final_loss']:.3f}")
     return 0
 
 
@@ -45,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="run a task through its strategies and print the comparison",
                        description="Run the task's strategies on its eval set and print quality (with 95%% "
-                                   "bootstrap intervals), latency, throughput and token counts. Finished "
-                                   "runs are reused from the store; interrupted ones resume.")
+                                   "bootstrap intervals), latency, throughput, token counts and cost, then "
+                                   "the verdict on fine-tuning. Finished runs are reused from the store; "
+                                   "interrupted ones resume.")
     p.add_argument("task", help="task YAML file (see the README's task reference)")
     p.add_argument("--strategies", type=_strategy_list, metavar="A,B",
                    help="comma-separated subset of strategies (default: those in the task file)")
@@ -57,6 +136,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="recompute runs already finished in the store")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("train", help="train the task's LoRA adapter only (the entry point for accelerate launch)",
+                       description="Train the task's lora strategy and save the adapter, without evaluating. "
+                                   "Runs unchanged under `accelerate launch [--num_processes N] -m harness train "
+                                   "TASK.yaml`. A killed run resumes from its last checkpoint.")
+    p.add_argument("task", help="task YAML file with a lora strategy")
+    p.add_argument("--output", metavar="DIR", help="adapter folder (default: the cache folder compare reuses)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("report", help="render a stored comparison as Markdown and HTML with plots",
+                       description="Render a stored comparison (default: the latest) with its verdict, costs, "
+                                   "paired statistics and plots. Without --markdown or --html, prints the "
+                                   "Markdown (without plots) to stdout.")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--comparison", type=int, metavar="ID", help="comparison id (printed by compare)")
+    which.add_argument("--task", metavar="NAME", help="the latest comparison of this task")
+    p.add_argument("--store", default=os.environ.get("HARNESS_STORE", DEFAULT_PATH), metavar="PATH",
+                   help="SQLite results store (default: %(default)s; env HARNESS_STORE)")
+    p.add_argument("--markdown", metavar="PATH", help="write Markdown here, its plots as PNGs beside it")
+    p.add_argument("--html", metavar="PATH", help="write one self-contained HTML page here (plots inlined)")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 
@@ -67,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # transformers' advisory warnings (generation flags, cache formats) would bury the table.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # Libraries' deprecation notices to each other (peft -> transformers) are not the user's to act on.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    if getattr(args, "no_progress", False):
+        os.environ["TQDM_DISABLE"] = "1"  # every bar, ours and the libraries' (Trainer, datasets)
     try:
         return args.func(args)
     except HarnessError as e:

@@ -9,12 +9,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.cost import add_costs
 from harness.data import TaskData, config_fingerprint, load_data
+from harness.decide import recommend
 from harness.errors import HarnessError
+from harness.forgetting import ForgettingMeter
 from harness.metrics import MetricError, load_metric
 from harness.models import load_backend
 from harness.runner import peak_memory_mb, run_strategy
-from harness.stats import bootstrap_ci
+from harness.stats import CONFIDENCE, bootstrap_ci, paired_comparisons
 from harness.store import Store
 from harness.task import LoadedTask, load_task
 
@@ -64,9 +67,20 @@ class Session:
     force: bool = False
     progress: bool = True
 
+    _forgetting: ForgettingMeter | None = None
+
     @property
     def task_config(self) -> dict:
-        return self.task.config.model_dump(mode="json", exclude={"description", "strategies"})
+        # Prices, decision thresholds and learning curves change no run's results, so they stay out
+        # of the run key: editing them reuses every stored run.
+        return self.task.config.model_dump(mode="json", exclude={"description", "strategies", "cost", "decision",
+                                                                  "learning_curves"})
+
+    def forgetting(self, backend) -> dict:
+        # Created on first use: a compare whose runs all come from the store measures nothing.
+        if self._forgetting is None:
+            self._forgetting = ForgettingMeter(self.task, self.backend)
+        return self._forgetting.delta(backend)
 
 
 def run_one(session: Session, name: str, params) -> dict:
@@ -77,12 +91,15 @@ def run_one(session: Session, name: str, params) -> dict:
     from strategies import build
 
     cfg, store, data = session.task.config, session.store, session.data
+    strategy = build(name, params, session.task)
+    # Inputs beyond the parameters and the task data (a RAG corpus's content) are in the key too, so
+    # editing them makes a new run instead of reusing a stale one.
     key = config_fingerprint({"task": session.task_config, "strategy": name,
-                              "params": params.model_dump(mode="json"), "data": data.hash})
+                              "params": params.model_dump(mode="json"), "data": data.hash,
+                              **strategy.fingerprint()})
     existing = store.run_by_key(key)
     if existing is not None and existing["status"] == "finished" and not session.force:
         return {**store.run(existing["id"])["summary"], "reused": True}
-    strategy = build(name, params, session.task)
     # Prepare before the run row exists: a strategy that fails on bad input (an empty corpus, a
     # missing target module) leaves nothing half-written in the store.
     t0 = time.perf_counter()
@@ -101,9 +118,30 @@ def run_one(session: Session, name: str, params) -> dict:
     summary = summarise(session.task, name, run_id, examples,
                         {"params": params.model_dump(mode="json"), "prepare_s": prepare_s,
                          "peak_memory_mb": peak_memory_mb(), "resumed_from": len(done),
-                         **strategy.summary(examples)})
+                         "forgetting": session.forgetting(eval_backend), **strategy.summary(examples)})
     store.finish_run(run_id, summary, strategy.record())
     return {**summary, "reused": False}
+
+
+def _labelled_examples(row: dict) -> int | None:
+    """How many labelled train examples a run learned from: a fine-tuned model's training set, or
+    an in-context strategy's `k` demonstrations."""
+    if "training" in row:
+        return row["training"]["train_examples"]
+    return row["params"].get("k")
+
+
+def learning_curve(session: Session, curve, points: list) -> dict:
+    """One run per point of a learning curve; a point equal to a run already done is reused."""
+    rows = [run_one(session, curve.strategy, params) for params in points]
+    return {
+        "strategy": curve.strategy,
+        "param": curve.param,
+        "fine_tuning": any("training" in r for r in rows),
+        "points": [{"value": value, "labelled_examples": _labelled_examples(r), "run_id": r["run_id"],
+                    "n_examples": r["n_examples"], "quality": r["quality"], "metrics": r["metrics"],
+                    "reused": r["reused"]} for value, r in zip(curve.values, rows)],
+    }
 
 
 def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit: int | None = None,
@@ -130,6 +168,12 @@ def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit
     session = Session(task, data, backend, store, prov, force=force, progress=progress)
     try:
         rows = [run_one(session, name, task.strategy_configs.get(name) or config_class(name)()) for name in names]
+        curves = [learning_curve(session, curve, points) for curve, points in task.curves]
+        decision = cfg.decision
+        metric = decision.metric or cfg.metric_names[0]
+        # Paired by example id, from the store: a reused run's examples count like a fresh one's.
+        scores = {r["name"]: {e["example_id"]: e["scores"][metric] for e in store.examples(r["run_id"])}
+                  for r in rows}
         report = {
             "task": cfg.name,
             "task_file": str(task.path),
@@ -139,8 +183,15 @@ def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit
             "n_examples": len(data.eval),
             "data_hash": data.hash,
             "provenance": prov,
-            "strategies": rows,
+            "strategies": add_costs(rows, cfg.cost, backend.n_params, decision.monthly_requests),
+            "comparisons": {"metric": metric, "alpha": decision.alpha, "power": decision.power,
+                            "confidence": CONFIDENCE,
+                            "pairs": paired_comparisons(scores, seed=cfg.seed, alpha=decision.alpha,
+                                                        power=decision.power)},
+            "learning_curves": curves,
+            "assumptions": {"cost": cfg.cost.model_dump(mode="json"), "decision": decision.model_dump(mode="json")},
         }
+        report["recommendation"] = recommend(report, decision)
         report["comparison_id"] = store.save_comparison(cfg.name, report)
         return report
     finally:

@@ -48,6 +48,7 @@ class Backend(Protocol):
 
     def render(self, messages: list[dict[str, str]]) -> Prompt: ...
     def truncate(self, text: str, max_tokens: int) -> str: ...
+    def count_tokens(self, texts: list[str]) -> list[int]: ...
     def loglikelihood(self, prompts: list[Prompt], choices: list[str]) -> list[Scored]: ...
     def generate(self, prompts: list[Prompt], max_new_tokens: int) -> list[Generation]: ...
 
@@ -152,6 +153,14 @@ class TransformersBackend:
             text = "\n\n".join(p.strip() for p in parts) + "\nAnswer:"
         return Prompt(text, len(self.tokenizer(text, add_special_tokens=False)["input_ids"]))
 
+    @property
+    def context_length(self) -> int:
+        """Most tokens a prompt plus its answer may take (the model's position limit)."""
+        return self.model.config.max_position_embeddings
+
+    def count_tokens(self, texts):
+        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
     def truncate(self, text, max_tokens):
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
@@ -163,7 +172,7 @@ class TransformersBackend:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return enc["input_ids"].to(self.device), mask, positions
 
-    def _answer_ids(self, answer: str) -> list[int]:
+    def answer_ids(self, answer: str) -> list[int]:
         # A chat answer is the text and then the end-of-turn token: scoring that token too keeps a
         # label that is a prefix of another ("sport" / "sports") from winning by being shorter.
         prefix = "" if self.chat else " "
@@ -179,7 +188,7 @@ class TransformersBackend:
         torch = self._torch
         ids, mask, positions = self._encode(prompts)
         n, c = len(prompts), len(choices)
-        answer = [self._answer_ids(ch) for ch in choices]
+        answer = [self.answer_ids(ch) for ch in choices]
         width = max(map(len, answer))
         with torch.inference_mode():
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
@@ -203,6 +212,20 @@ class TransformersBackend:
                 scores = scores + nxt.sum(-1).view(n, c)
         counts = mask.sum(-1).tolist()
         return [Scored(scores[i].tolist(), counts[i]) for i in range(n)]
+
+    def text_nll(self, texts, max_tokens):
+        """Summed negative log-likelihood of plain texts (each cut to max_tokens) and the number of
+        predicted tokens, for perplexity on a general-text probe."""
+        torch = self._torch
+        enc = self.tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_tokens,
+                             padding=True, return_tensors="pt")
+        ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, :-1].float()
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        keep = mask[:, 1:] * mask[:, :-1]
+        return float((nll * keep).sum()), int(keep.sum())
 
     def generate(self, prompts, max_new_tokens):
         torch = self._torch

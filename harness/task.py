@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError,
+                      field_validator, model_validator)
 
 from harness.errors import HarnessError
 from harness.metrics import DEFAULT_METRICS
@@ -64,6 +65,51 @@ class Limits(_Strict):
     max_new_tokens: PositiveInt = Field(32, description="generation budget for generative task types")
 
 
+class ForgettingConfig(_Strict):
+    text: str | None = Field(None, description="JSONL of general text ({'text': ...}) outside the task's domain; "
+                                                "default: the shipped probe (element encyclopaedia prose)")
+    questions: str | None = Field(None, description="JSONL of general questions ({'question', 'answer'}); "
+                                                     "default: the shipped 24 general-knowledge questions")
+    max_tokens: PositiveInt = Field(128, description="each probe text is cut to this many tokens")
+
+
+class CostConfig(_Strict):
+    serving: Literal["self_hosted", "api"] = Field(
+        "self_hosted", description="price requests by measured seconds on this machine, or by tokens at API prices")
+    # About an on-demand 2-vCPU cloud VM, the kind of machine the shipped figures are measured on.
+    hardware_usd_per_hour: NonNegativeFloat = Field(
+        0.10, description="price per hour of the machine the runs are measured on (training, self-hosted serving)")
+    api_usd_per_mtok_input: NonNegativeFloat | None = Field(
+        None, description="API price per million prompt tokens (required when serving is 'api')")
+    api_usd_per_mtok_output: NonNegativeFloat | None = Field(
+        None, description="API price per million output tokens (required when serving is 'api')")
+    # Object storage list price; an adapter of a few MB costs a fraction of a cent a month.
+    storage_usd_per_gb_month: NonNegativeFloat = Field(0.023, description="price of storing adapters, per GB-month")
+
+
+class DecisionConfig(_Strict):
+    metric: str | None = Field(None, description="metric the decision is made on (default: the headline metric)")
+    # Two points of accuracy: below that, owning a training pipeline rarely pays for itself.
+    min_gain: PositiveFloat = Field(0.02, description="smallest quality gain worth having, in metric units "
+                                                      "(0.02 = 2 points of accuracy)")
+    # 0.05 nats/token is a 5% rise in perplexity on general text.
+    forgetting_budget: NonNegativeFloat = Field(0.05, description="largest acceptable rise in loss on the "
+                                                                  "general-text probe, nats per token")
+    latency_slo_ms: PositiveFloat | None = Field(None, description="p95 latency ceiling per request in ms "
+                                                                   "(default: no ceiling)")
+    monthly_requests: PositiveInt = Field(100_000, description="expected requests per month")
+    payback_months: PositiveFloat = Field(12, description="months within which a one-time cost must be "
+                                                          "paid back by cheaper requests")
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the paired tests (after Holm)")
+    power: float = Field(0.8, gt=0, lt=1, description="power used for the smallest detectable effect")
+
+
+class LearningCurve(_Strict):
+    strategy: str = Field(description="a registered strategy")
+    param: str = Field(description="the parameter varied, e.g. few_shot's k or lora's train_fraction")
+    values: list[Any] = Field(min_length=1, description="one run per value, the other parameters as in strategies")
+
+
 class Task(_Strict):
     name: str = Field(description="identifier used in the store and reports")
     description: str = ""
@@ -77,6 +123,11 @@ class Task(_Strict):
     strategies: dict[str, dict[str, Any]] = Field(description="strategy name -> its parameters")
     seed: int = 1234
     limits: Limits = Limits()
+    cost: CostConfig = CostConfig()
+    decision: DecisionConfig = DecisionConfig()
+    learning_curves: list[LearningCurve] = Field([], description="optional quality-vs-labelled-data sweeps "
+                                                                 "(each point is a full run)")
+    forgetting: ForgettingConfig = ForgettingConfig()
 
     @field_validator("name")
     @classmethod
@@ -107,6 +158,13 @@ class Task(_Strict):
             raise ValueError(f"labels: only classification tasks take labels, this task is '{self.type}'")
         if not self.strategies:
             raise ValueError("strategies: name at least one strategy")
+        if self.decision.metric is not None and self.decision.metric not in self.metric_names:
+            raise ValueError(f"decision.metric: '{self.decision.metric}' is not one of the task's metrics "
+                             f"({', '.join(self.metric_names)})")
+        if self.cost.serving == "api":
+            for price in ("api_usd_per_mtok_input", "api_usd_per_mtok_output"):
+                if getattr(self.cost, price) is None:
+                    raise ValueError(f"cost.{price}: required when cost.serving is 'api'")
         return self
 
     @property
@@ -117,10 +175,13 @@ class Task(_Strict):
 class LoadedTask:
     """A validated task plus where it came from (paths in it are relative to the YAML file)."""
 
-    def __init__(self, config: Task, path: Path, strategy_configs: dict[str, BaseModel]):
+    def __init__(self, config: Task, path: Path, strategy_configs: dict[str, BaseModel],
+                 curves: list[tuple[LearningCurve, list[BaseModel]]]):
         self.config = config
         self.path = path
         self.strategy_configs = strategy_configs
+        # Each learning curve with the validated parameter set of every point.
+        self.curves = curves
 
     def resolve(self, split: Split) -> Split:
         return str((self.path.parent / split).resolve()) if isinstance(split, str) else split
@@ -183,4 +244,28 @@ def load_task(path: str | Path, *, limit: int | None = None) -> LoadedTask:
         except ValidationError as e:
             field, msg = _first_error(e)
             raise HarnessError(f"{where}: strategies.{name}.{field}", msg) from None
-    return LoadedTask(config, path, strategy_configs)
+    curves = [(curve, _curve_points(curve, config, f"{where}: learning_curves.{i}"))
+              for i, curve in enumerate(config.learning_curves)]
+    return LoadedTask(config, path, strategy_configs, curves)
+
+
+def _curve_points(curve: LearningCurve, config: Task, where: str) -> list[BaseModel]:
+    """One validated parameter set per value: the task's parameters for the strategy, with the curve's
+    parameter replaced."""
+    from strategies import config_class, known_strategies
+
+    if curve.strategy not in known_strategies():
+        raise HarnessError(f"{where}.strategy", f"unknown strategy '{curve.strategy}'; "
+                                                f"known: {', '.join(sorted(known_strategies()))}")
+    cls = config_class(curve.strategy)
+    if curve.param not in cls.model_fields:
+        raise HarnessError(f"{where}.param", f"{curve.strategy} has no parameter '{curve.param}'; "
+                                             f"its parameters: {', '.join(cls.model_fields)}")
+    base = config.strategies.get(curve.strategy) or {}
+    points = []
+    for j, value in enumerate(curve.values):
+        try:
+            points.append(cls.model_validate({**base, curve.param: value}))
+        except ValidationError as e:
+            raise HarnessError(f"{where}.values.{j}", _first_error(e)[1]) from None
+    return points

@@ -11,6 +11,8 @@ import importlib
 _REGISTRY = {
     "zero_shot": "strategies.zero_shot",
     "few_shot": "strategies.few_shot",
+    "rag": "strategies.rag",
+    "lora": "strategies.lora",
 }
 
 

@@ -40,6 +40,8 @@ def print_table(report: dict, console=None) -> None:
     table.add_column("output tok", justify="right")
     table.add_column("peak MB", justify="right")
     table.add_column("$ / 1k req", justify="right")
+    table.add_column("train s", justify="right")
+    table.add_column("forget Δloss", justify="right")
     table.add_column("", style="dim")
     for s in report["strategies"]:
         q = s["quality"]
@@ -53,6 +55,8 @@ def print_table(report: dict, console=None) -> None:
             f"{s['tokens']['output_mean']:.1f}",
             f"{s['peak_memory_mb']:.0f}",
             _per_1k(s),
+            f"{s['training']['wall_s']:.0f}" if "training" in s else "-",
+            f"{s['forgetting']['delta_loss']:+.3f}" if "forgetting" in s else "-",
             "from store" if s.get("reused") else "",
         )
     console.print(table)

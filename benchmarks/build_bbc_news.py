@@ -11,12 +11,12 @@ owned by the BBC" and offers the data "for non-commercial and research purposes 
 Usage: python benchmarks/build_bbc_news.py [--out FOLDER]
 """
 import argparse
-import importlib.metadata
 import importlib.util
-import json
 import random
 from collections import Counter
 from pathlib import Path
+
+from harness.builders import check_source, write_jsonl
 
 SEED = 1234
 # The shipped JSONL was built from this release; another one may hold different data.
@@ -109,24 +109,8 @@ def split(rows: list[dict]) -> tuple[list[dict], list[dict]]:
             [r for r in rows if r["id"] in eval_ids])
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    with path.open("w", encoding="utf-8", newline="\n") as f:
-        for row in sorted(rows, key=lambda r: r["id"]):
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def check_source() -> None:
-    package, version = SOURCE
-    try:
-        installed = importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        raise SystemExit(f"{package} is not installed: pip install {package}=={version}")
-    if installed != version:
-        print(f"warning: reading {package} {installed}; the shipped files come from {version}")
-
-
 def main(out_dir: Path = DEFAULT_OUT) -> dict:
-    check_source()
+    check_source(*SOURCE)
     rows, fallbacks = load_articles()
     unique, exact, near = deduplicate(rows)
     train, evaluation = split(unique)

@@ -9,13 +9,13 @@ Wikipedia"). Two kinds of short-answer questions:
 Usage: python benchmarks/build_countries.py [--out FOLDER]
 """
 import argparse
-import importlib.metadata
 import importlib.util
 import json
-import random
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
+
+from harness.builders import check_source, split_groups, write_jsonl
 
 SEED = 1234
 # The shipped JSONL was built from this release; another one may hold different data.
@@ -92,39 +92,13 @@ def questions_for(code: str, record: dict) -> list[dict]:
              "country": record["name"], "kind": kind} for kind, q, a in out]
 
 
-def split(by_country: dict) -> tuple[list[dict], list[dict]]:
-    # Whole countries go to one side, so eval never asks about a country whose other
-    # question was shown as a few-shot example or trained on.
-    codes = sorted(by_country)
-    random.Random(SEED).shuffle(codes)
-    train, evaluation = [], []
-    for code in codes:
-        fits = len(evaluation) + len(by_country[code]) <= EVAL_QUESTIONS
-        (evaluation if fits else train).extend(by_country[code])
-    return train, evaluation
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    with path.open("w", encoding="utf-8", newline="\n") as f:
-        for row in sorted(rows, key=lambda r: r["id"]):
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def check_source() -> None:
-    package, version = SOURCE
-    try:
-        installed = importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        raise SystemExit(f"{package} is not installed: pip install {package}=={version}")
-    if installed != version:
-        print(f"warning: reading {package} {installed}; the shipped files come from {version}")
-
-
 def main(out_dir: Path = DEFAULT_OUT) -> dict:
-    check_source()
+    check_source(*SOURCE)
     countries, conflicts = load_countries()
     by_country = {code: qs for code, rec in countries.items() if (qs := questions_for(code, rec))}
-    train, evaluation = split(by_country)
+    # Whole countries go to one side, so eval never asks about a country whose other question
+    # was shown as a few-shot example or trained on.
+    train, evaluation = split_groups(by_country, EVAL_QUESTIONS, SEED)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(out_dir / "train.jsonl", train)

@@ -12,14 +12,13 @@ origin. The questions ask for facts stated in that document:
 Usage: python benchmarks/build_elements.py [--out FOLDER]
 """
 import argparse
-import importlib.metadata
 import importlib.util
-import json
-import random
 import re
 import sqlite3
 from collections import Counter
 from pathlib import Path
+
+from harness.builders import check_source, split_groups, write_jsonl
 
 SEED = 1234
 # The shipped JSONL was built from this release; another one may hold different data.
@@ -91,39 +90,11 @@ def questions_for(el: dict) -> list[dict]:
             for kind, q, a in out]
 
 
-def split(by_element: dict) -> tuple[list[dict], list[dict]]:
-    # Whole elements go to one side: a few-shot demonstration never shows a fact about an element
-    # that eval asks about.
-    names = sorted(by_element)
-    random.Random(SEED).shuffle(names)
-    train, evaluation = [], []
-    for name in names:
-        fits = len(evaluation) + len(by_element[name]) <= EVAL_QUESTIONS
-        (evaluation if fits else train).extend(by_element[name])
-    return train, evaluation
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    with path.open("w", encoding="utf-8", newline="\n") as f:
-        for row in sorted(rows, key=lambda r: r["id"]):
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def check_source() -> None:
-    package, version = SOURCE
-    try:
-        installed = importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        raise SystemExit(f"{package} is not installed: pip install {package}=={version}")
-    if installed != version:
-        print(f"warning: reading {package} {installed}; the shipped files come from {version}")
-
-
 def main(out_dir: Path = DEFAULT_OUT) -> dict:
-    check_source()
+    check_source(*SOURCE)
     elements = load_elements()
     by_element = {el["name"]: questions_for(el) for el in elements}
-    train, evaluation = split(by_element)
+    train, evaluation = split_groups(by_element, EVAL_QUESTIONS, SEED)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(out_dir / "corpus.jsonl", [document(el) for el in elements])

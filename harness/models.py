@@ -166,7 +166,6 @@ class TransformersBackend:
         return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
 
     def _encode(self, prompts):
-        torch = self._torch
         enc = self.tokenizer([p.text for p in prompts], add_special_tokens=False, padding=True, return_tensors="pt")
         mask = enc["attention_mask"].to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)

@@ -60,7 +60,8 @@ def test_lora_beats_zero_shot_on_bbc_topics(tmp_path, monkeypatch):
     task = yaml.safe_load((TASKS / "bbc_news.yaml").read_text())
     for split in ("train", "eval"):
         task["data"][split] = str((TASKS / task["data"][split]).resolve())
-    task["strategies"] = {"zero_shot": {}, "lora": {"max_steps": 30, "eval_steps": 15}}  # a small budget
+    # The shipped default task's LoRA budget (60 steps), evaluated on a 60-example slice.
+    task["strategies"] = {"zero_shot": {}, "lora": task["strategies"]["lora"]}
     path = tmp_path / "bbc_lora.yaml"
     path.write_text(yaml.safe_dump(task))
 

@@ -112,6 +112,18 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_dashboard(args) -> int:
+    import subprocess
+    from importlib.util import find_spec
+
+    app = Path(find_spec("dashboard").submodule_search_locations[0]) / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.host,
+           "--server.port", str(args.port), "--server.headless", "true",
+           "--browser.gatherUsageStats", "false", "--", "--store", str(Path(args.store).resolve())]
+    print(f"dashboard on http://{args.host}:{args.port} reading {args.store} (Ctrl+C to stop)")
+    return subprocess.call(cmd)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from harness.store import DEFAULT_PATH
 
@@ -158,6 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", metavar="PATH", help="write Markdown here, its plots as PNGs beside it")
     p.add_argument("--html", metavar="PATH", help="write one self-contained HTML page here (plots inlined)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("dashboard", help="serve the Streamlit dashboard over the results store",
+                       description="Start the dashboard (comparisons, verdicts, example explorer, gate history) "
+                                   "on loopback. It only reads the store; a running compare can keep writing.")
+    p.add_argument("--store", default=os.environ.get("HARNESS_STORE", DEFAULT_PATH), metavar="PATH",
+                   help="SQLite results store (default: %(default)s; env HARNESS_STORE)")
+    p.add_argument("--port", type=int, default=8501, metavar="N", help="port (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: %(default)s, this machine only)")
+    p.set_defaults(func=_cmd_dashboard)
     return parser
 
 

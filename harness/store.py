@@ -1,4 +1,5 @@
-"""Results store: one SQLite file holding every run, every example and every comparison report.
+"""Results store: one SQLite file holding every run, every example, every comparison report and
+every gate result.
 
 A run is one (task, strategy, config) evaluation, identified by a key hashed from everything that
 can change its results. Examples are committed batch by batch, so an interrupted run resumes
@@ -51,18 +52,36 @@ _MIGRATIONS = [
         report TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE gates (
+        id INTEGER PRIMARY KEY,
+        task TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        checkpoint TEXT NOT NULL,
+        candidate_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+        baseline_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+        passed INTEGER NOT NULL,
+        result TEXT NOT NULL
+    );
+    """,
 ]
 
 
 class Store:
-    def __init__(self, path: str | Path = DEFAULT_PATH):
+    def __init__(self, path: str | Path = DEFAULT_PATH, *, readonly: bool = False):
+        """readonly: for readers (the dashboard). Nothing is created or migrated, a missing file is
+        an error rather than a new empty store, and a compare can keep writing meanwhile (WAL)."""
         self.path = Path(path)
-        self.db = sqlite3.connect(self.path, timeout=30)
+        if readonly:
+            self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        else:
+            self.db = sqlite3.connect(self.path, timeout=30)
         self.db.row_factory = sqlite3.Row
-        # WAL lets the dashboard read while a compare writes.
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        if not readonly:
+            # WAL lets the dashboard read while a compare writes.
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -127,3 +146,16 @@ class Store:
     def comparisons(self) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT * FROM comparisons ORDER BY created_at DESC")
         return [{**dict(r), "report": json.loads(r["report"])} for r in rows]
+
+    def save_gate(self, task: str, checkpoint: str, candidate_run_id: int | None, baseline_run_id: int | None,
+                  passed: bool, result: dict) -> int:
+        with self.db:
+            return self.db.execute(
+                "INSERT INTO gates (task, created_at, checkpoint, candidate_run_id, baseline_run_id, passed, result) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (task, time.time(), checkpoint, candidate_run_id, baseline_run_id, int(passed),
+                 json.dumps(result))).lastrowid
+
+    def gates(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM gates ORDER BY created_at DESC")
+        return [{**dict(r), "passed": bool(r["passed"]), "result": json.loads(r["result"])} for r in rows]

@@ -63,10 +63,11 @@ def test_lora_beats_zero_shot_on_bbc_topics(tmp_path, monkeypatch):
     # The shipped default task's LoRA budget (60 steps), evaluated on a 60-example slice.
     task["strategies"] = {"zero_shot": {}, "lora": task["strategies"]["lora"]}
     path = tmp_path / "bbc_lora.yaml"
-    path.write_text(yaml.safe_dump(task))
+    path.write_text(yaml.safe_dump(task, sort_keys=False))
 
     report = compare(path, limit=60, store_path=tmp_path / "s.sqlite", progress=False)
-    zero, lora = (s["quality"] for s in report["strategies"])
-    training = report["strategies"][1]["training"]
+    rows = {s["name"]: s for s in report["strategies"]}
+    zero, lora = rows["zero_shot"]["quality"], rows["lora"]["quality"]
+    training = rows["lora"]["training"]
     assert training["final_loss"] < training["first_loss"]
     assert lora["ci_low"] > zero["ci_high"], (zero, lora)

@@ -112,6 +112,32 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_gate(args) -> int:
+    from harness.gate import EXIT_PASS, EXIT_REGRESSION, append_step_summary, gate, summary_text, write_junit
+
+    overrides = {k: v for k, v in (("min_quality", args.min_quality), ("max_drop", args.max_drop),
+                                   ("max_forgetting", args.max_forgetting),
+                                   ("max_latency_p95_ms", args.max_latency_p95)) if v is not None}
+    try:
+        result = gate(args.checkpoint, args.task, store_path=args.store, baseline_run=args.baseline,
+                      baseline_checkpoint=args.baseline_checkpoint, overrides=overrides, limit=args.limit,
+                      progress=not args.no_progress)
+    except HarnessError as e:
+        if args.junit:  # CI shows why the gate could not run, not only that a file is missing
+            from harness.gate import write_junit_error
+
+            write_junit_error(str(e), args.task, args.junit)
+        raise
+    print("\n".join(summary_text(result)))
+    if args.junit:
+        write_junit(result, args.junit)
+        print(f"junit written to {args.junit}")
+    if append_step_summary(result):
+        print("summary appended to $GITHUB_STEP_SUMMARY")
+    print(f"stored as gate result {result['gate_id']} in {args.store}")
+    return EXIT_PASS if result["passed"] else EXIT_REGRESSION
+
+
 def _cmd_dashboard(args) -> int:
     import subprocess
     from importlib.util import find_spec
@@ -170,6 +196,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", metavar="PATH", help="write Markdown here, its plots as PNGs beside it")
     p.add_argument("--html", metavar="PATH", help="write one self-contained HTML page here (plots inlined)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("gate", help="check a fine-tuned checkpoint before it ships (exit 0 pass, 1 regression, "
+                                    "2 error)",
+                       description="Evaluate a checkpoint (LoRA adapter or full model folder, safetensors only) "
+                                   "on the task's eval set and forgetting probe, compare it with a baseline "
+                                   "using paired statistics, and judge the task's gate rules (flags override "
+                                   "them). Exit 0 when every rule passes, 1 on a regression, 2 on an error.")
+    p.add_argument("checkpoint", help="checkpoint folder: harness adapter, peft adapter or full model")
+    p.add_argument("--task", required=True, metavar="TASK.yaml", help="task YAML file (its `gate:` section "
+                                                                     "holds the rules)")
+    base = p.add_mutually_exclusive_group()
+    base.add_argument("--baseline", type=int, metavar="RUN_ID",
+                      help="a finished run in the store (default baseline: the base model, zero-shot)")
+    base.add_argument("--baseline-checkpoint", metavar="PATH", help="another checkpoint, e.g. the one in production")
+    p.add_argument("--min-quality", type=float, metavar="X", help="override gate.min_quality")
+    p.add_argument("--max-drop", type=float, metavar="X", help="override gate.max_drop")
+    p.add_argument("--max-forgetting", type=float, metavar="X", help="override gate.max_forgetting")
+    p.add_argument("--max-latency-p95", type=float, metavar="MS", help="override gate.max_latency_p95_ms")
+    p.add_argument("--limit", type=int, metavar="N", help="score a seeded sample of N eval examples")
+    p.add_argument("--junit", metavar="PATH", help="write JUnit XML here, one test case per rule")
+    p.add_argument("--store", default=os.environ.get("HARNESS_STORE", DEFAULT_PATH), metavar="PATH",
+                   help="SQLite results store (default: %(default)s; env HARNESS_STORE)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_gate)
 
     p = sub.add_parser("dashboard", help="serve the Streamlit dashboard over the results store",
                        description="Start the dashboard (comparisons, verdicts, example explorer, gate history) "

@@ -6,6 +6,7 @@ checked before the store is opened."""
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +75,7 @@ class Session:
         # Prices, decision thresholds and learning curves change no run's results, so they stay out
         # of the run key: editing them reuses every stored run.
         return self.task.config.model_dump(mode="json", exclude={"description", "strategies", "cost", "decision",
-                                                                  "learning_curves"})
+                                                                  "learning_curves", "gate"})
 
     def forgetting(self, backend) -> dict:
         # Created on first use: a compare whose runs all come from the store measures nothing.
@@ -144,15 +145,17 @@ def learning_curve(session: Session, curve, points: list) -> dict:
     }
 
 
-def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit: int | None = None,
-            store_path: str | Path, force: bool = False, progress: bool = True) -> dict:
+@contextmanager
+def open_session(task_path: str | Path, *, strategies: list[str] = (), limit: int | None = None,
+                 store_path: str | Path, force: bool = False, progress: bool = True):
+    """Validate the task, its data, metrics and model (everything that can be wrong with the input),
+    and only then open the store."""
     from harness.provenance import provenance
-    from strategies import config_class, known_strategies
+    from strategies import known_strategies
 
     task = load_task(task_path, limit=limit)
     cfg = task.config
-    names = strategies or list(cfg.strategies)
-    for name in names:
+    for name in strategies:
         if name not in known_strategies():
             raise HarnessError("--strategies", f"unknown strategy '{name}'; known: {', '.join(known_strategies())}")
     data = load_data(task)
@@ -165,15 +168,45 @@ def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit
 
     store = Store(store_path)
     prov = {**provenance(), "task_file": str(task.path), "data_hash": data.hash, "data_source": cfg.data.source}
-    session = Session(task, data, backend, store, prov, force=force, progress=progress)
     try:
-        rows = [run_one(session, name, task.strategy_configs.get(name) or config_class(name)()) for name in names]
+        yield Session(task, data, backend, store, prov, force=force, progress=progress)
+    finally:
+        store.close()
+
+
+def stored_scores(store: Store, run_id: int, metric: str) -> dict[str, float]:
+    """One run's per-example scores, by example id: what paired statistics pair on."""
+    return {e["example_id"]: e["scores"][metric] for e in store.examples(run_id)}
+
+
+def _default_params(name: str, task: LoadedTask):
+    """Parameters for a strategy asked for on the command line but absent from the task file."""
+    from pydantic import ValidationError
+
+    from strategies import config_class
+
+    try:
+        return config_class(name)()
+    except ValidationError as e:
+        field = e.errors()[0]["loc"][0]
+        raise HarnessError(f"{task.path}: strategies.{name}.{field}",
+                           f"required to run {name}; add `{name}: {{{field}: ...}}` to the task's strategies") from None
+
+
+def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit: int | None = None,
+            store_path: str | Path, force: bool = False, progress: bool = True) -> dict:
+    with open_session(task_path, strategies=strategies or (), limit=limit, store_path=store_path, force=force,
+                      progress=progress) as session:
+        task, data, store, backend = session.task, session.data, session.store, session.backend
+        cfg = task.config
+        names = strategies or list(cfg.strategies)
+        rows = [run_one(session, name, task.strategy_configs.get(name) or _default_params(name, task))
+                for name in names]
         curves = [learning_curve(session, curve, points) for curve, points in task.curves]
         decision = cfg.decision
         metric = decision.metric or cfg.metric_names[0]
         # Paired by example id, from the store: a reused run's examples count like a fresh one's.
-        scores = {r["name"]: {e["example_id"]: e["scores"][metric] for e in store.examples(r["run_id"])}
-                  for r in rows}
+        scores = {r["name"]: stored_scores(store, r["run_id"], metric) for r in rows}
         report = {
             "task": cfg.name,
             "task_file": str(task.path),
@@ -182,7 +215,7 @@ def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit
             "task_type": cfg.type,
             "n_examples": len(data.eval),
             "data_hash": data.hash,
-            "provenance": prov,
+            "provenance": session.provenance,
             "strategies": add_costs(rows, cfg.cost, backend.n_params, decision.monthly_requests),
             "comparisons": {"metric": metric, "alpha": decision.alpha, "power": decision.power,
                             "confidence": CONFIDENCE,
@@ -194,5 +227,3 @@ def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit
         report["recommendation"] = recommend(report, decision)
         report["comparison_id"] = store.save_comparison(cfg.name, report)
         return report
-    finally:
-        store.close()

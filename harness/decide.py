@@ -30,11 +30,11 @@ if TYPE_CHECKING:
     from harness.task import DecisionConfig
 
 
-def _pct(x: float) -> str:
+def pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def _pts(x: float) -> str:
+def pts(x: float) -> str:
     # Rounding first, then adding 0.0, turns -0.0 into +0.0.
     return f"{round(100 * x, 1) + 0.0:+.1f}"
 
@@ -74,14 +74,14 @@ def _detectable(pair: dict, comparisons: dict) -> str:
 
 def _difference(pair: dict, comparisons: dict) -> str:
     level = round(100 * comparisons["confidence"])
-    return (f"{pair['b']} vs {pair['a']}: {_pts(pair['diff'])} points [{level}% CI {_pts(pair['ci_low'])}, "
-            f"{_pts(pair['ci_high'])}], {_test_text(pair, comparisons)}; {_detectable(pair, comparisons)}")
+    return (f"{pair['b']} vs {pair['a']}: {pts(pair['diff'])} points [{level}% CI {pts(pair['ci_low'])}, "
+            f"{pts(pair['ci_high'])}], {_test_text(pair, comparisons)}; {_detectable(pair, comparisons)}")
 
 
 def _quality_text(row: dict, metric: str) -> str:
     q = row["metrics"][metric]
-    return (f"quality: {row['name']} {_pct(q['value'])} {metric} [95% CI {_pct(q['ci_low'])}, "
-            f"{_pct(q['ci_high'])}] on {row['n_examples']} examples")
+    return (f"quality: {row['name']} {pct(q['value'])} {metric} [95% CI {pct(q['ci_low'])}, "
+            f"{pct(q['ci_high'])}] on {row['n_examples']} examples")
 
 
 def _cost_text(row: dict) -> str:
@@ -116,7 +116,7 @@ def _alternative(rows: list[dict], comparisons: dict, metric: str, reasons: list
     pick = min(as_good, key=lambda r: r["cost"]["per_request_usd"])
     if pick is not best:
         pair = _pair(comparisons, best["name"], pick["name"])
-        reasons.append(f"{pick['name']} is not significantly worse than {best['name']} ({_pts(pair['diff'])} points, "
+        reasons.append(f"{pick['name']} is not significantly worse than {best['name']} ({pts(pair['diff'])} points, "
                        f"Holm p={pair['p_holm']:.3g}) and costs {_usd(1000 * pick['cost']['per_request_usd'])} "
                        f"vs {_usd(1000 * best['cost']['per_request_usd'])} per 1,000 requests")
     return pick
@@ -130,21 +130,21 @@ def _curves_text(curves: list[dict], metric: str) -> list[str]:
     tuned = [c for c in curves if c["fine_tuning"]]
     in_context = [(c, p) for c in curves if not c["fine_tuning"] for p in c["points"]]
     if not (tuned and in_context):
-        return [f"learning curve {c['strategy']}: " + ", ".join(f"{c['param']}={p['value']} {_pct(q(p))}"
+        return [f"learning curve {c['strategy']}: " + ", ".join(f"{c['param']}={p['value']} {pct(q(p))}"
                                                                 for p in c["points"]) for c in curves]
     icl_curve, icl = max(in_context, key=lambda cp: q(cp[1]))
     best_icl = (f"the best in-context result ({icl_curve['strategy']} {icl_curve['param']}={icl['value']}: "
-                f"{_pct(q(icl))})")
+                f"{pct(q(icl))})")
     out = []
     for c in tuned:
         points = sorted(c["points"], key=lambda p: p["labelled_examples"])
         wins = [p for p in points if q(p) > q(icl)]
         if wins:
             out.append(f"learning curves: {c['strategy']} beats {best_icl} from {wins[0]['labelled_examples']} "
-                       f"labelled examples ({_pct(q(wins[0]))})")
+                       f"labelled examples ({pct(q(wins[0]))})")
         else:
             out.append(f"learning curves: {c['strategy']} stays below {best_icl} up to "
-                       f"{points[-1]['labelled_examples']} labelled examples ({_pct(q(points[-1]))})")
+                       f"{points[-1]['labelled_examples']} labelled examples ({pct(q(points[-1]))})")
     return out
 
 
@@ -190,7 +190,7 @@ def recommend(report: dict, decision: DecisionConfig) -> dict:
         text = (f"forgetting: {r['name']} changes loss on general text by {f['delta_loss']:+.3f} nats/token "
                 f"(budget {decision.forgetting_budget:.3f}{': over budget' if over else ''})")
         if "delta_qa_f1" in f:
-            text += f", general-question F1 by {_pts(f['delta_qa_f1'])} points"
+            text += f", general-question F1 by {pts(f['delta_qa_f1'])} points"
         reasons.append(text)
         if not over:
             within.append(r)
@@ -226,7 +226,7 @@ def recommend(report: dict, decision: DecisionConfig) -> dict:
     reasons.extend([_cost_text(ft), _cost_text(alt), _break_even_text(ft, alt, decision.payback_months),
                     _latency_text([ft, alt], slo)])
     if pair["significant"] and gain >= min_gain:
-        reasons.append(f"gain {_pts(gain)} points is significant and at least the {100 * min_gain:.1f}-point "
+        reasons.append(f"gain {pts(gain)} points is significant and at least the {100 * min_gain:.1f}-point "
                        f"minimum worth having")
         return verdict("fine-tune", ft)
     if pair["significant"] and gain < 0:
@@ -238,7 +238,7 @@ def recommend(report: dict, decision: DecisionConfig) -> dict:
                        f"eval examples, {needed - pair['n']:,} more than the {pair['n']} scored")
         return verdict(f"not enough evidence: about {needed - pair['n']:,} more eval examples needed", alt)
     if pair["significant"]:
-        reasons.append(f"gain {_pts(gain)} points is real but below the {100 * min_gain:.1f}-point minimum "
+        reasons.append(f"gain {pts(gain)} points is real but below the {100 * min_gain:.1f}-point minimum "
                        f"worth having, so cost decides")
     else:
         reasons.append(f"no worthwhile difference: the eval set would detect {100 * min_gain:.1f} points "

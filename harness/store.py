@@ -129,6 +129,8 @@ class Store:
 
     def run(self, run_id: int) -> dict[str, Any]:
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no run {run_id}")
         out = dict(row)
         for col in ("config", "provenance", "strategy_record", "summary"):
             out[col] = json.loads(out[col]) if out[col] else None

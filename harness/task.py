@@ -104,6 +104,24 @@ class DecisionConfig(_Strict):
     power: float = Field(0.8, gt=0, lt=1, description="power used for the smallest detectable effect")
 
 
+class GateConfig(_Strict):
+    """`harness gate` rules; a rule set to null is skipped (and reported as skipped)."""
+
+    metric: str | None = Field(None, description="metric the rules judge (default: the headline metric)")
+    min_quality: float | None = Field(None, description="lowest acceptable quality of the checkpoint, in metric "
+                                                        "units (0.7 = 70% accuracy)")
+    # Zero: any drop the paired test finds significant fails; noise alone never does.
+    max_drop: NonNegativeFloat | None = Field(0.0, description="largest acceptable quality drop against the "
+                                                               "baseline, counted only when the paired test "
+                                                               "finds it significant")
+    # The decision's default forgetting budget: 0.05 nats/token is a 5% rise in perplexity.
+    max_forgetting: NonNegativeFloat | None = Field(0.05, description="largest acceptable rise in loss on the "
+                                                                      "general-text probe against the base "
+                                                                      "model, nats per token")
+    max_latency_p95_ms: PositiveFloat | None = Field(None, description="p95 latency ceiling per request in ms")
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the paired test")
+
+
 class LearningCurve(_Strict):
     strategy: str = Field(description="a registered strategy")
     param: str = Field(description="the parameter varied, e.g. few_shot's k or lora's train_fraction")
@@ -128,6 +146,7 @@ class Task(_Strict):
     learning_curves: list[LearningCurve] = Field([], description="optional quality-vs-labelled-data sweeps "
                                                                  "(each point is a full run)")
     forgetting: ForgettingConfig = ForgettingConfig()
+    gate: GateConfig = GateConfig()
 
     @field_validator("name")
     @classmethod
@@ -158,9 +177,11 @@ class Task(_Strict):
             raise ValueError(f"labels: only classification tasks take labels, this task is '{self.type}'")
         if not self.strategies:
             raise ValueError("strategies: name at least one strategy")
-        if self.decision.metric is not None and self.decision.metric not in self.metric_names:
-            raise ValueError(f"decision.metric: '{self.decision.metric}' is not one of the task's metrics "
-                             f"({', '.join(self.metric_names)})")
+        for section in ("decision", "gate"):
+            metric = getattr(self, section).metric
+            if metric is not None and metric not in self.metric_names:
+                raise ValueError(f"{section}.metric: '{metric}' is not one of the task's metrics "
+                                 f"({', '.join(self.metric_names)})")
         if self.cost.serving == "api":
             for price in ("api_usd_per_mtok_input", "api_usd_per_mtok_output"):
                 if getattr(self.cost, price) is None:

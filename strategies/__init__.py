@@ -13,6 +13,7 @@ _REGISTRY = {
     "few_shot": "strategies.few_shot",
     "rag": "strategies.rag",
     "lora": "strategies.lora",
+    "checkpoint": "strategies.checkpoint",
 }
 
 

@@ -25,6 +25,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from harness.checkpoints import file_digests, inspect, load, load_base
 from harness.errors import HarnessError
 from harness.prompting import build_messages
 from strategies.base import BaseStrategy, StrategyConfig
@@ -113,16 +114,6 @@ def _tokenize(task, backend, examples, max_length: int) -> list[dict]:
     return rows
 
 
-def _load_base(task):
-    from transformers import AutoModelForCausalLM
-
-    from harness.models import default_device, resolve_model
-
-    device, dtype = default_device()
-    return AutoModelForCausalLM.from_pretrained(resolve_model(task.config.model, task.path.parent),
-                                                dtype=dtype).to(device)
-
-
 def _last_complete_checkpoint(folder: Path) -> str | None:
     """The newest checkpoint the Trainer finished writing. transformers' get_last_checkpoint
     returns the newest folder even when a kill interrupted its writing; the Trainer writes
@@ -162,7 +153,7 @@ def train_adapter(task, data, backend, params: Config, out: Path, progress: bool
     out.mkdir(parents=True, exist_ok=True)
     started.write_text(json.dumps(config_json, indent=1))
 
-    model = _load_base(task)
+    model = load_base(task)
     n_params = sum(p.numel() for p in model.parameters())
     lora = LoraConfig(task_type="CAUSAL_LM", r=params.r, lora_alpha=params.alpha, lora_dropout=params.dropout,
                       target_modules=params.target_modules)
@@ -222,6 +213,9 @@ def train_adapter(task, data, backend, params: Config, out: Path, progress: bool
         return {}
 
     final = out / "adapter"
+    # Name the base as the task does (an alias or hub id), not as this machine's cache path, so
+    # the gate can check an adapter against a task anywhere.
+    trainer.model.peft_config["default"].base_model_name_or_path = task.config.model
     trainer.model.save_pretrained(final)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     manifest = {
@@ -231,6 +225,8 @@ def train_adapter(task, data, backend, params: Config, out: Path, progress: bool
         "data_hash": data.hash,
         "training_config": config_json,
         "packages": _package_versions(),
+        # What `harness gate` checks before loading: an altered or truncated file is refused.
+        "files": file_digests(final),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "training": {
             "wall_s": wall,
@@ -262,34 +258,6 @@ def train_adapter(task, data, backend, params: Config, out: Path, progress: bool
     return manifest
 
 
-def read_manifest(folder: Path, task) -> dict:
-    """A finished adapter's manifest, checked against the task; a bad one is a clear error."""
-    where = str(folder)
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise HarnessError(where, f"unreadable adapter manifest ({e}); delete the folder to retrain") from None
-    if manifest.get("base_model") != task.config.model:
-        raise HarnessError(where, f"adapter was trained on '{manifest.get('base_model')}', "
-                                  f"but the task's model is '{task.config.model}'")
-    if not (folder / "adapter" / "adapter_model.safetensors").is_file():
-        raise HarnessError(where, "no adapter_model.safetensors (only safetensors adapters are loaded)")
-    return manifest
-
-
-def load_merged(task, folder: Path):
-    """The base model with the adapter merged in, so inference costs what the base costs."""
-    from peft import PeftModel
-    from safetensors import SafetensorError
-
-    try:
-        model = PeftModel.from_pretrained(_load_base(task), folder / "adapter")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise HarnessError(str(folder), f"adapter cannot be loaded ({str(e).splitlines()[0]}); "
-                                        "delete the folder to retrain") from None
-    return model.merge_and_unload()
-
-
 class Strategy(BaseStrategy):
     name = "lora"
     manifest: dict = {}
@@ -304,8 +272,9 @@ class Strategy(BaseStrategy):
         self.reused = (self.folder / "manifest.json").is_file()
         if not self.reused:
             train_adapter(self.task, data, backend, self.config, self.folder)
-        self.manifest = read_manifest(self.folder, self.task)
-        merged = load_merged(self.task, self.folder)
+        checkpoint = inspect(self.folder, self.task)
+        self.manifest = json.loads((self.folder / "manifest.json").read_text())
+        merged = load(checkpoint, self.task)
         return TransformersBackend(merged, backend.tokenizer, name=f"{backend.name}+lora")
 
     def messages(self, example):

@@ -23,8 +23,12 @@ WORDS = ("the a of and is in on to what which capital city country topic article
          "vote film music star").split()
 
 
-def build_tiny_model(folder: Path, *, chat: bool = True, seed: int = 0) -> Path:
-    """A 2-layer Llama with a word-level tokenizer, saved like any local model folder."""
+def build_tiny_model(folder: Path, *, chat: bool = True, seed: int = 0, initializer_range: float = 0.02) -> Path:
+    """A 2-layer Llama with a word-level tokenizer, saved like any local model folder.
+
+    With the default initialisation the frozen, tied embeddings (norm ~0.1) cap every logit near
+    1, so no adapter can make the model confident; tests that need LoRA to learn a task raise
+    `initializer_range`."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -44,7 +48,7 @@ def build_tiny_model(folder: Path, *, chat: bool = True, seed: int = 0) -> Path:
     config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                          pad_token_id=0, eos_token_id=vocab["<|im_end|>"], bos_token_id=vocab["<|im_start|>"],
-                         tie_word_embeddings=True)
+                         tie_word_embeddings=True, initializer_range=initializer_range)
     model = LlamaForCausalLM(config)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)

@@ -21,7 +21,8 @@ from harness.data import load_data
 from harness.errors import HarnessError
 from harness.models import load_backend
 from harness.task import load_task
-from strategies.lora import adapter_dir, load_merged, train_adapter
+from harness.checkpoints import inspect, load
+from strategies.lora import adapter_dir, train_adapter
 from tests.conftest import topic_rows
 
 # A learning rate far above the default: a random tiny model must move visibly in 30 steps.
@@ -56,7 +57,8 @@ def test_lora_learns_and_changes_the_model(make_task, tmp_path):
 
     task = load_task(path)
     base = load_backend(task.config.model).model
-    merged = load_merged(task, Path(t["adapter_path"]).parent)
+    folder = Path(t["adapter_path"]).parent
+    merged = load(inspect(folder, task), task)
     ids = torch.tensor([[5, 6, 7, 8, 9]])
     with torch.no_grad():
         assert not torch.allclose(base(ids).logits, merged(ids).logits, atol=1e-4)
@@ -146,7 +148,7 @@ def test_corrupted_adapter_is_refused(make_task, capsys, tmp_path):
     path, folder = _trained_folder(make_task, tmp_path)
     weights = folder / "adapter" / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    expect_exit_2(capsys, tmp_path, path, str(folder), "cannot be loaded")
+    expect_exit_2(capsys, tmp_path, path, "adapter_model.safetensors", "truncated or altered")
 
 
 def test_foreign_adapter_is_refused(make_task, capsys, tmp_path):
@@ -181,6 +183,6 @@ def test_scales_out_with_accelerate_launch(make_task, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "adapter saved" in proc.stdout
     task = load_task(path)
-    merged = load_merged(task, out)
+    merged = load(inspect(out, task), task)
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert sum(p.numel() for p in merged.parameters()) == load_backend(task.config.model).n_params

@@ -81,12 +81,13 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The points no other point beats on both cost (lower) and quality (higher), cheapest first."""
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (x, quality) points no other point beats on both x (lower is better: cost, latency) and
+    quality (higher), lowest x first."""
     front, best = [], float("-inf")
-    for cost, quality in sorted(points, key=lambda p: (p[0], -p[1])):
+    for x, quality in sorted(points, key=lambda p: (p[0], -p[1])):
         if quality > best:
-            front.append((cost, quality))
+            front.append((x, quality))
             best = quality
     return front
 
@@ -106,7 +107,7 @@ def _pareto_plot(report: dict) -> bytes:
                     yerr=[[100 * (q["value"] - q["ci_low"])], [100 * (q["ci_high"] - q["value"])]],
                     fmt="o", capsize=4, label=r["name"])
         ax.annotate(r["name"], (x, 100 * q["value"]), textcoords="offset points", xytext=(6, 6))
-    front = _pareto_front([(x, 100 * r["metrics"][metric]["value"]) for r, x in zip(rows, xs)])
+    front = pareto_front([(x, 100 * r["metrics"][metric]["value"]) for r, x in zip(rows, xs)])
     ax.plot([c for c, _ in front], [q for _, q in front], drawstyle="steps-post", color="grey", linestyle="--",
             marker="o", markersize=14, markerfacecolor="none", label="Pareto front")
     if min(xs) > 0 and max(xs) / min(xs) > 20:

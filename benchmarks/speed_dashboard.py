@@ -1,0 +1,291 @@
+"""Dashboard speed: the first render of a store holding 100 runs of 1,000 examples each (target:
+under 2 s).
+
+The store is synthetic but schema-true, written through the Store API: 25 comparisons of four
+strategies (zero_shot, few_shot, rag, lora), 1,000 examples per run with prompts of realistic
+length. Each run's report row, costs, paired statistics and verdict come from the harness's own
+functions (`summarise`, `add_costs`, `paired_comparisons`, `recommend`), as in `harness compare`.
+tests/test_dashboard.py builds its small stores with the same `fill_store`.
+
+Two measurements of the first render of the default view (the newest comparison: verdict,
+strategy table, plots):
+1. AppTest: the page's first run in a fresh Python process (Streamlit imported, nothing else: the
+   page's own imports, store reads and plots are all in the figure), then a second session in the
+   same process (a server that has already served someone).
+2. Browser: a fresh `harness dashboard` server each time, and Debian's chromium through playwright
+   from navigation until the verdict, the strategy table and a plot are on screen. Skipped when
+   /usr/bin/chromium is missing (`make test` installs it).
+
+    .venv/bin/python benchmarks/speed_dashboard.py [--runs 100] [--examples 1000] [--repeats 3] [--store PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "dashboard" / "app.py"
+CHROMIUM = "/usr/bin/chromium"
+LABELS = ["business", "entertainment", "politics", "sport", "tech"]
+STRATEGIES = ("zero_shot", "few_shot", "rag", "lora")
+# Per strategy: the chance of a right answer, prompt characters (few-shot repeats its
+# demonstrations, rag prepends passages) and milliseconds per example.
+PROFILE = {"zero_shot": (0.35, 450, 220), "few_shot": (0.45, 1800, 1270), "rag": (0.50, 1500, 900),
+           "lora": (0.80, 450, 230)}
+N_PARAMS = 134_515_008  # the default model's
+WORDS = "the a of and market team film election software shares match vote phone music star rose won".split()
+
+
+def _text(rng: random.Random, chars: int) -> str:
+    words = []
+    while sum(len(w) + 1 for w in words) < chars:
+        words.append(rng.choice(WORDS))
+    return " ".join(words)
+
+
+def _examples(rng: random.Random, name: str, golds: list[str], texts: list[str], agreed: list[str | None]):
+    """One strategy's results; where `agreed` names an answer, every strategy gives it."""
+    from harness.runner import ExampleResult
+
+    accuracy, chars, ms = PROFILE[name]
+    out = []
+    for i, (gold, text) in enumerate(zip(golds, texts)):
+        prediction = agreed[i] or (gold if rng.random() < accuracy else rng.choice([x for x in LABELS if x != gold]))
+        prompt = _text(rng, chars - len(text)) + "\nArticle: " + text + "\nWhich topic?"
+        extra = {}
+        if name == "rag":
+            extra = {"retrieved": [{"chunk_id": f"doc{rng.randrange(500)}#{j}", "doc_id": f"doc{rng.randrange(500)}",
+                                    "score": round(0.8 - 0.1 * j - rng.random() / 20, 4)} for j in range(3)],
+                     "n_shown": rng.choice([2, 3])}
+        out.append(ExampleResult(example_id=f"ex-{i:05d}", prompt=prompt, prediction=prediction, target=gold,
+                                 scores={"accuracy": float(prediction == gold)}, prompt_tokens=len(prompt) // 4,
+                                 output_tokens=1, latency_ms=rng.gauss(ms, ms / 10), extra=extra))
+    return out
+
+
+def _forgetting(name: str) -> dict:
+    base = {"loss": 2.91, "perplexity": 18.4, "qa_f1": 0.21, "tokens": 4800}
+    if name != "lora":
+        return {"probe": "shipped", "weights_changed": False, "base": base, "adapted": base,
+                "delta_loss": 0.0, "delta_perplexity": 0.0, "delta_qa_f1": 0.0}
+    adapted = {"loss": 2.95, "perplexity": 19.1, "qa_f1": 0.19, "tokens": 4800}
+    return {"probe": "shipped", "weights_changed": True, "base": base, "adapted": adapted, "delta_loss": 0.04,
+            "delta_perplexity": 0.7, "delta_qa_f1": -0.02}
+
+
+def _strategy_fields(name: str, n_train: int) -> dict:
+    """The fields a strategy adds to its report row (strategies' `summary`), at realistic values."""
+    if name == "lora":
+        tokens = 180 * n_train
+        return {"training": {
+            "wall_s": 410.0, "steps": n_train // 8, "epochs": 1, "train_examples": n_train, "validation_examples": 64,
+            "tokens_seen": tokens, "tokens_per_s": tokens / 410, "flops": 4 * N_PARAMS * tokens,
+            "flops_formula": "4 * params * tokens_seen", "peak_memory_mb": 2900.0, "trainable_params": 4_884_480,
+            "adapter_bytes": 19_600_000, "first_loss": 3.1, "final_loss": 0.42, "best_eval_loss": 0.47,
+            "loss_history": [3.1, 1.2, 0.6, 0.42], "resumed_from_step": 0, "adapter_path": "/synthetic/adapter",
+            "reused_adapter": False}}
+    if name == "rag":
+        return {"retrieval": {"index": "flat", "embedder": "all-MiniLM-L6-v2", "documents": 500, "chunks": 1900,
+                              "chunks_embedded": 1900, "chunks_reused": 0, "index_from_cache": False,
+                              "embed_s": 21.0, "index_build_s": 0.1, "passages_shown_mean": 2.5}}
+    return {}
+
+
+def fill_store(path: str | Path, *, comparisons: int = 25, examples: int = 1000, tasks: tuple[str, ...] = ("news",),
+               seed: int = 0) -> list[int]:
+    """Write `comparisons` comparisons of the four strategies, `examples` examples per run, into the
+    store at `path`, tasks in turn; returns the comparison ids. Strategies' predictions differ on a
+    seeded random half of the examples and agree on the rest."""
+    from harness.compare import summarise
+    from harness.cost import add_costs
+    from harness.decide import recommend
+    from harness.provenance import provenance
+    from harness.stats import CONFIDENCE, paired_comparisons
+    from harness.store import Store
+    from harness.task import CostConfig, DecisionConfig
+
+    rng = random.Random(seed)
+    cost, decision = CostConfig(), DecisionConfig()
+    prov = {**provenance(), "task_file": "synthetic", "data_hash": "synthetic", "data_source": "speed_dashboard"}
+    store = Store(path)
+    ids = []
+    try:
+        for c in range(comparisons):
+            task = tasks[c % len(tasks)]
+            summary_task = SimpleNamespace(config=SimpleNamespace(metric_names=["accuracy"], seed=seed))
+            golds = [rng.choice(LABELS) for _ in range(examples)]
+            texts = [_text(rng, 300) for _ in range(examples)]
+            # Easy examples every strategy gets right, hard ones all get wrong the same way, and the
+            # rest, where they differ: what the example explorer's disagreement filter is for.
+            agreed = [rng.choice([gold, LABELS[LABELS.index(gold) - 1], None, None]) for gold in golds]
+            rows, scores = [], {}
+            for name in STRATEGIES:
+                run_id = store.start_run(f"synthetic-{seed}-{c}-{name}", task=task, strategy=name,
+                                         model="smollm2-135m-instruct", config={"task": task, "params": {}},
+                                         provenance=prov)
+                store.add_examples(run_id, _examples(rng, name, golds, texts, agreed))
+                stored = store.examples(run_id)
+                row = summarise(summary_task, name, run_id, stored, {
+                    "params": {"k": 4} if name == "few_shot" else {}, "prepare_s": 21.0 if name == "rag" else 0.0,
+                    "peak_memory_mb": 1500.0, "resumed_from": 0, "forgetting": _forgetting(name),
+                    **_strategy_fields(name, 2000)})
+                store.finish_run(run_id, row, {})
+                rows.append({**row, "reused": False})
+                scores[name] = {e["example_id"]: e["scores"]["accuracy"] for e in stored}
+            report = {
+                "task": task, "task_file": "synthetic", "model": "smollm2-135m-instruct", "model_params": N_PARAMS,
+                "task_type": "classification", "n_examples": examples, "data_hash": "synthetic", "provenance": prov,
+                "strategies": add_costs(rows, cost, N_PARAMS, decision.monthly_requests),
+                "comparisons": {"metric": "accuracy", "alpha": decision.alpha, "power": decision.power,
+                                "confidence": CONFIDENCE,
+                                "pairs": paired_comparisons(scores, seed=seed, alpha=decision.alpha,
+                                                            power=decision.power)},
+                "learning_curves": [],
+                "assumptions": {"cost": cost.model_dump(mode="json"), "decision": decision.model_dump(mode="json")},
+            }
+            report["recommendation"] = recommend(report, decision)
+            ids.append(store.save_comparison(task, report))
+    finally:
+        store.close()
+    return ids
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(store: str | Path, timeout: float = 60):
+    """`harness dashboard` on a free loopback port until the block ends; yields its URL."""
+    port = free_port()
+    # Its own process group: `harness dashboard` runs Streamlit as a child, and both must stop.
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "dashboard", "--store", str(store), "--port", str(port)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"harness dashboard exited with {proc.returncode}: {proc.stdout.read().decode()}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the dashboard did not answer on {url} within {timeout:g} s") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_for_first_render(page, timeout_ms: float = 30_000) -> None:
+    """Until the default view is on screen: the verdict, the strategy table and a plot."""
+    page.locator(".st-key-verdict").get_by_text("Verdict:").wait_for(timeout=timeout_ms)
+    page.locator(".st-key-strategies [data-testid='stDataFrame'] canvas").first.wait_for(timeout=timeout_ms)
+    page.locator(".st-key-charts [data-testid='stVegaLiteChart'] svg.marks").first.wait_for(timeout=timeout_ms)
+
+
+# Run in a fresh interpreter so the page's own imports count, as on a newly started server.
+_APPTEST = """
+import sys, time
+from streamlit.testing.v1 import AppTest
+sys.argv = ["app.py", "--store", sys.argv[1]]
+times = []
+for _ in range(2):
+    at = AppTest.from_file({app!r}, default_timeout=120)
+    t0 = time.perf_counter()
+    at.run()
+    times.append(time.perf_counter() - t0)
+    assert not at.exception, at.exception
+    assert any("Verdict" in e.value for kind in ("success", "info", "warning") for e in at.get(kind)), "no verdict"
+print(*times)
+"""
+
+
+def apptest_times(store: Path) -> tuple[float, float]:
+    out = subprocess.run([sys.executable, "-c", _APPTEST.format(app=str(APP)), str(store)], cwd=ROOT,
+                         capture_output=True, text=True, check=False)
+    if out.returncode:
+        raise RuntimeError(f"the AppTest run failed:\n{out.stderr}")
+    cold, warm = map(float, out.stdout.split())
+    return cold, warm
+
+
+def browser_time(store: Path) -> float:
+    from playwright.sync_api import sync_playwright
+
+    with serving(store) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            t0 = time.perf_counter()
+            page.goto(url)
+            wait_for_first_render(page)
+            return time.perf_counter() - t0
+        finally:
+            browser.close()
+
+
+def _count(store: Path) -> str:
+    import sqlite3
+
+    db = sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        runs, examples = db.execute("SELECT COUNT(*), (SELECT COUNT(*) FROM examples) FROM runs").fetchone()
+    finally:
+        db.close()
+    return f"{runs} runs, {examples:,} examples"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=100, help="strategy runs in the store (4 per comparison)")
+    parser.add_argument("--examples", type=int, default=1000, help="examples per run")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements of each kind; the median is printed")
+    parser.add_argument("--store", type=Path, metavar="PATH",
+                        help="keep the synthetic store here, and reuse it if it exists (building takes minutes)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = args.store or Path(tmp) / "store.sqlite"
+        if not store.exists():
+            t0 = time.perf_counter()
+            fill_store(store, comparisons=args.runs // len(STRATEGIES), examples=args.examples,
+                       tasks=("news", "support", "legal", "qa", "reviews"))
+            print(f"store built in {time.perf_counter() - t0:.0f} s")
+        print(f"store: {_count(store)}, {store.stat().st_size / 1e6:.0f} MB")
+        runs = [apptest_times(store) for _ in range(args.repeats)]
+        print(f"AppTest first render, fresh process: median {statistics.median(c for c, _ in runs):.2f} s "
+              f"over {args.repeats} ({', '.join(f'{c:.2f}' for c, _ in runs)})")
+        print(f"AppTest first render of a later session: median {statistics.median(w for _, w in runs):.2f} s")
+        if not Path(CHROMIUM).exists():
+            print(f"browser: skipped, no {CHROMIUM} (make test installs it)")
+            return
+        times = [browser_time(store) for _ in range(args.repeats)]
+        print(f"browser first render, fresh server (navigation to verdict + table + plot): median "
+              f"{statistics.median(times):.2f} s over {args.repeats} ({', '.join(f'{t:.2f}' for t in times)})")
+
+
+if __name__ == "__main__":
+    main()

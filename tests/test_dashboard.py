@@ -1,0 +1,342 @@
+"""The dashboard's page logic through Streamlit's AppTest: every view on stores filled by a tiny
+real compare or by the speed benchmark's synthetic writer, and every kind of bad store (missing,
+corrupt, empty, old, locked, being written) answered by a message in the page, never a traceback."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from harness.compare import compare
+from harness.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "dashboard" / "app.py"
+
+
+def _load_benchmark():
+    # The speed benchmark's store writer, so these tests read the kind of store the speed figure
+    # is measured on. Loaded by path: benchmarks/ is a folder of scripts, not a package.
+    spec = importlib.util.spec_from_file_location("speed_dashboard", ROOT / "benchmarks" / "speed_dashboard.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fill_store = _load_benchmark().fill_store
+
+
+@pytest.fixture
+def open_app(monkeypatch):
+    """Run the page on a store, optionally on one view; fails on any exception in the page."""
+
+    def run(store: Path, view: str | None = None) -> AppTest:
+        monkeypatch.setattr(sys, "argv", ["app.py", "--store", str(store)])
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        if view:
+            at.session_state["view"] = view
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    return run
+
+
+def text(at: AppTest) -> str:
+    """Everything the page says in prose, with Markdown's bold and escapes removed."""
+    kinds = ("title", "header", "subheader", "markdown", "caption", "success", "info", "warning", "error")
+    prose = "\n".join(e.value for kind in kinds for e in at.get(kind)).replace("**", "")
+    return re.sub(r"\\(.)", r"\1", prose)
+
+
+def stored_report(path: Path, comparison_id: int) -> dict:
+    store = Store(path, readonly=True)
+    try:
+        return next(c for c in store.comparisons() if c["id"] == comparison_id)["report"]
+    finally:
+        store.close()
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> tuple[Path, list[int]]:
+    """Two comparisons of zero_shot, few_shot, rag and lora, 40 examples per run."""
+    path = tmp_path_factory.mktemp("dash") / "store.sqlite"
+    return path, fill_store(path, comparisons=2, examples=40, seed=7)
+
+
+# --- bad stores ------------------------------------------------------------------------------------
+
+def test_missing_store_is_a_message_and_nothing_is_created(open_app, tmp_path):
+    missing = tmp_path / "nowhere.sqlite"
+    at = open_app(missing)
+    (error,) = at.error
+    assert f"No results store at {missing}" in error.value and "harness compare" in error.value
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"this is not a database, just bytes " * 200, "is not a results store: SQLite says 'file is not a database'"),
+    (b"", "is not a results store yet: it has no runs, examples, comparisons table"),
+])
+def test_corrupt_or_foreign_file_is_a_message(open_app, tmp_path, content, says):
+    path = tmp_path / "store.sqlite"
+    path.write_bytes(content)
+    at = open_app(path)
+    (error,) = at.error
+    assert says in error.value
+    assert path.read_bytes() == content  # read-only: nothing repaired, created or migrated
+
+
+@pytest.mark.parametrize("view, says", [
+    ("Comparison", ["No comparison in this store yet"]),
+    ("Runs", ["No comparison stored yet.", "No strategy runs in this store yet"]),
+    ("Gates", ["No gate results yet"]),
+])
+def test_empty_store(open_app, tmp_path, view, says):
+    Store(tmp_path / "store.sqlite").close()
+    at = open_app(tmp_path / "store.sqlite", view)
+    assert all(phrase in text(at) for phrase in says)
+    assert not at.error and not at.dataframe
+
+
+def test_comparison_stored_before_verdicts(open_app, tmp_path):
+    store = Store(tmp_path / "store.sqlite")
+    store.save_comparison("old_task", {"task": "old_task", "strategies": []})
+    store.close()
+    at = open_app(tmp_path / "store.sqlite")
+    assert "Comparison 1 was stored by an older harness, without comparisons, recommendation" in text(at)
+    at = open_app(tmp_path / "store.sqlite", "Runs")
+    assert at.dataframe[0].value["verdict"].tolist() == ["(stored before verdicts)"]
+
+
+def test_store_written_during_the_visit(open_app, tmp_path):
+    """A compare holding a write transaction: the page shows what is committed, and a rerun after
+    the commit shows the new run (cached reads are keyed on the file's signature)."""
+    path = tmp_path / "store.sqlite"
+    fill_store(path, comparisons=1, examples=10)
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO runs (key, task, strategy, model, status, created_at, config, provenance) "
+                   "VALUES ('k', 'news', 'lora', 'm', 'running', 1e9, '{}', '{}')")
+    writer.execute("INSERT INTO examples VALUES (last_insert_rowid(), 'ex-1', 'p', 'sport', 'sport', "
+                   "'{\"accuracy\": 1.0}', 3, 1, 5.0, '{}')")
+    try:
+        at = open_app(path, "Runs")
+        assert "Still running" not in text(at) and len(at.dataframe[1].value) == 4
+        assert "Verdict:" in text(open_app(path))
+        writer.execute("COMMIT")
+        at.run()
+        assert not at.exception
+        assert "Still running or interrupted: run 5 (news lora, 1 examples so far)" in text(at)
+        assert len(at.dataframe[1].value) == 5
+    finally:
+        writer.close()
+
+
+def test_store_locked_by_another_program_is_a_message(open_app, tmp_path):
+    # WAL readers are never blocked; a store switched to a rollback journal by some other tool is,
+    # while that tool holds an exclusive lock.
+    path = tmp_path / "store.sqlite"
+    Store(path).close()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA journal_mode=DELETE")
+    other.execute("BEGIN EXCLUSIVE")
+    other.execute("INSERT INTO comparisons (task, created_at, report) VALUES ('t', 1, '{}')")
+    try:
+        at = open_app(path)
+        (error,) = at.error
+        assert "stayed locked for 3 s" in error.value and "Reload in a moment" in error.value
+    finally:
+        other.close()
+
+
+# --- the views -------------------------------------------------------------------------------------
+
+def test_real_compare_shows_verdict_table_and_charts(open_app, make_task, tmp_path):
+    path = tmp_path / "store.sqlite"
+    report = compare(make_task(), store_path=path, progress=False)
+    at = open_app(path)
+    page = text(at)
+    rec = report["recommendation"]
+    assert f"Verdict: {rec['verdict']}" in page
+    assert all(reason in page for reason in rec["reasons"])
+    assert f"{report['task']} · {report['model']} · 12 eval examples" in page
+
+    table = at.dataframe[0].value
+    assert table["strategy"].tolist() == ["zero_shot", "few_shot"]
+    for s, (_, row) in zip(report["strategies"], table.iterrows()):
+        q = s["quality"]
+        assert (row["quality"], row["ci_low"], row["ci_high"]) == pytest.approx(
+            (100 * q["value"], 100 * q["ci_low"], 100 * q["ci_high"]))
+        assert row["p95"] == pytest.approx(s["latency_ms"]["p95"])
+    cost, latency = charts(at)
+    assert (cost["title"], latency["title"]) == ("quality vs cost", "quality vs latency")
+    points = cost["layer"][1]["data"]["values"]
+    assert [p["x"] for p in points] == [1000 * s["cost"]["per_request_usd"] for s in report["strategies"]]
+    assert [d.label for d in at.get("download_button")] == ["Download report (HTML, with plots)",
+                                                            "Download report (Markdown)"]
+    # No fine-tuning ran: the training view says so instead of an empty table.
+    assert "No fine-tuning strategy in this comparison" in page
+
+
+def test_pareto_front_holds_exactly_the_undominated_strategies(open_app, synthetic):
+    at = open_app(synthetic[0])
+    for spec in charts(at):
+        front_layer, points_layer = spec["layer"]
+        front = {(p["x"], p["quality"]) for p in front_layer["data"]["values"]}
+        points = {(p["x"], p["quality"]) for p in points_layer["data"]["values"]}
+        assert front and front <= points
+        for x, q in points:
+            dominated = any(x2 <= x and q2 >= q and (x2, q2) != (x, q) for x2, q2 in points)
+            assert ((x, q) in front) != dominated, spec["title"]
+
+
+def test_forgetting_training_and_an_older_comparison(open_app, synthetic):
+    path, (older, newer) = synthetic
+    at = open_app(path)
+    assert f"Comparison {newer}," in text(at)
+    forgetting = at.dataframe[2].value
+    assert forgetting["strategy"].tolist() == ["zero_shot", "few_shot", "rag", "lora"]
+    assert forgetting["weights_changed"].tolist() == [False, False, False, True]
+    assert forgetting["delta_loss"].tolist() == pytest.approx([0, 0, 0, 0.04])
+    training = at.dataframe[3].value
+    assert training["strategy"].tolist() == ["lora"] and training["wall_s"].tolist() == [410.0]
+
+    at.selectbox(key="comparison_id").set_value(older).run()
+    assert not at.exception and f"Comparison {older}," in text(at)
+    assert f"Verdict: {stored_report(path, older)['recommendation']['verdict']}" in text(at)
+
+
+def test_explorer_filters_examples_where_strategies_disagree(open_app, synthetic):
+    path, (_, newer) = synthetic
+    runs = {s["name"]: s["run_id"] for s in stored_report(path, newer)["strategies"]}
+    db = sqlite3.connect(path)
+    answers: dict[str, set] = {}
+    for example_id, prediction, scores in db.execute(
+            f"SELECT example_id, prediction, scores FROM examples WHERE run_id IN ({','.join('?' * len(runs))})",
+            list(runs.values())):
+        answers.setdefault(example_id, set()).add((prediction, json.loads(scores)["accuracy"]))
+    db.close()
+    differ = {i for i, a in answers.items() if len(a) > 1}
+    assert 0 < len(differ) < len(answers) == 40  # the filter has something to keep and to drop
+
+    at = open_app(path, "Examples")
+    shown = at.dataframe[0].value
+    assert set(shown["example"]) == differ
+    assert f"{len(differ)} of 40 examples on which the strategies' predictions or scores differ" in text(at)
+    for _, row in shown.iterrows():
+        assert len({row[name] for name in runs}) > 1 or len({row[f"{name} accuracy"] for name in runs}) > 1
+
+    at.radio(key="example_filter").set_value("All examples").run()
+    assert not at.exception and set(at.dataframe[0].value["example"]) == set(answers)
+
+    chosen = min(differ)
+    at.radio(key="example_filter").set_value("Strategies disagree").run()
+    at.selectbox(key="example_id").set_value(chosen).run()
+    assert not at.exception
+    store = Store(path, readonly=True)
+    try:
+        stored = {name: next(e for e in store.examples(run_id) if e["example_id"] == chosen)
+                  for name, run_id in runs.items()}
+    finally:
+        store.close()
+    assert [c.value for c in at.code] == [stored[name]["prompt"] for name in runs]
+    page = text(at)
+    assert f"Gold answer: {stored['rag']['target']}" in page
+    assert all(f"{name}: {stored[name]['prediction']}" in page for name in runs)
+    (retrieved,) = [d.value for d in at.dataframe[1:] if "chunk_id" in d.value]
+    hits = stored["rag"]["extra"]["retrieved"]
+    assert retrieved["chunk_id"].tolist() == [h["chunk_id"] for h in hits]
+    assert retrieved["in_prompt"].tolist() == [i < stored["rag"]["extra"]["n_shown"] for i in range(len(hits))]
+
+
+def _gate_result(passed: bool, *, rules: list[dict]) -> dict:
+    return {"task": "news", "checkpoint": "ckpt", "passed": passed, "metric": "accuracy",
+            "candidate": {"run_id": 4, "quality": {"value": 0.7, "ci_low": 0.55, "ci_high": 0.85},
+                          "latency_p95_ms": 250.0, "forgetting_delta_loss": 0.03},
+            "baseline": {"kind": "run", "label": "zero_shot (run 1)", "run_id": 1,
+                         "quality": {"value": 0.4, "ci_low": 0.25, "ci_high": 0.55}},
+            "difference": {"n": 40, "diff": 0.3, "ci_low": 0.15, "ci_high": 0.45, "test": "mcnemar_exact",
+                           "p_value": 0.0021, "mde": 0.2}, "rules": rules}
+
+
+def test_gate_history_with_rules(open_app, tmp_path):
+    path = tmp_path / "store.sqlite"
+    store = Store(path)
+    store.save_gate("news", "step-100", None, None, True, _gate_result(True, rules=[
+        {"name": "min_gain", "outcome": "pass", "threshold": 0.02, "observed": 0.3, "message": "gain +30.0 points"}]))
+    failing = store.save_gate("news", "step-200", None, None, False, _gate_result(False, rules=[
+        {"name": "min_gain", "outcome": "fail", "threshold": 0.02, "observed": -0.01, "message": "gain -1.0 points"},
+        {"name": "latency_slo", "outcome": "skipped", "threshold": None, "observed": 250.0, "message": "no SLO"},
+        {"name": "forgetting", "outcome": "fail", "threshold": 0.05, "observed": 0.09, "message": "over budget"}]))
+    # A result missing everything but what the table's columns hold must still show.
+    bare = store.save_gate("legal", "step-1", None, None, False, {})
+    store.close()
+
+    at = open_app(path, "Gates")
+    assert "3 gate results, newest first: 1 passed, 2 failed." in text(at)
+    history = at.dataframe[0].value
+    assert history["checkpoint"].tolist() == ["step-1", "step-200", "step-100"]
+    assert history["passed"].tolist() == [False, False, True]
+    assert history["failed"].tolist() == ["", "min_gain, forgetting", ""]
+    assert history["candidate"].tolist()[1:] == ["70.0 [55.0, 85.0]"] * 2
+    assert history["difference"].tolist()[1:] == ["+30.0 [+15.0, +45.0], p=0.0021"] * 2
+    assert history["baseline"].isna().tolist() == [True, False, False]
+    assert history["baseline"].tolist()[1:] == ["zero_shot (run 1)"] * 2
+    assert f"Gate {bare} recorded no rules." in text(at)
+
+    at.selectbox(key="gate_id").set_value(failing).run()
+    assert not at.exception
+    rules = at.dataframe[1].value
+    assert rules["outcome"].tolist() == ["fail", "skipped", "fail"]
+    assert rules["threshold"].tolist() == ["0.02", "", "0.05"]
+
+
+def test_store_older_than_gate_results(open_app, tmp_path):
+    path = tmp_path / "store.sqlite"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.executescript("DROP TABLE gates; PRAGMA user_version = 1;")
+    db.close()
+    at = open_app(path, "Gates")
+    assert "No gate results: this store was created before gate results existed." in text(at)
+
+
+def test_runs_view_lists_comparisons_and_strategy_runs(open_app, synthetic):
+    path, ids = synthetic
+    at = open_app(path, "Runs")
+    comparisons, runs = (d.value for d in at.dataframe)
+    assert comparisons["id"].tolist() == ids[::-1]
+    assert set(comparisons["strategies"]) == {"zero_shot, few_shot, rag, lora"}
+    assert comparisons["verdict"].tolist() == [stored_report(path, i)["recommendation"]["verdict"] for i in ids[::-1]]
+    assert len(runs) == 8 and set(runs["status"]) == {"finished"} and set(runs["examples"]) == {40}
+
+
+def test_page_imports_neither_strategies_nor_torch(synthetic):
+    # In a fresh interpreter: this one has torch loaded by the tiny-model fixtures. Every view is
+    # opened. matplotlib only draws the downloaded report's plots, so the first render skips it.
+    code = f"""
+import sys
+from streamlit.testing.v1 import AppTest
+sys.argv = ["app.py", "--store", {str(synthetic[0])!r}]
+at = AppTest.from_file({str(APP)!r}, default_timeout=60)
+for view in ("Comparison", "Examples", "Runs", "Gates"):
+    at.session_state["view"] = view
+    at.run()
+    assert not at.exception, at.exception
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("strategies", "torch", "transformers", "matplotlib"))
+assert not heavy, heavy
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)

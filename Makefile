@@ -33,6 +33,7 @@ demo: install
 	$(VENV)/bin/harness compare benchmarks/tasks/bbc_news.yaml
 
 test: install
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)  # for the dashboard's browser test
 	$(PY) -m pytest
 
 bench: install

@@ -13,8 +13,10 @@ strategy table, plots):
    page's own imports, store reads and plots are all in the figure), then a second session in the
    same process (a server that has already served someone).
 2. Browser: a fresh `harness dashboard` server each time, and Debian's chromium through playwright
-   from navigation until the verdict, the strategy table and a plot are on screen. Skipped when
-   /usr/bin/chromium is missing (`make test` installs it).
+   from navigation until the verdict, the strategy table and a plot are on screen. Then the same
+   for a bare Streamlit page with one line and one small table: the part of the figure that is
+   Streamlit's own (loading its frontend, drawing a table). Skipped when /usr/bin/chromium is
+   missing (`make test` installs it).
 
     .venv/bin/python benchmarks/speed_dashboard.py [--runs 100] [--examples 1000] [--repeats 3] [--store PATH]
 """
@@ -170,25 +172,26 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(store: str | Path, timeout: float = 60):
-    """`harness dashboard` on a free loopback port until the block ends; yields its URL."""
+def _server(args: list[str], timeout: float):
+    """A Streamlit server started by `python -m ARGS --port PORT` on a free loopback port until the
+    block ends; yields its URL."""
     port = free_port()
     # Its own process group: `harness dashboard` runs Streamlit as a child, and both must stop.
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "dashboard", "--store", str(store), "--port", str(port)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", *args, str(port)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"harness dashboard exited with {proc.returncode}: {proc.stdout.read().decode()}")
+                raise RuntimeError(f"{' '.join(args)} exited with {proc.returncode}: {proc.stdout.read().decode()}")
             try:
                 with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
                     if r.status == 200:
                         break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"the dashboard did not answer on {url} within {timeout:g} s") from None
+                    raise TimeoutError(f"nothing answered on {url} within {timeout:g} s") from None
                 time.sleep(0.2)
         yield url
     finally:
@@ -198,6 +201,11 @@ def serving(store: str | Path, timeout: float = 60):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def serving(store: str | Path, timeout: float = 60):
+    """`harness dashboard` over the store on a free loopback port until the block ends; yields its URL."""
+    return _server(["harness", "dashboard", "--store", str(store), "--port"], timeout)
 
 
 def wait_for_first_render(page, timeout_ms: float = 30_000) -> None:
@@ -233,16 +241,32 @@ def apptest_times(store: Path) -> tuple[float, float]:
     return cold, warm
 
 
-def browser_time(store: Path) -> float:
+# The floor: what Streamlit itself takes to show a line of text and one small table, on the same
+# machine and browser. The dashboard's own share of the browser figure is what lies above it.
+_FLOOR_APP = """
+import pandas as pd
+import streamlit as st
+st.markdown("Verdict: none")
+st.dataframe(pd.DataFrame({f"c{i}": [1.0, 2.0, 3.0, 4.0] for i in range(15)}))
+"""
+
+
+def _wait_for_floor(page, timeout_ms: float = 30_000) -> None:
+    page.get_by_text("Verdict: none").wait_for(timeout=timeout_ms)
+    page.locator("[data-testid='stDataFrame'] canvas").first.wait_for(timeout=timeout_ms)
+
+
+def browser_time(server, wait) -> float:
+    """Seconds from navigation until `wait` returns, on a server just started by `server()`."""
     from playwright.sync_api import sync_playwright
 
-    with serving(store) as url, sync_playwright() as p:
+    with server() as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             t0 = time.perf_counter()
             page.goto(url)
-            wait_for_first_render(page)
+            wait(page)
             return time.perf_counter() - t0
         finally:
             browser.close()
@@ -282,9 +306,18 @@ def main() -> None:
         if not Path(CHROMIUM).exists():
             print(f"browser: skipped, no {CHROMIUM} (make test installs it)")
             return
-        times = [browser_time(store) for _ in range(args.repeats)]
-        print(f"browser first render, fresh server (navigation to verdict + table + plot): median "
-              f"{statistics.median(times):.2f} s over {args.repeats} ({', '.join(f'{t:.2f}' for t in times)})")
+        floor_app = Path(tmp) / "floor.py"
+        floor_app.write_text(_FLOOR_APP, encoding="utf-8")
+        floor = ["streamlit", "run", str(floor_app), "--server.headless", "true", "--server.address", "127.0.0.1",
+                 "--browser.gatherUsageStats", "false", "--server.port"]
+        for what, server, wait in [
+                ("dashboard first render, fresh server (navigation to verdict + table + plot)",
+                 lambda: serving(store), wait_for_first_render),
+                ("Streamlit floor, fresh server (navigation to a line of text + one small table)",
+                 lambda: _server(floor, 60), _wait_for_floor)]:
+            times = [browser_time(server, wait) for _ in range(args.repeats)]
+            print(f"browser {what}: median {statistics.median(times):.2f} s over {args.repeats} "
+                  f"({', '.join(f'{t:.2f}' for t in times)})")
 
 
 if __name__ == "__main__":

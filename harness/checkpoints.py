@@ -36,6 +36,7 @@ class Checkpoint:
     base_model: str | None  # as the checkpoint names it (None for a full model)
     digests: dict[str, str]  # file name -> SHA-256 of every file in weights_dir
     verified_digests: bool  # digests were checked against ones recorded at training time
+    manifest: dict | None  # a harness adapter's manifest, read once with the digests it vouches for
 
     def describe(self) -> dict:
         return {"path": str(self.folder), "kind": self.kind, "base_model": self.base_model,
@@ -115,14 +116,14 @@ def inspect(path: str | Path, task) -> Checkpoint:
     elif (folder / "adapter_config.json").is_file():
         weights_dir = folder
         _refuse_pickles(folder, [folder / ADAPTER_WEIGHTS] if (folder / ADAPTER_WEIGHTS).is_file() else [])
-        kind, recorded = "peft_adapter", None
+        kind, recorded, manifest = "peft_adapter", None, None
         base = _read_json(folder / "adapter_config.json").get("base_model_name_or_path")
     else:
         weights_dir = folder
         _refuse_pickles(folder, sorted(folder.glob("*.safetensors")))
         if not (folder / "config.json").is_file():
             raise HarnessError(str(folder), "safetensors weights but no config.json: not a model folder")
-        kind, base, recorded = "full_model", None, None
+        kind, base, recorded, manifest = "full_model", None, None, None
 
     digests = file_digests(weights_dir)
     if recorded is not None:
@@ -137,7 +138,7 @@ def inspect(path: str | Path, task) -> Checkpoint:
     elif not _same_model(base, task):
         raise HarnessError(str(folder), f"adapter was trained on '{base}', but the task's model is "
                                         f"'{task.config.model}'")
-    return Checkpoint(kind, folder, weights_dir, base, digests, recorded is not None)
+    return Checkpoint(kind, folder, weights_dir, base, digests, recorded is not None, manifest)
 
 
 def _check_architecture(folder: Path, task) -> None:

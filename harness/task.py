@@ -114,10 +114,10 @@ class GateConfig(_Strict):
     max_drop: NonNegativeFloat | None = Field(0.0, description="largest acceptable quality drop against the "
                                                                "baseline, counted only when the paired test "
                                                                "finds it significant")
-    # The decision's default forgetting budget: 0.05 nats/token is a 5% rise in perplexity.
-    max_forgetting: NonNegativeFloat | None = Field(0.05, description="largest acceptable rise in loss on the "
+    max_forgetting: NonNegativeFloat | None = Field(None, description="largest acceptable rise in loss on the "
                                                                       "general-text probe against the base "
-                                                                      "model, nats per token")
+                                                                      "model, nats per token (default: "
+                                                                      "decision.forgetting_budget)")
     max_latency_p95_ms: PositiveFloat | None = Field(None, description="p95 latency ceiling per request in ms")
     alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the paired test")
 
@@ -165,6 +165,19 @@ class Task(_Strict):
         except jinja2.TemplateSyntaxError as e:
             raise ValueError(f"template is not valid Jinja2 (line {e.lineno}): {e.message}") from None
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gate_inherits_the_forgetting_budget(cls, raw):
+        # One tolerance for forgetting unless the gate sets its own: the verdict and the gate should
+        # not disagree about what "forgot too much" means.
+        if not isinstance(raw, dict):
+            return raw
+        gate, decision = raw.get("gate") or {}, raw.get("decision") or {}
+        if isinstance(gate, dict) and isinstance(decision, dict) and "max_forgetting" not in gate:
+            budget = decision.get("forgetting_budget", DecisionConfig.model_fields["forgetting_budget"].default)
+            raw = {**raw, "gate": {**gate, "max_forgetting": budget}}
+        return raw
 
     @model_validator(mode="after")
     def _consistent(self) -> Task:

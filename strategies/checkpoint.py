@@ -9,11 +9,9 @@ at the same path is a new run, never a stale reuse.
 
 from __future__ import annotations
 
-import json
-
 from pydantic import Field
 
-from harness.checkpoints import MANIFEST, inspect, load
+from harness.checkpoints import inspect, load
 from harness.prompting import build_messages
 from strategies.base import BaseStrategy, StrategyConfig
 
@@ -48,10 +46,9 @@ class Strategy(BaseStrategy):
 
     def summary(self, examples):
         out = {"checkpoint": {k: v for k, v in self.checkpoint.describe().items() if k != "digests"}}
-        if self.checkpoint.kind == "harness_adapter":
+        if self.checkpoint.manifest and "training" in self.checkpoint.manifest:
             # A harness adapter knows what its training cost, so the cost model and the verdict can
             # weigh it like the lora strategy's own.
-            manifest = json.loads((self.checkpoint.folder / MANIFEST).read_text())
-            out["training"] = {**manifest["training"], "adapter_path": str(self.checkpoint.weights_dir),
+            out["training"] = {**self.checkpoint.manifest["training"], "adapter_path": str(self.checkpoint.weights_dir),
                                "reused_adapter": True}
         return out

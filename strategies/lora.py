@@ -273,7 +273,7 @@ class Strategy(BaseStrategy):
         if not self.reused:
             train_adapter(self.task, data, backend, self.config, self.folder)
         checkpoint = inspect(self.folder, self.task)
-        self.manifest = json.loads((self.folder / "manifest.json").read_text())
+        self.manifest = checkpoint.manifest
         merged = load(checkpoint, self.task)
         return TransformersBackend(merged, backend.tokenizer, name=f"{backend.name}+lora")
 

@@ -186,3 +186,10 @@ def test_bad_baselines_and_flags_are_errors(adapters, capsys, tmp_path):
     assert rc == 2 and "no run 9999" in err
     rc, _, err = gate(capsys, adapters, adapters / "task", "--max-drop", "-1")
     assert rc == 2 and "--max-drop: Input should be greater than or equal to 0" in err
+
+
+def test_the_checkpoint_strategy_in_a_compare_needs_its_path(adapters, capsys):
+    rc = main(["compare", str(adapters / "task.yaml"), "--strategies", "checkpoint",
+               "--store", str(adapters / "s.sqlite"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "strategies.checkpoint.path: required to run checkpoint" in err, err

@@ -213,10 +213,13 @@ def train_adapter(task, data, backend, params: Config, out: Path, progress: bool
         return {}
 
     final = out / "adapter"
-    # Name the base as the task does (an alias or hub id), not as this machine's cache path, so
-    # the gate can check an adapter against a task anywhere.
-    trainer.model.peft_config["default"].base_model_name_or_path = task.config.model
     trainer.model.save_pretrained(final)
+    # Name the base as the task does (an alias or hub id), not as this machine's cache path, so
+    # the gate can check the adapter against a task anywhere. Done after saving: peft looks the
+    # base's config up by this name while saving, which works only with the local path.
+    adapter_config = final / "adapter_config.json"
+    adapter_config.write_text(json.dumps({**json.loads(adapter_config.read_text()),
+                                          "base_model_name_or_path": task.config.model}, indent=2))
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     manifest = {
         "base_model": task.config.model,

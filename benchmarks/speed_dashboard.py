@@ -195,12 +195,24 @@ def _server(args: list[str], timeout: float):
                 time.sleep(0.2)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen, grace: float = 10) -> None:
+    """SIGTERM to the server's process group, then SIGKILL to whatever is left after `grace`
+    seconds: Streamlit has been seen to outlive a SIGTERM, orphaned, holding its port."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        proc.poll()  # reap our own child, so that only live processes keep the group alive
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def serving(store: str | Path, timeout: float = 60):

@@ -139,15 +139,16 @@ def _cmd_gate(args) -> int:
 
 
 def _cmd_dashboard(args) -> int:
-    import subprocess
     from importlib.util import find_spec
 
     app = Path(find_spec("dashboard").submodule_search_locations[0]) / "app.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.host,
            "--server.port", str(args.port), "--server.headless", "true",
-           "--browser.gatherUsageStats", "false", "--", "--store", str(Path(args.store).resolve())]
-    print(f"dashboard on http://{args.host}:{args.port} reading {args.store} (Ctrl+C to stop)")
-    return subprocess.call(cmd)
+           "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
+           "--", "--store", str(Path(args.store).resolve())]
+    print(f"dashboard on http://{args.host}:{args.port} reading {args.store} (Ctrl+C to stop)", flush=True)
+    # Become the Streamlit server: one process to stop, and signals reach it directly.
+    os.execv(sys.executable, cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

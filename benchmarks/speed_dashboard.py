@@ -13,7 +13,8 @@ strategy table, plots):
    page's own imports, store reads and plots are all in the figure), then a second session in the
    same process (a server that has already served someone).
 2. Browser: a fresh `harness dashboard` server each time, and Debian's chromium through playwright
-   from navigation until the verdict, the strategy table and a plot are on screen. Then the same
+   from navigation until the verdict, the strategy table and a plot are on screen; then two more
+   visits in new browser sessions on the same, now running, server. Then the same
    for a bare Streamlit page with one line and one small table: the part of the figure that is
    Streamlit's own (loading its frontend, drawing a table). Skipped when /usr/bin/chromium is
    missing (`make test` installs it).
@@ -268,18 +269,25 @@ def _wait_for_floor(page, timeout_ms: float = 30_000) -> None:
     page.locator("[data-testid='stDataFrame'] canvas").first.wait_for(timeout=timeout_ms)
 
 
-def browser_time(server, wait) -> float:
-    """Seconds from navigation until `wait` returns, on a server just started by `server()`."""
+def browser_times(server, wait, visits: int) -> list[float]:
+    """Seconds from navigation until `wait` returns, for `visits` new browser sessions one after
+    another on a server just started by `server()`: the first visit is a fresh server's, the
+    others are a running server's (a stakeholder opening the link someone sent)."""
     from playwright.sync_api import sync_playwright
 
     with server() as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            t0 = time.perf_counter()
-            page.goto(url)
-            wait(page)
-            return time.perf_counter() - t0
+            times = []
+            for _ in range(visits):
+                context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                page = context.new_page()
+                t0 = time.perf_counter()
+                page.goto(url)
+                wait(page)
+                times.append(time.perf_counter() - t0)
+                context.close()
+            return times
         finally:
             browser.close()
 
@@ -323,14 +331,15 @@ def main() -> None:
         floor = ["streamlit", "run", str(floor_app), "--server.headless", "true", "--server.address", "127.0.0.1",
                  "--browser.gatherUsageStats", "false", "--server.port"]
         for what, server, wait in [
-                ("dashboard first render, fresh server (navigation to verdict + table + plot)",
+                ("dashboard first render (navigation to verdict + table + plot)",
                  lambda: serving(store), wait_for_first_render),
-                ("Streamlit floor, fresh server (navigation to a line of text + one small table)",
+                ("Streamlit floor (navigation to a line of text + one small table)",
                  lambda: _server(floor, 60), _wait_for_floor)]:
-            times = [browser_time(server, wait) for _ in range(args.repeats)]
-            print(f"browser {what}: median {statistics.median(times):.2f} s over {args.repeats} "
-                  f"({', '.join(f'{t:.2f}' for t in times)})")
-
+            runs = [browser_times(server, wait, visits=3) for _ in range(args.repeats)]
+            fresh, warm = [r[0] for r in runs], [t for r in runs for t in r[1:]]
+            print(f"browser {what}: fresh server median {statistics.median(fresh):.2f} s over {len(fresh)} "
+                  f"({', '.join(f'{t:.2f}' for t in fresh)}); running server median "
+                  f"{statistics.median(warm):.2f} s over {len(warm)}")
 
 if __name__ == "__main__":
     main()

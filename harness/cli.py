@@ -113,7 +113,8 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_gate(args) -> int:
-    from harness.gate import EXIT_PASS, EXIT_REGRESSION, append_step_summary, gate, summary_text, write_junit
+    from harness.gate import (EXIT_PASS, EXIT_REGRESSION, append_step_summary, gate, summary_text, write_junit,
+                              write_junit_error)
 
     overrides = {k: v for k, v in (("min_quality", args.min_quality), ("max_drop", args.max_drop),
                                    ("max_forgetting", args.max_forgetting),
@@ -124,8 +125,6 @@ def _cmd_gate(args) -> int:
                       progress=not args.no_progress)
     except HarnessError as e:
         if args.junit:  # CI shows why the gate could not run, not only that a file is missing
-            from harness.gate import write_junit_error
-
             write_junit_error(str(e), args.task, args.junit)
         raise
     print("\n".join(summary_text(result)))
@@ -151,9 +150,14 @@ def _cmd_dashboard(args) -> int:
     os.execv(sys.executable, cmd)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _store_arg(p: argparse.ArgumentParser) -> None:
     from harness.store import DEFAULT_PATH
 
+    p.add_argument("--store", default=os.environ.get("HARNESS_STORE", DEFAULT_PATH), metavar="PATH",
+                   help="SQLite results store (default: %(default)s; env HARNESS_STORE)")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness",
         description="Is fine-tuning worth it? Run one task through zero-shot, few-shot, RAG and LoRA, "
@@ -170,8 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated subset of strategies (default: those in the task file)")
     p.add_argument("--limit", type=int, metavar="N", help="score a seeded sample of N eval examples")
     p.add_argument("--json", metavar="PATH", help="also write the machine-readable report here")
-    p.add_argument("--store", default=os.environ.get("HARNESS_STORE", DEFAULT_PATH), metavar="PATH",
-                   help="SQLite results store (default: %(default)s; env HARNESS_STORE)")
+    _store_arg(p)
     p.add_argument("--force", action="store_true", help="recompute runs already finished in the store")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_compare)
@@ -192,8 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--comparison", type=int, metavar="ID", help="comparison id (printed by compare)")
     which.add_argument("--task", metavar="NAME", help="the latest comparison of this task")
-    p.add_argument("--store", default=os.environ.get("HARNESS_STORE", DEFAULT_PATH), metavar="PATH",
-                   help="SQLite results store (default: %(default)s; env HARNESS_STORE)")
+    _store_arg(p)
     p.add_argument("--markdown", metavar="PATH", help="write Markdown here, its plots as PNGs beside it")
     p.add_argument("--html", metavar="PATH", help="write one self-contained HTML page here (plots inlined)")
     p.set_defaults(func=_cmd_report)
@@ -217,16 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-latency-p95", type=float, metavar="MS", help="override gate.max_latency_p95_ms")
     p.add_argument("--limit", type=int, metavar="N", help="score a seeded sample of N eval examples")
     p.add_argument("--junit", metavar="PATH", help="write JUnit XML here, one test case per rule")
-    p.add_argument("--store", default=os.environ.get("HARNESS_STORE", DEFAULT_PATH), metavar="PATH",
-                   help="SQLite results store (default: %(default)s; env HARNESS_STORE)")
+    _store_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_gate)
 
     p = sub.add_parser("dashboard", help="serve the Streamlit dashboard over the results store",
                        description="Start the dashboard (comparisons, verdicts, example explorer, gate history) "
                                    "on loopback. It only reads the store; a running compare can keep writing.")
-    p.add_argument("--store", default=os.environ.get("HARNESS_STORE", DEFAULT_PATH), metavar="PATH",
-                   help="SQLite results store (default: %(default)s; env HARNESS_STORE)")
+    _store_arg(p)
     p.add_argument("--port", type=int, default=8501, metavar="N", help="port (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: %(default)s, this machine only)")

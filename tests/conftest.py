@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -21,6 +22,16 @@ WORDS = ("the a of and is in on to what which capital city country topic article
          "one word sport business tech politics entertainment paris france berlin germany rome italy "
          "madrid spain lisbon portugal news team won match market shares rose phone software election "
          "vote film music star").split()
+
+
+def load_benchmark(name: str):
+    """A script under benchmarks/ as a module, for tests that share its helpers (a store writer, a
+    server). Loaded by path: benchmarks/ is a folder of scripts, not a package."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def build_tiny_model(folder: Path, *, chat: bool = True, seed: int = 0, initializer_range: float = 0.02) -> Path:

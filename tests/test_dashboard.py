@@ -4,7 +4,6 @@ corrupt, empty, old, locked, being written) answered by a message in the page, n
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import sqlite3
@@ -17,21 +16,15 @@ from streamlit.testing.v1 import AppTest
 
 from harness.compare import compare
 from harness.store import Store
+from tests.conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "dashboard" / "app.py"
 
 
-def _load_benchmark():
-    # The speed benchmark's store writer, so these tests read the kind of store the speed figure
-    # is measured on. Loaded by path: benchmarks/ is a folder of scripts, not a package.
-    spec = importlib.util.spec_from_file_location("speed_dashboard", ROOT / "benchmarks" / "speed_dashboard.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fill_store = _load_benchmark().fill_store
+# The speed benchmark's store writer, so these tests read the kind of store the speed figure is
+# measured on.
+fill_store = load_benchmark("speed_dashboard").fill_store
 
 
 @pytest.fixture

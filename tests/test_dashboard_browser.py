@@ -4,28 +4,20 @@ chromium; the screenshot is kept in test-artifacts/dashboard.png."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from harness.compare import compare
+from tests.conftest import load_benchmark
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ROOT / "test-artifacts" / "dashboard.png"
 
 
-def _load_benchmark():
-    # The server and render-wait helpers the speed benchmark times the same page with. Loaded by
-    # path: benchmarks/ is a folder of scripts, not a package.
-    spec = importlib.util.spec_from_file_location("speed_dashboard", ROOT / "benchmarks" / "speed_dashboard.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+# The server and render-wait helpers the speed benchmark times the same page with.
+bench = load_benchmark("speed_dashboard")
 
 
 def test_dashboard_in_chromium_shows_the_default_task_comparison(tmp_path):

@@ -62,7 +62,10 @@ def _load_rows(task: LoadedTask, name: str, split: Split, digest) -> tuple[str, 
         if not raw.strip():
             return where, []
         try:
-            ds = datasets.load_dataset(_FORMATS[path.suffix], data_files=str(path), split="train")
+            # datasets keys its cache on path and mtime: a file rewritten with the same mtime (cp -p,
+            # rsync -t, tar) would come back with its old rows under the new bytes' hash.
+            ds = datasets.load_dataset(_FORMATS[path.suffix], data_files=str(path), split="train",
+                                       download_mode="force_redownload")
         except Exception as e:  # datasets wraps parser errors in several types; the first line says what
             raise HarnessError(where, f"could not be parsed as {path.suffix[1:]}: {_first_line(e)}") from None
     else:

@@ -10,13 +10,12 @@ owned by the BBC" and offers the data "for non-commercial and research purposes 
 
 Usage: python benchmarks/build_bbc_news.py [--out FOLDER]
 """
-import argparse
 import importlib.util
 import random
 from collections import Counter
 from pathlib import Path
 
-from harness.builders import check_source, write_jsonl
+from harness.builders import check_source, print_splits, run, split_counts, write_jsonl
 
 SEED = 1234
 # The shipped JSONL was built from this release; another one may hold different data.
@@ -120,17 +119,12 @@ def main(out_dir: Path = DEFAULT_OUT) -> dict:
     write_jsonl(out_dir / "eval.jsonl", evaluation)
     summary = {"articles_read": len(rows), "latin1_fallback_files": fallbacks,
                "exact_duplicates_dropped": exact, "near_duplicates_dropped": near,
-               "train": dict(sorted(Counter(r["label"] for r in train).items())),
-               "eval": dict(sorted(Counter(r["label"] for r in evaluation).items()))}
+               **split_counts(train, evaluation, "label")}
     print(f"read {len(rows)} articles ({fallbacks} decoded as Latin-1), dropped "
           f"{exact} exact + {near} near duplicates, kept {len(unique)}")
-    for name, part in (("train", train), ("eval", evaluation)):
-        print(f"{name:5} {len(part):5}  {summary[name]}")
-    print(f"wrote {out_dir}")
+    print_splits(out_dir, summary, train, evaluation, lambda part: f"{len(part):5}")
     return summary
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
-    main(parser.parse_args().out)
+    run(__doc__, DEFAULT_OUT, main)

@@ -8,14 +8,13 @@ Wikipedia"). Two kinds of short-answer questions:
 
 Usage: python benchmarks/build_countries.py [--out FOLDER]
 """
-import argparse
 import importlib.util
 import json
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
-from harness.builders import check_source, split_groups, write_jsonl
+from harness.builders import check_source, print_splits, run, split_counts, split_groups, write_jsonl
 
 SEED = 1234
 # The shipped JSONL was built from this release; another one may hold different data.
@@ -105,18 +104,13 @@ def main(out_dir: Path = DEFAULT_OUT) -> dict:
     write_jsonl(out_dir / "eval.jsonl", evaluation)
     summary = {"countries_read": len(countries) + len(conflicts),
                "conflicting_dropped": conflicts, "countries_used": len(by_country),
-               "train": dict(sorted(Counter(r["kind"] for r in train).items())),
-               "eval": dict(sorted(Counter(r["kind"] for r in evaluation).items()))}
+               **split_counts(train, evaluation, "kind")}
     print(f"read {summary['countries_read']} ISO countries, dropped {len(conflicts)} with "
           f"conflicting copies {conflicts}, {len(by_country)} countries have questions")
-    for name, part in (("train", train), ("eval", evaluation)):
-        n_countries = len({r["country"] for r in part})
-        print(f"{name:5} {len(part):4} questions, {n_countries:3} countries  {summary[name]}")
-    print(f"wrote {out_dir}")
+    print_splits(out_dir, summary, train, evaluation,
+                 lambda part: f"{len(part):4} questions, {len({r['country'] for r in part}):3} countries")
     return summary
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
-    main(parser.parse_args().out)
+    run(__doc__, DEFAULT_OUT, main)

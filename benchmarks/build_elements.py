@@ -11,14 +11,12 @@ origin. The questions ask for facts stated in that document:
 
 Usage: python benchmarks/build_elements.py [--out FOLDER]
 """
-import argparse
 import importlib.util
 import re
 import sqlite3
-from collections import Counter
 from pathlib import Path
 
-from harness.builders import check_source, split_groups, write_jsonl
+from harness.builders import check_source, print_splits, run, split_counts, split_groups, write_jsonl
 
 SEED = 1234
 # The shipped JSONL was built from this release; another one may hold different data.
@@ -101,16 +99,12 @@ def main(out_dir: Path = DEFAULT_OUT) -> dict:
     write_jsonl(out_dir / "train.jsonl", train)
     write_jsonl(out_dir / "eval.jsonl", evaluation)
     summary = {"elements": len(elements),
-               "train": dict(sorted(Counter(r["kind"] for r in train).items())),
-               "eval": dict(sorted(Counter(r["kind"] for r in evaluation).items()))}
+               **split_counts(train, evaluation, "kind")}
     print(f"{len(elements)} elements, one corpus document each")
-    for name, part in (("train", train), ("eval", evaluation)):
-        print(f"{name:5} {len(part):4} questions, {len({r['element'] for r in part}):3} elements  {summary[name]}")
-    print(f"wrote {out_dir}")
+    print_splits(out_dir, summary, train, evaluation,
+                 lambda part: f"{len(part):4} questions, {len({r['element'] for r in part}):3} elements")
     return summary
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
-    main(parser.parse_args().out)
+    run(__doc__, DEFAULT_OUT, main)

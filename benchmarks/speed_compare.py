@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 from harness.compare import compare
+from harness.measure import timer
 from harness.models import load_backend
 
 TARGET_S = 300  # the README promise: make demo's comparison under 5 minutes on 2 cores
@@ -34,16 +34,16 @@ def main() -> None:
     walls, per_strategy = [], {}
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            report = compare(args.task, strategies=args.strategies.split(","),
-                             store_path=Path(tmp) / "bench.sqlite", progress=False)
-            walls.append(time.perf_counter() - t0)
-        for s in report["strategies"]:
-            tok_s = s["throughput_eps"] * s["tokens"]["prompt_mean"]
-            per_strategy.setdefault(s["name"], []).append((s["throughput_eps"], tok_s, s["latency_ms"]["p50"]))
+            with timer() as elapsed:
+                report = compare(args.task, strategies=args.strategies.split(","),
+                                 store_path=Path(tmp) / "bench.sqlite", progress=False)
+            walls.append(elapsed.s)
+        for s in report.strategies:
+            tok_s = s.throughput_eps * s.tokens.prompt_mean
+            per_strategy.setdefault(s.name, []).append((s.throughput_eps, tok_s, s.latency_ms.p50))
 
     wall = statistics.median(walls)
-    print(f"task {report['task']}: {report['n_examples']} eval examples, {args.repeats} run(s), medians")
+    print(f"task {report.task}: {report.n_examples} eval examples, {args.repeats} run(s), medians")
     print(f"comparison wall time: {wall:.0f} s (target < {TARGET_S} s: {'met' if wall < TARGET_S else 'MISSED'})")
     print(f"{'strategy':>10} {'ex/s':>7} {'prompt tok/s':>13} {'p50 ms':>8}")
     for name, runs in per_strategy.items():

@@ -1,10 +1,11 @@
 """Dashboard speed: the first render of a store holding 100 runs of 1,000 examples each (target:
 under 2 s).
 
-The store is synthetic but schema-true, written through the Store API: 25 comparisons of four
-strategies (zero_shot, few_shot, rag, lora), 1,000 examples per run with prompts of realistic
-length. Each run's report row, costs, paired statistics and verdict come from the harness's own
-functions (`summarise`, `add_costs`, `paired_comparisons`, `recommend`), as in `harness compare`.
+The store is synthetic but schema-true, typed results written through the Store API: 25
+comparisons of four strategies (zero_shot, few_shot, rag, lora), 1,000 examples per run with
+prompts of realistic length, and a gate result per comparison. Each run's report row, costs, paired
+statistics, verdict and gate rules come from the harness's own functions (`summarise`, `add_costs`,
+`paired_comparisons`, `recommend`, `evaluate_rules`), as in `harness compare` and `harness gate`.
 tests/test_dashboard.py builds its small stores with the same `fill_store`.
 
 Two measurements of the first render of the default view (the newest comparison: verdict,
@@ -38,6 +39,8 @@ import time
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
+
+from harness.measure import timer
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "dashboard" / "app.py"
@@ -79,50 +82,82 @@ def _examples(rng: random.Random, name: str, golds: list[str], texts: list[str],
     return out
 
 
-def _forgetting(name: str) -> dict:
-    base = {"loss": 2.91, "perplexity": 18.4, "qa_f1": 0.21, "tokens": 4800}
+def _forgetting(name: str):
+    from harness.results import Forgetting, ProbeScores
+
+    base = ProbeScores(loss=2.91, perplexity=18.4, qa_f1=0.21, tokens=4800)
     if name != "lora":
-        return {"probe": "shipped", "weights_changed": False, "base": base, "adapted": base,
-                "delta_loss": 0.0, "delta_perplexity": 0.0, "delta_qa_f1": 0.0}
-    adapted = {"loss": 2.95, "perplexity": 19.1, "qa_f1": 0.19, "tokens": 4800}
-    return {"probe": "shipped", "weights_changed": True, "base": base, "adapted": adapted, "delta_loss": 0.04,
-            "delta_perplexity": 0.7, "delta_qa_f1": -0.02}
+        return Forgetting(probe="shipped", weights_changed=False, base=base, adapted=base, delta_loss=0.0,
+                          delta_perplexity=0.0, delta_qa_f1=0.0)
+    adapted = ProbeScores(loss=2.95, perplexity=19.1, qa_f1=0.19, tokens=4800)
+    return Forgetting(probe="shipped", weights_changed=True, base=base, adapted=adapted, delta_loss=0.04,
+                      delta_perplexity=0.7, delta_qa_f1=-0.02)
 
 
 def _strategy_fields(name: str, n_train: int) -> dict:
     """The fields a strategy adds to its report row (strategies' `summary`), at realistic values."""
+    from harness.results import Retrieval, Training
+
     if name == "lora":
         tokens = 180 * n_train
-        return {"training": {
-            "wall_s": 410.0, "steps": n_train // 8, "epochs": 1, "train_examples": n_train, "validation_examples": 64,
-            "tokens_seen": tokens, "tokens_per_s": tokens / 410, "flops": 4 * N_PARAMS * tokens,
-            "flops_formula": "4 * params * tokens_seen", "peak_memory_mb": 2900.0, "trainable_params": 4_884_480,
-            "adapter_bytes": 19_600_000, "first_loss": 3.1, "final_loss": 0.42, "best_eval_loss": 0.47,
-            "loss_history": [3.1, 1.2, 0.6, 0.42], "resumed_from_step": 0, "adapter_path": "/synthetic/adapter",
-            "reused_adapter": False}}
+        return {"weights": "lora", "training": Training(
+            wall_s=410.0, steps=n_train // 8, epochs=1, train_examples=n_train, validation_examples=64,
+            tokens_seen=tokens, tokens_per_s=tokens / 410, flops=4 * N_PARAMS * tokens,
+            flops_formula="4 * params * tokens_seen", peak_memory_mb=2900.0, trainable_params=4_884_480,
+            adapter_bytes=19_600_000, first_loss=3.1, final_loss=0.42, best_eval_loss=0.47,
+            loss_history=[3.1, 1.2, 0.6, 0.42], adapter_path="/synthetic/adapter")}
     if name == "rag":
-        return {"retrieval": {"index": "flat", "embedder": "all-MiniLM-L6-v2", "documents": 500, "chunks": 1900,
-                              "chunks_embedded": 1900, "chunks_reused": 0, "index_from_cache": False,
-                              "embed_s": 21.0, "index_build_s": 0.1, "passages_shown_mean": 2.5}}
+        return {"retrieval": Retrieval(index="flat", embedder="all-MiniLM-L6-v2", documents=500, chunks=1900,
+                                       chunks_embedded=1900, chunks_reused=0, index_from_cache=False, embed_s=21.0,
+                                       index_build_s=0.1, passages_shown_mean=2.5)}
     return {}
+
+
+def _gate(store, task: str, c: int, rows: dict, scores: dict, prov, decision, seed: int) -> int:
+    """A gate result of the comparison's lora run against its zero_shot run, as `harness gate` records
+    one; every other comparison under strict rules (90% quality, forgetting under 0.03) that the lora
+    runs fail, so the history holds passes and failures."""
+    from harness.gate import evaluate_rules
+    from harness.results import GateBaseline, GateCandidate, GateResult
+    from harness.stats import paired_difference
+    from harness.task import GateConfig
+
+    rules = GateConfig(min_quality=0.9, max_forgetting=0.03) if c % 2 else GateConfig()
+    candidate, baseline = rows["lora"], rows["zero_shot"]
+    ids = sorted(scores["lora"])
+    diff = paired_difference([scores["zero_shot"][i] for i in ids], [scores["lora"][i] for i in ids],
+                             seed=seed, alpha=rules.alpha, power=decision.power)
+    outcomes = evaluate_rules(rules, "accuracy", candidate, baseline, diff)
+    result = GateResult(
+        task=task, task_file="synthetic", checkpoint=f"/synthetic/checkpoint-{c}",
+        passed=all(r.outcome != "fail" for r in outcomes), metric="accuracy",
+        candidate=GateCandidate(run_id=candidate.run_id, reused=False, checkpoint=None,
+                                quality=candidate.metrics["accuracy"], latency_p95_ms=candidate.latency_ms.p95,
+                                forgetting_delta_loss=candidate.forgetting.delta_loss),
+        baseline=GateBaseline(kind="run", label=f"run {baseline.run_id} (zero_shot)", run_id=baseline.run_id,
+                              quality=baseline.metrics["accuracy"]),
+        difference=diff, rules=outcomes, provenance=prov)
+    return store.save_gate(task, result.checkpoint, candidate.run_id, baseline.run_id, result.passed,
+                           result.model_dump(mode="json", exclude={"gate_id"}))
 
 
 def fill_store(path: str | Path, *, comparisons: int = 25, examples: int = 1000, tasks: tuple[str, ...] = ("news",),
                seed: int = 0) -> list[int]:
-    """Write `comparisons` comparisons of the four strategies, `examples` examples per run, into the
-    store at `path`, tasks in turn; returns the comparison ids. Strategies' predictions differ on a
-    seeded random half of the examples and agree on the rest."""
+    """Write `comparisons` comparisons of the four strategies, `examples` examples per run, and a
+    gate result for each, into the store at `path`, tasks in turn; returns the comparison ids.
+    Strategies' predictions differ on a seeded random half of the examples and agree on the rest."""
     from harness.compare import summarise
     from harness.cost import add_costs
     from harness.decide import recommend
-    from harness.provenance import provenance
+    from harness.measure import provenance
+    from harness.results import Assumptions, Comparisons, ComparisonReport, Provenance
     from harness.stats import CONFIDENCE, paired_comparisons
     from harness.store import Store
     from harness.task import CostConfig, DecisionConfig
 
     rng = random.Random(seed)
     cost, decision = CostConfig(), DecisionConfig()
-    prov = {**provenance(), "task_file": "synthetic", "data_hash": "synthetic", "data_source": "speed_dashboard"}
+    prov = Provenance(**provenance(), task_file="synthetic", data_hash="synthetic", data_source="speed_dashboard")
     store = Store(path)
     ids = []
     try:
@@ -138,29 +173,25 @@ def fill_store(path: str | Path, *, comparisons: int = 25, examples: int = 1000,
             for name in STRATEGIES:
                 run_id = store.start_run(f"synthetic-{seed}-{c}-{name}", task=task, strategy=name,
                                          model="smollm2-135m-instruct", config={"task": task, "params": {}},
-                                         provenance=prov)
+                                         provenance=prov.model_dump(mode="json"))
                 store.add_examples(run_id, _examples(rng, name, golds, texts, agreed))
                 stored = store.examples(run_id)
                 row = summarise(summary_task, name, run_id, stored, {
                     "params": {"k": 4} if name == "few_shot" else {}, "prepare_s": 21.0 if name == "rag" else 0.0,
-                    "peak_memory_mb": 1500.0, "resumed_from": 0, "forgetting": _forgetting(name),
-                    **_strategy_fields(name, 2000)})
-                store.finish_run(run_id, row, {})
-                rows.append({**row, "reused": False})
+                    "peak_memory_mb": 1500.0, "forgetting": _forgetting(name), **_strategy_fields(name, 2000)})
+                store.finish_run(run_id, row.model_dump(mode="json"), {})
+                rows.append(row)
                 scores[name] = {e["example_id"]: e["scores"]["accuracy"] for e in stored}
-            report = {
-                "task": task, "task_file": "synthetic", "model": "smollm2-135m-instruct", "model_params": N_PARAMS,
-                "task_type": "classification", "n_examples": examples, "data_hash": "synthetic", "provenance": prov,
-                "strategies": add_costs(rows, cost, N_PARAMS, decision.monthly_requests),
-                "comparisons": {"metric": "accuracy", "alpha": decision.alpha, "power": decision.power,
-                                "confidence": CONFIDENCE,
-                                "pairs": paired_comparisons(scores, seed=seed, alpha=decision.alpha,
-                                                            power=decision.power)},
-                "learning_curves": [],
-                "assumptions": {"cost": cost.model_dump(mode="json"), "decision": decision.model_dump(mode="json")},
-            }
-            report["recommendation"] = recommend(report, decision)
-            ids.append(store.save_comparison(task, report))
+            rows = add_costs(rows, cost, N_PARAMS, decision.monthly_requests)
+            comps = Comparisons(metric="accuracy", alpha=decision.alpha, power=decision.power, confidence=CONFIDENCE,
+                                pairs=paired_comparisons(scores, seed=seed, alpha=decision.alpha, power=decision.power))
+            report = ComparisonReport(
+                task=task, task_file="synthetic", model="smollm2-135m-instruct", model_params=N_PARAMS,
+                task_type="classification", n_examples=examples, data_hash="synthetic", provenance=prov,
+                strategies=rows, comparisons=comps, assumptions=Assumptions(cost=cost, decision=decision),
+                recommendation=recommend(rows, comps, [], decision))
+            ids.append(store.save_comparison(task, report.model_dump(mode="json", exclude={"comparison_id"})))
+            _gate(store, task, c, {r.name: r for r in rows}, scores, prov, decision, seed)
     finally:
         store.close()
     return ids
@@ -230,15 +261,16 @@ def wait_for_first_render(page, timeout_ms: float = 30_000) -> None:
 
 # Run in a fresh interpreter so the page's own imports count, as on a newly started server.
 _APPTEST = """
-import sys, time
+import sys
 from streamlit.testing.v1 import AppTest
+from harness.measure import timer
 sys.argv = ["app.py", "--store", sys.argv[1]]
 times = []
 for _ in range(2):
     at = AppTest.from_file({app!r}, default_timeout=120)
-    t0 = time.perf_counter()
-    at.run()
-    times.append(time.perf_counter() - t0)
+    with timer() as elapsed:
+        at.run()
+    times.append(elapsed.s)
     assert not at.exception, at.exception
     assert any("Verdict" in e.value for kind in ("success", "info", "warning") for e in at.get(kind)), "no verdict"
 print(*times)
@@ -282,10 +314,10 @@ def browser_times(server, wait, visits: int) -> list[float]:
             for _ in range(visits):
                 context = browser.new_context(viewport={"width": 1400, "height": 1000})
                 page = context.new_page()
-                t0 = time.perf_counter()
-                page.goto(url)
-                wait(page)
-                times.append(time.perf_counter() - t0)
+                with timer() as elapsed:
+                    page.goto(url)
+                    wait(page)
+                times.append(elapsed.s)
                 context.close()
             return times
         finally:
@@ -293,14 +325,14 @@ def browser_times(server, wait, visits: int) -> list[float]:
 
 
 def _count(store: Path) -> str:
-    import sqlite3
+    from harness.store import Store
 
-    db = sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True)
+    reader = Store(store, readonly=True)
     try:
-        runs, examples = db.execute("SELECT COUNT(*), (SELECT COUNT(*) FROM examples) FROM runs").fetchone()
+        runs = reader.runs_with_counts()
     finally:
-        db.close()
-    return f"{runs} runs, {examples:,} examples"
+        reader.close()
+    return f"{len(runs)} runs, {sum(r['examples'] for r in runs):,} examples"
 
 
 def main() -> None:
@@ -314,10 +346,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = args.store or Path(tmp) / "store.sqlite"
         if not store.exists():
-            t0 = time.perf_counter()
-            fill_store(store, comparisons=args.runs // len(STRATEGIES), examples=args.examples,
-                       tasks=("news", "support", "legal", "qa", "reviews"))
-            print(f"store built in {time.perf_counter() - t0:.0f} s")
+            with timer() as elapsed:
+                fill_store(store, comparisons=args.runs // len(STRATEGIES), examples=args.examples,
+                           tasks=("news", "support", "legal", "qa", "reviews"))
+            print(f"store built in {elapsed.s:.0f} s")
         print(f"store: {_count(store)}, {store.stat().st_size / 1e6:.0f} MB")
         runs = [apptest_times(store) for _ in range(args.repeats)]
         print(f"AppTest first render, fresh process: median {statistics.median(c for c, _ in runs):.2f} s "

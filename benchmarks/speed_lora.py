@@ -5,7 +5,7 @@ same data and settings for comparison.
     .venv/bin/python benchmarks/speed_lora.py [--steps 12] [--repeats 3]
 
 MFU counts 4 x params FLOPs per trained token (forward 2N, backward through the frozen base 2N;
-see strategies/lora.py) and, for comparison with full fine-tuning figures, 6 x params.
+see harness/measure.py) and, for comparison with full fine-tuning figures, 6 x params.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+
+from harness.measure import timer, training_flops
 
 TASK = Path(__file__).parent / "tasks" / "bbc_news.yaml"
 
@@ -26,9 +27,9 @@ def gemm_peak_gflops(n: int = 2048, reps: int = 10) -> float:
     a @ b
     times = []
     for _ in range(reps):
-        t0 = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t0)
+        with timer() as t:
+            a @ b
+        times.append(t.s)
     return 2 * n**3 / min(times) / 1e9
 
 
@@ -69,11 +70,10 @@ def plain(task, data, backend, params, steps: int) -> tuple[float, int]:
                                  save_strategy="no", disable_tqdm=True, include_num_input_tokens_seen="non_padding")
         trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                           data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100))
-        t0 = time.perf_counter()
-        trainer.train()
-        wall = time.perf_counter() - t0
+        with timer() as wall:
+            trainer.train()
     tok.padding_side = "left"
-    return trainer.state.num_input_tokens_seen / wall, trainer.state.num_input_tokens_seen
+    return trainer.state.num_input_tokens_seen / wall.s, trainer.state.num_input_tokens_seen
 
 
 def main() -> None:
@@ -101,8 +101,8 @@ def main() -> None:
           f"{args.repeats} repeats, medians")
     print(f"fp32 GEMM peak (2048^3 matmul): {peak_g:.0f} GFLOP/s")
     for name, t in (("harness lora", ours_t), ("plain peft + Trainer", plain_t)):
-        print(f"{name:>22}: {t:6.0f} tokens/s  MFU {4 * n * t / 1e9 / peak_g:5.1%} (4N/token)"
-              f"  {6 * n * t / 1e9 / peak_g:5.1%} (6N/token)")
+        print(f"{name:>22}: {t:6.0f} tokens/s  MFU {training_flops(n, t, 'lora') / 1e9 / peak_g:5.1%} (4N/token)"
+              f"  {training_flops(n, t, 'full') / 1e9 / peak_g:5.1%} (6N/token)")
     print(f"ratio harness / plain: {ours_t / plain_t:.2f}")
 
 

@@ -19,8 +19,9 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
+
+from harness.measure import timer
 
 TASK = Path(__file__).parent / "tasks" / "elements.yaml"
 DIM, QUERIES, K = 384, 500, 10
@@ -36,11 +37,10 @@ def embedding_throughput() -> None:
     chunks = chunk_documents(read_corpus(cfg.corpus, TASK.parent), model.tokenizer, cfg.chunk_size, cfg.chunk_overlap)
     passages = [c.passage for c in chunks]
     model.encode(passages[:64], batch_size=64)
-    t0 = time.perf_counter()
-    model.encode(passages, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
-    seconds = time.perf_counter() - t0
+    with timer() as elapsed:
+        model.encode(passages, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
     print(f"embedding: {len(passages)} real chunks ({cfg.chunk_size} tokens, {cfg.chunk_overlap} overlap) "
-          f"in {seconds:.1f} s = {len(passages) / seconds:.0f} chunks/s")
+          f"in {elapsed.s:.1f} s = {len(passages) / elapsed.s:.0f} chunks/s")
 
 
 def synthetic(n: int, rng):
@@ -63,29 +63,28 @@ def search_latency(n: int) -> None:
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     exact = None
     for kind, params in (("flat", ""), ("hnsw", "efSearch=64"), ("ivf", "nprobe=16")):
-        t0 = time.perf_counter()
-        index = build_index(vectors, kind)
-        build_s = time.perf_counter() - t0
+        with timer() as build:
+            index = build_index(vectors, kind)
         faiss.ParameterSpace().set_index_parameters(index, params)
         times, found = [], []
         for q in queries:
-            t = time.perf_counter()
-            _, ids = index.search(q[None], K)
-            times.append((time.perf_counter() - t) * 1000)
+            with timer() as search:
+                _, ids = index.search(q[None], K)
+            times.append(search.ms)
             found.append(ids[0])
         if exact is None:
             exact = found
         recall = statistics.mean(len(set(f) & set(e)) / K for f, e in zip(found, exact))
         p50, p95 = np.percentile(times, [50, 95])
         print(f"search {n:>7,} chunks {kind:>4} {params or 'exact':>11}: p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  "
-              f"recall@{K} {recall:.3f}  build {build_s:5.1f} s")
+              f"recall@{K} {recall:.3f}  build {build.s:5.1f} s")
 
 
 def rerun() -> None:
     from harness.data import load_data
     from harness.models import load_backend
     from harness.task import load_task
-    from strategies import build
+    from harness.registry import build
 
     task = load_task(TASK)
     data = load_data(task)
@@ -94,12 +93,12 @@ def rerun() -> None:
         os.environ["HARNESS_CACHE"] = tmp
         for run in ("first", "second"):
             strategy = build("rag", task.strategy_configs["rag"], task)
-            t0 = time.perf_counter()
-            strategy.prepare(data, backend)
+            with timer() as prepared:
+                strategy.prepare(data, backend)
             s = strategy.stats
             print(f"elements task, {run} run: {s['chunks_embedded']} of {s['chunks']} chunks embedded, "
                   f"index {'loaded from cache' if s['index_from_cache'] else 'built'}, "
-                  f"prepare {time.perf_counter() - t0:.1f} s (embedding {s['embed_s']:.1f} s)")
+                  f"prepare {prepared.s:.1f} s (embedding {s['embed_s']:.1f} s)")
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""What the dashboard reads from the results store, as plain data. No Streamlit here: the page caches
+"""What the dashboard reads from the results store: store rows as plain data, reports and gate results
+as typed results. No Streamlit and no SQL here (the store holds every statement): the page caches
 these calls, and tests and the benchmark can call them directly.
 
 Each call opens its own read-only connection, so a compare can keep writing (WAL) and nothing is
@@ -7,19 +8,22 @@ hundreds of thousands of them."""
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
+
+from harness.results import ComparisonReport, GateResult
 from harness.store import Store
 
 TABLES = ("runs", "examples", "comparisons")
 # A compare commits a batch in milliseconds; waiting longer than this means something else holds
 # the file, and the page should say so rather than hang for Store's 30 s.
-BUSY_TIMEOUT_MS = 3000
+BUSY_TIMEOUT_S = 3
 
 
 class StoreProblem(Exception):
@@ -47,12 +51,11 @@ def reading(path: str) -> Iterator[Store]:
         raise StoreProblem(f"No results store at {path}. `harness compare TASK.yaml --store {path}` creates "
                            f"one; or start the dashboard with `--store` pointing at an existing store.")
     try:
-        store = Store(path, readonly=True)
+        store = Store(path, readonly=True, timeout=BUSY_TIMEOUT_S)
     except sqlite3.Error as e:
         raise StoreProblem(f"Cannot open the store {path}: {e}.") from None
     try:
-        store.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        tables = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = store.tables()
         lacking = [t for t in TABLES if t not in tables]
         if lacking:
             raise StoreProblem(f"{path} is not a results store yet: it has no {', '.join(lacking)} table. "
@@ -67,63 +70,68 @@ def reading(path: str) -> Iterator[Store]:
 def _explain(path: str, error: sqlite3.DatabaseError) -> str:
     said = str(error)
     if "locked" in said or "busy" in said:
-        return (f"The store {path} stayed locked for {BUSY_TIMEOUT_MS / 1000:g} s: another program is holding "
+        return (f"The store {path} stayed locked for {BUSY_TIMEOUT_S:g} s: another program is holding "
                 f"it. Reload in a moment.")
     if "not a database" in said:
         return f"{path} is not a results store: SQLite says '{said}'. Is it the right file?"
     return f"Cannot read the store {path}: SQLite says '{said}'."
 
 
+Result = TypeVar("Result", bound=BaseModel)
+
+
+def _typed(kind: type[Result], stored: dict[str, Any]) -> tuple[Result | None, list[str]]:
+    """The stored JSON as `kind`, or None and the top-level fields an older harness stored
+    differently or not at all."""
+    try:
+        return kind.model_validate(stored), []
+    except ValidationError as e:
+        return None, list(dict.fromkeys(str(err["loc"][0]) for err in e.errors() if err["loc"]))
+
+
 def comparisons(path: str) -> list[dict]:
-    """Every stored comparison, newest first, each report carrying its `comparison_id` as the CLI's
-    `harness report` does."""
+    """Every stored comparison, newest first. `report` is the typed report carrying its
+    `comparison_id` (as the CLI's `harness report` does), or None with the fields it lacks in
+    `unreadable`; a report stored before verdicts lacks its `recommendation`."""
     with reading(path) as store:
-        return [{**c, "report": {**c["report"], "comparison_id": c["id"]}} for c in store.comparisons()]
+        out = []
+        for c in store.comparisons():
+            report, unreadable = _typed(ComparisonReport, {**c["report"], "comparison_id": c["id"]})
+            if report is not None and report.recommendation is None:
+                report, unreadable = None, ["recommendation"]
+            out.append({**c, "report": report, "unreadable": unreadable})
+        return out
 
 
 def runs(path: str) -> list[dict]:
     """Every strategy run, newest first, with how many examples it has stored so far."""
     with reading(path) as store:
-        rows = store.db.execute(
-            "SELECT r.id, r.task, r.strategy, r.model, r.status, r.created_at, r.finished_at, "
-            "(SELECT COUNT(*) FROM examples e WHERE e.run_id = r.id) AS examples "
-            "FROM runs r ORDER BY r.created_at DESC, r.id DESC")
-        return [dict(r) for r in rows]
+        return store.runs_with_counts()
 
 
 def gates(path: str) -> list[dict] | None:
-    """Every gate result, newest first; None when the store predates gate results."""
+    """Every gate result, newest first, `result` typed (None where an older harness stored another
+    shape); None when the store predates gate results."""
     with reading(path) as store:
-        if not store.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'gates'").fetchone():
+        if "gates" not in store.tables():
             return None
-        return store.gates()
+        return [{**g, "result": _typed(GateResult, g["result"])[0]} for g in store.gates()]
 
 
 def example_scores(path: str, run_ids: dict[str, int], metric: str) -> list[dict]:
     """One row per (strategy, example) of these runs: id, prediction, gold answer and the metric's
     score. Prompts and traces stay in the store until one example is opened (`example_detail`)."""
     names = {run_id: name for name, run_id in run_ids.items()}
-    marks = ", ".join("?" * len(names))
     with reading(path) as store:
-        rows = store.db.execute(
-            f"SELECT run_id, example_id, prediction, target, json_extract(scores, ?) AS score "
-            f"FROM examples WHERE run_id IN ({marks})", (f'$."{metric}"', *names))
-        return [{"strategy": names[r["run_id"]], "example_id": r["example_id"], "prediction": r["prediction"],
-                 "target": r["target"], "score": r["score"]} for r in rows]
+        return [{**r, "strategy": names[r["run_id"]]} for r in store.example_scores(list(names), metric)]
 
 
 def example_detail(path: str, run_ids: dict[str, int], example_id: str) -> list[dict]:
     """Everything stored about one example under each strategy: prompt, prediction, gold answer,
     scores, tokens, latency and the strategy's trace (`extra`: a rag run's retrieved chunks)."""
-    out = []
     with reading(path) as store:
-        for name, run_id in run_ids.items():
-            row = store.db.execute("SELECT * FROM examples WHERE run_id = ? AND example_id = ?",
-                                   (run_id, example_id)).fetchone()
-            if row is not None:
-                out.append({**dict(row), "strategy": name, "scores": json.loads(row["scores"]),
-                            "extra": json.loads(row["extra"])})
-    return out
+        found = {name: store.example(run_id, example_id) for name, run_id in run_ids.items()}
+    return [{**ex, "strategy": name} for name, ex in found.items() if ex is not None]
 
 
 def disagreeing(rows: list[dict]) -> set[str]:

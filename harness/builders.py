@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import json
 import random
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -35,3 +38,23 @@ def split_groups(groups: dict[str, list[dict]], eval_size: int, seed: int) -> tu
         fits = len(evaluation) + len(groups[key]) <= eval_size
         (evaluation if fits else train).extend(groups[key])
     return train, evaluation
+
+
+def split_counts(train: list[dict], evaluation: list[dict], key: str) -> dict[str, dict[str, int]]:
+    """Rows per value of `key` in each split: the build summary's balance check."""
+    return {name: dict(sorted(Counter(r[key] for r in part).items()))
+            for name, part in (("train", train), ("eval", evaluation))}
+
+
+def print_splits(out_dir: Path, counts: dict, train: list[dict], evaluation: list[dict],
+                 describe: Callable[[list[dict]], str]) -> None:
+    for name, part in (("train", train), ("eval", evaluation)):
+        print(f"{name:5} {describe(part)}  {counts[name]}")
+    print(f"wrote {out_dir}")
+
+
+def run(doc: str, default_out: Path, main: Callable[[Path], dict]) -> None:
+    """A builder's command line: `--out FOLDER`, described by the script's docstring."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=default_out, help="output folder")
+    main(parser.parse_args().out)

@@ -15,12 +15,14 @@ other layouts an altered tensor that still parses cannot be detected, which `des
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.results import Training
 
 MANIFEST = "manifest.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -41,6 +43,13 @@ class Checkpoint:
     def describe(self) -> dict:
         return {"path": str(self.folder), "kind": self.kind, "base_model": self.base_model,
                 "digests": self.digests, "verified_digests": self.verified_digests}
+
+    def training(self, reused: bool) -> Training | None:
+        """What training this adapter cost, as its manifest recorded it (only a harness adapter has
+        one). `reused`: the adapter was not trained by the run that evaluates it."""
+        if not self.manifest or "training" not in self.manifest:
+            return None
+        return Training(**self.manifest["training"], adapter_path=str(self.weights_dir), reused_adapter=reused)
 
 
 def file_digests(folder: Path) -> dict[str, str]:
@@ -157,18 +166,11 @@ def _check_architecture(folder: Path, task) -> None:
                                f"{base.get(key)!r}: not a fine-tune of it")
 
 
-def load_base(task):
-    from transformers import AutoModelForCausalLM
+def load(ckpt: Checkpoint, base):
+    """The checkpoint's model, adapters merged in so inference costs what the base costs.
 
-    from harness.models import default_device, resolve_model
-
-    device, dtype = default_device()
-    return AutoModelForCausalLM.from_pretrained(resolve_model(task.config.model, task.path.parent),
-                                                dtype=dtype, use_safetensors=True).to(device)
-
-
-def load(ckpt: Checkpoint, task):
-    """The checkpoint's model, adapters merged in so inference costs what the base costs."""
+    An adapter is merged into a copy of `base`, the task's model as already loaded, which goes on
+    serving other runs unchanged; a full model is other weights, so it is read from its folder."""
     from safetensors import SafetensorError
 
     from harness.models import default_device
@@ -182,6 +184,6 @@ def load(ckpt: Checkpoint, task):
                                                         use_safetensors=True).to(device)
         from peft import PeftModel
 
-        return PeftModel.from_pretrained(load_base(task), ckpt.weights_dir).merge_and_unload()
+        return PeftModel.from_pretrained(copy.deepcopy(base), ckpt.weights_dir).merge_and_unload()
     except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as e:
         raise HarnessError(str(ckpt.folder), f"checkpoint cannot be loaded ({str(e).splitlines()[0]})") from None

@@ -4,7 +4,6 @@ each command imports what it needs when it runs."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import warnings
@@ -29,15 +28,18 @@ def _cmd_compare(args) -> int:
     print_table(report)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        Path(args.json).write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
         print(f"report written to {args.json}")
-    print(f"stored as comparison {report['comparison_id']} in {args.store}")
+    print(f"stored as comparison {report.comparison_id} in {args.store}")
     print(verdict_text(report))
     return 0
 
 
-def _stored_report(args) -> dict:
+def _stored_report(args):
     """The comparison the report command was asked for: by id, the latest of a task, or the latest."""
+    from pydantic import ValidationError
+
+    from harness.results import ComparisonReport
     from harness.store import Store
 
     # Opening a missing path would create an empty store; say what is wrong instead.
@@ -60,10 +62,14 @@ def _stored_report(args) -> dict:
         known = ", ".join(f"{c['id']} ({c['task']})" for c in stored) or "none"
         raise HarnessError(where, f"{what} in {args.store}; stored: {known}")
     c = chosen[0]
-    if "recommendation" not in c["report"]:
+    try:
+        report = ComparisonReport.model_validate({**c["report"], "comparison_id": c["id"]})
+    except ValidationError:
+        report = None
+    if report is None or report.recommendation is None:
         raise HarnessError(where, f"comparison {c['id']} was stored before verdicts existed; "
                                   f"run `harness compare` on its task again")
-    return {**c["report"], "comparison_id": c["id"]}
+    return report
 
 
 def _cmd_report(args) -> int:
@@ -92,23 +98,30 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_train(args) -> int:
+    from harness import registry
     from harness.data import load_data
     from harness.models import load_backend
+    from harness.strategy import Trainable
     from harness.task import load_task
-    from strategies.lora import adapter_dir, train_adapter
 
     task = load_task(args.task)
-    if "lora" not in task.strategy_configs:
-        raise HarnessError(f"{task.path}: strategies", "no lora strategy to train; add `lora: {}`")
-    params = task.strategy_configs["lora"]
+    strategies = {name: registry.build(name, params, task) for name, params in task.strategy_configs.items()}
+    trainable = {name: s for name, s in strategies.items() if isinstance(s, Trainable)}
+    if not trainable:
+        raise HarnessError(f"{task.path}: strategies", "no strategy that trains (e.g. lora); add `lora: {}`")
+    if len(trainable) > 1 and args.strategy is None:
+        raise HarnessError("--strategy", f"the task trains {', '.join(trainable)}; name one")
+    name = args.strategy or next(iter(trainable))
+    if name not in trainable:
+        raise HarnessError("--strategy", f"'{name}' is not a strategy of the task that trains; "
+                                         f"these do: {', '.join(trainable)}")
     data = load_data(task)
-    out = Path(args.output) if args.output else adapter_dir(task, params, data.hash)
-    manifest = train_adapter(task, data, load_backend(task.config.model, task.path.parent), params, out,
-                             progress=not args.no_progress)
-    if manifest:  # only the main process of a distributed run writes and reports
-        t = manifest["training"]
-        print(f"adapter saved to {out / 'adapter'}: {t['steps']} steps, {t['tokens_seen']} tokens, "
-              f"{t['wall_s']:.0f} s, final loss {t['final_loss']:.3f}")
+    strategy = trainable[name]
+    out = Path(args.output) if args.output else strategy.output_dir(data)
+    t = strategy.train(data, load_backend(task.config.model, task.path.parent), out, progress=not args.no_progress)
+    if t is not None:  # only the main process of a distributed run writes and reports
+        print(f"adapter saved to {out / 'adapter'}: {t.steps} steps, {t.tokens_seen} tokens, "
+              f"{t.wall_s:.0f} s, final loss {t.final_loss:.3f}")
     return 0
 
 
@@ -133,8 +146,8 @@ def _cmd_gate(args) -> int:
         print(f"junit written to {args.junit}")
     if append_step_summary(result):
         print("summary appended to $GITHUB_STEP_SUMMARY")
-    print(f"stored as gate result {result['gate_id']} in {args.store}")
-    return EXIT_PASS if result["passed"] else EXIT_REGRESSION
+    print(f"stored as gate result {result.gate_id} in {args.store}")
+    return EXIT_PASS if result.passed else EXIT_REGRESSION
 
 
 def _cmd_dashboard(args) -> int:
@@ -157,6 +170,10 @@ def _store_arg(p: argparse.ArgumentParser) -> None:
                    help="SQLite results store (default: %(default)s; env HARNESS_STORE)")
 
 
+def _progress_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness",
@@ -176,16 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="also write the machine-readable report here")
     _store_arg(p)
     p.add_argument("--force", action="store_true", help="recompute runs already finished in the store")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _progress_arg(p)
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("train", help="train the task's LoRA adapter only (the entry point for accelerate launch)",
-                       description="Train the task's lora strategy and save the adapter, without evaluating. "
-                                   "Runs unchanged under `accelerate launch [--num_processes N] -m harness train "
-                                   "TASK.yaml`. A killed run resumes from its last checkpoint.")
+                       description="Train the task's lora strategy (or another strategy that trains) and save the "
+                                   "adapter, without evaluating. Runs unchanged under `accelerate launch "
+                                   "[--num_processes N] -m harness train TASK.yaml`. A killed run resumes from its "
+                                   "last checkpoint.")
     p.add_argument("task", help="task YAML file with a lora strategy")
+    p.add_argument("--strategy", metavar="NAME", help="which strategy to train when the task has several that train")
     p.add_argument("--output", metavar="DIR", help="adapter folder (default: the cache folder compare reuses)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _progress_arg(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("report", help="render a stored comparison as Markdown and HTML with plots",
@@ -220,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, metavar="N", help="score a seeded sample of N eval examples")
     p.add_argument("--junit", metavar="PATH", help="write JUnit XML here, one test case per rule")
     _store_arg(p)
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _progress_arg(p)
     p.set_defaults(func=_cmd_gate)
 
     p = sub.add_parser("dashboard", help="serve the Streamlit dashboard over the results store",

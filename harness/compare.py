@@ -5,19 +5,22 @@ checked before the store is opened."""
 
 from __future__ import annotations
 
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import registry
 from harness.cost import add_costs
 from harness.data import TaskData, config_fingerprint, load_data
 from harness.decide import recommend
 from harness.errors import HarnessError
 from harness.forgetting import ForgettingMeter
+from harness.measure import peak_memory_mb, provenance, timer
 from harness.metrics import MetricError, load_metric
 from harness.models import load_backend
-from harness.runner import peak_memory_mb, run_strategy
+from harness.results import (ArmResult, Assumptions, Comparisons, ComparisonReport, Curve, CurvePoint, Forgetting,
+                             Provenance)
+from harness.runner import run_strategy
 from harness.stats import CONFIDENCE, bootstrap_ci, paired_comparisons
 from harness.store import Store
 from harness.task import LoadedTask, load_task
@@ -29,7 +32,7 @@ def _percentile(values, q):
     return float(np.percentile(values, q)) if values else 0.0
 
 
-def summarise(task, name: str, run_id: int, examples: list[dict], extra: dict) -> dict:
+def summarise(task, name: str, run_id: int, examples: list[dict], extra: dict) -> ArmResult:
     """The report row of one strategy, computed from its stored examples (so a resumed run and a
     fresh one summarise identically)."""
     cfg = task.config
@@ -41,7 +44,7 @@ def summarise(task, name: str, run_id: int, examples: list[dict], extra: dict) -
     headline = cfg.metric_names[0]
     latencies = [e["latency_ms"] for e in examples]
     n = len(examples)
-    return {
+    return ArmResult.model_validate({
         "name": name,
         "run_id": run_id,
         "n_examples": n,
@@ -53,7 +56,7 @@ def summarise(task, name: str, run_id: int, examples: list[dict], extra: dict) -
         "tokens": {"prompt_mean": sum(e["prompt_tokens"] for e in examples) / n,
                    "output_mean": sum(e["output_tokens"] for e in examples) / n},
         **extra,
-    }
+    })
 
 
 @dataclass
@@ -64,7 +67,7 @@ class Session:
     data: TaskData
     backend: object
     store: Store
-    provenance: dict
+    provenance: Provenance
     force: bool = False
     progress: bool = True
 
@@ -77,22 +80,20 @@ class Session:
         return self.task.config.model_dump(mode="json", exclude={"description", "strategies", "cost", "decision",
                                                                   "learning_curves", "gate"})
 
-    def forgetting(self, backend) -> dict:
+    def forgetting(self, backend) -> Forgetting:
         # Created on first use: a compare whose runs all come from the store measures nothing.
         if self._forgetting is None:
             self._forgetting = ForgettingMeter(self.task, self.backend)
         return self._forgetting.delta(backend)
 
 
-def run_one(session: Session, name: str, params) -> dict:
+def run_one(session: Session, name: str, params) -> ArmResult:
     """One strategy with one parameter set: reused from the store when finished, resumed when
     interrupted, otherwise prepared and evaluated. Returns its report row."""
     from tqdm.auto import tqdm
 
-    from strategies import build
-
     cfg, store, data = session.task.config, session.store, session.data
-    strategy = build(name, params, session.task)
+    strategy = registry.build(name, params, session.task)
     # Inputs beyond the parameters and the task data (a RAG corpus's content) are in the key too, so
     # editing them makes a new run instead of reusing a stale one.
     key = config_fingerprint({"task": session.task_config, "strategy": name,
@@ -100,15 +101,14 @@ def run_one(session: Session, name: str, params) -> dict:
                               **strategy.fingerprint()})
     existing = store.run_by_key(key)
     if existing is not None and existing["status"] == "finished" and not session.force:
-        return {**store.run(existing["id"])["summary"], "reused": True}
+        return ArmResult.model_validate(store.run(existing["id"])["summary"]).model_copy(update={"reused": True})
     # Prepare before the run row exists: a strategy that fails on bad input (an empty corpus, a
     # missing target module) leaves nothing half-written in the store.
-    t0 = time.perf_counter()
-    eval_backend = strategy.prepare(data, session.backend)
-    prepare_s = time.perf_counter() - t0
+    with timer() as prepared:
+        eval_backend = strategy.prepare(data, session.backend)
     run_id = store.start_run(key, task=cfg.name, strategy=name, model=cfg.model,
                              config={"task": session.task_config, "params": params.model_dump(mode="json")},
-                             provenance=session.provenance, force=session.force)
+                             provenance=session.provenance.model_dump(mode="json"), force=session.force)
     done = store.done_ids(run_id)
     todo = [ex for ex in data.eval if ex.id not in done]
     with tqdm(total=len(data.eval), initial=len(done), desc=f"{name:>10}", unit="ex",
@@ -117,32 +117,28 @@ def run_one(session: Session, name: str, params) -> dict:
                      on_batch=lambda results: store.add_examples(run_id, results), progress=bar.update)
     examples = store.examples(run_id)
     summary = summarise(session.task, name, run_id, examples,
-                        {"params": params.model_dump(mode="json"), "prepare_s": prepare_s,
-                         "peak_memory_mb": peak_memory_mb(), "resumed_from": len(done),
+                        {"params": params.model_dump(mode="json"), "weights": strategy.weights,
+                         "prepare_s": prepared.s, "peak_memory_mb": peak_memory_mb(), "resumed_from": len(done),
                          "forgetting": session.forgetting(eval_backend), **strategy.summary(examples)})
-    store.finish_run(run_id, summary, strategy.record())
-    return {**summary, "reused": False}
+    store.finish_run(run_id, summary.model_dump(mode="json"), strategy.record())
+    return summary
 
 
-def _labelled_examples(row: dict) -> int | None:
+def _labelled_examples(row: ArmResult) -> int | None:
     """How many labelled train examples a run learned from: a fine-tuned model's training set, or
     an in-context strategy's `k` demonstrations."""
-    if "training" in row:
-        return row["training"]["train_examples"]
-    return row["params"].get("k")
+    if row.training is not None:
+        return row.training.train_examples
+    return row.params.get("k")
 
 
-def learning_curve(session: Session, curve, points: list) -> dict:
+def learning_curve(session: Session, curve, points: list) -> Curve:
     """One run per point of a learning curve; a point equal to a run already done is reused."""
     rows = [run_one(session, curve.strategy, params) for params in points]
-    return {
-        "strategy": curve.strategy,
-        "param": curve.param,
-        "fine_tuning": any("training" in r for r in rows),
-        "points": [{"value": value, "labelled_examples": _labelled_examples(r), "run_id": r["run_id"],
-                    "n_examples": r["n_examples"], "quality": r["quality"], "metrics": r["metrics"],
-                    "reused": r["reused"]} for value, r in zip(curve.values, rows)],
-    }
+    return Curve(strategy=curve.strategy, param=curve.param, fine_tuning=any(r.fine_tuned for r in rows),
+                 points=[CurvePoint(value=value, labelled_examples=_labelled_examples(r), run_id=r.run_id,
+                                    n_examples=r.n_examples, quality=r.quality, metrics=r.metrics, reused=r.reused)
+                         for value, r in zip(curve.values, rows)])
 
 
 @contextmanager
@@ -150,14 +146,12 @@ def open_session(task_path: str | Path, *, strategies: list[str] = (), limit: in
                  store_path: str | Path, force: bool = False, progress: bool = True):
     """Validate the task, its data, metrics and model (everything that can be wrong with the input),
     and only then open the store."""
-    from harness.provenance import provenance
-    from strategies import known_strategies
-
     task = load_task(task_path, limit=limit)
     cfg = task.config
     for name in strategies:
-        if name not in known_strategies():
-            raise HarnessError("--strategies", f"unknown strategy '{name}'; known: {', '.join(known_strategies())}")
+        if name not in registry.known_strategies():
+            raise HarnessError("--strategies",
+                               f"unknown strategy '{name}'; known: {', '.join(registry.known_strategies())}")
     data = load_data(task)
     for m in cfg.metric_names:
         try:
@@ -167,7 +161,7 @@ def open_session(task_path: str | Path, *, strategies: list[str] = (), limit: in
     backend = load_backend(cfg.model, task.path.parent)
 
     store = Store(store_path)
-    prov = {**provenance(), "task_file": str(task.path), "data_hash": data.hash, "data_source": cfg.data.source}
+    prov = Provenance(**provenance(), task_file=str(task.path), data_hash=data.hash, data_source=cfg.data.source)
     try:
         yield Session(task, data, backend, store, prov, force=force, progress=progress)
     finally:
@@ -183,10 +177,8 @@ def _default_params(name: str, task: LoadedTask):
     """Parameters for a strategy asked for on the command line but absent from the task file."""
     from pydantic import ValidationError
 
-    from strategies import config_class
-
     try:
-        return config_class(name)()
+        return registry.config_class(name)()
     except ValidationError as e:
         field = e.errors()[0]["loc"][0]
         raise HarnessError(f"{task.path}: strategies.{name}.{field}",
@@ -194,7 +186,7 @@ def _default_params(name: str, task: LoadedTask):
 
 
 def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit: int | None = None,
-            store_path: str | Path, force: bool = False, progress: bool = True) -> dict:
+            store_path: str | Path, force: bool = False, progress: bool = True) -> ComparisonReport:
     with open_session(task_path, strategies=strategies or (), limit=limit, store_path=store_path, force=force,
                       progress=progress) as session:
         task, data, store, backend = session.task, session.data, session.store, session.backend
@@ -206,24 +198,16 @@ def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit
         decision = cfg.decision
         metric = decision.metric or cfg.metric_names[0]
         # Paired by example id, from the store: a reused run's examples count like a fresh one's.
-        scores = {r["name"]: stored_scores(store, r["run_id"], metric) for r in rows}
-        report = {
-            "task": cfg.name,
-            "task_file": str(task.path),
-            "model": cfg.model,
-            "model_params": backend.n_params,
-            "task_type": cfg.type,
-            "n_examples": len(data.eval),
-            "data_hash": data.hash,
-            "provenance": session.provenance,
-            "strategies": add_costs(rows, cfg.cost, backend.n_params, decision.monthly_requests),
-            "comparisons": {"metric": metric, "alpha": decision.alpha, "power": decision.power,
-                            "confidence": CONFIDENCE,
-                            "pairs": paired_comparisons(scores, seed=cfg.seed, alpha=decision.alpha,
-                                                        power=decision.power)},
-            "learning_curves": curves,
-            "assumptions": {"cost": cfg.cost.model_dump(mode="json"), "decision": decision.model_dump(mode="json")},
-        }
-        report["recommendation"] = recommend(report, decision)
-        report["comparison_id"] = store.save_comparison(cfg.name, report)
+        scores = {r.name: stored_scores(store, r.run_id, metric) for r in rows}
+        rows = add_costs(rows, cfg.cost, backend.n_params, decision.monthly_requests)
+        comparisons = Comparisons(metric=metric, alpha=decision.alpha, power=decision.power, confidence=CONFIDENCE,
+                                  pairs=paired_comparisons(scores, seed=cfg.seed, alpha=decision.alpha,
+                                                           power=decision.power))
+        report = ComparisonReport(
+            task=cfg.name, task_file=str(task.path), model=cfg.model, model_params=backend.n_params,
+            task_type=cfg.type, n_examples=len(data.eval), data_hash=data.hash, provenance=session.provenance,
+            strategies=rows, comparisons=comparisons, learning_curves=curves,
+            assumptions=Assumptions(cost=cfg.cost, decision=decision),
+            recommendation=recommend(rows, comparisons, curves, decision))
+        report.comparison_id = store.save_comparison(cfg.name, report.model_dump(mode="json", exclude={"comparison_id"}))
         return report

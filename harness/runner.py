@@ -3,10 +3,10 @@ scores, so every strategy's row is measured identically."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from harness.measure import timer
 from harness.metrics import score
 
 
@@ -21,20 +21,6 @@ class ExampleResult:
     output_tokens: int
     latency_ms: float
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def peak_memory_mb() -> float:
-    """Peak accelerator memory when there is one, else the process's peak resident set size.
-
-    On CPU this is a process-wide high-water mark (it includes the model weights and never goes
-    down), which is what a deployment would have to provision."""
-    import resource
-
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _first_line(text: str) -> str:
@@ -56,30 +42,28 @@ def run_strategy(task, strategy, backend, examples, *, on_batch: Callable[[list[
     size = cfg.limits.batch_size
     for start in range(0, len(ordered), size):
         batch = ordered[start:start + size]
-        t0 = time.perf_counter()
         # Prompts are built inside the timed region: a strategy whose prompt costs work (retrieval)
         # pays for it in latency.
-        prompts, traces = [], []
-        for ex in batch:
-            prompts.append(backend.render(strategy.messages(ex)))
-            traces.append(strategy.trace(ex))
-        if cfg.type == "classification":
-            scored = backend.loglikelihood(prompts, cfg.labels)
-            preds = [cfg.labels[max(range(len(cfg.labels)), key=s.logprobs.__getitem__)] for s in scored]
-            counts = [(s.prompt_tokens, 0) for s in scored]
-            extras = [{"logprobs": dict(zip(cfg.labels, s.logprobs))} for s in scored]
-        else:
-            gens = backend.generate(prompts, cfg.limits.max_new_tokens)
-            preds = [_first_line(g.text) if cfg.type == "short_answer" else g.text for g in gens]
-            counts = [(g.prompt_tokens, g.output_tokens) for g in gens]
-            extras = [{"raw_output": g.text} if g.text != p else {} for g, p in zip(gens, preds)]
-        per_example_ms = (time.perf_counter() - t0) * 1000 / len(batch)
+        with timer() as elapsed:
+            prompted = [strategy.messages(ex) for ex in batch]
+            prompts = [backend.render(p.messages) for p in prompted]
+            if cfg.type == "classification":
+                scored = backend.loglikelihood(prompts, cfg.labels)
+                preds = [cfg.labels[max(range(len(cfg.labels)), key=s.logprobs.__getitem__)] for s in scored]
+                counts = [(s.prompt_tokens, 0) for s in scored]
+                extras = [{"logprobs": dict(zip(cfg.labels, s.logprobs))} for s in scored]
+            else:
+                gens = backend.generate(prompts, cfg.limits.max_new_tokens)
+                preds = [_first_line(g.text) if cfg.type == "short_answer" else g.text for g in gens]
+                counts = [(g.prompt_tokens, g.output_tokens) for g in gens]
+                extras = [{"raw_output": g.text} if g.text != p else {} for g, p in zip(gens, preds)]
+        per_example_ms = elapsed.ms / len(batch)
         targets = [ex.target for ex in batch]
         metric_scores = {m: score(m, preds, targets) for m in cfg.metric_names}
         on_batch([
             ExampleResult(ex.id, p.text, pred, ex.target, {m: metric_scores[m][i] for m in metric_scores},
-                          n_in, n_out, per_example_ms, {**extra, **trace})
-            for i, (ex, p, pred, (n_in, n_out), extra, trace) in enumerate(
-                zip(batch, prompts, preds, counts, extras, traces))
+                          n_in, n_out, per_example_ms, {**extra, **pr.trace})
+            for i, (ex, p, pred, (n_in, n_out), extra, pr) in enumerate(
+                zip(batch, prompts, preds, counts, extras, prompted))
         ])
         progress(len(batch))

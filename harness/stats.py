@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from harness.results import Pair, PairedDifference
+
 CONFIDENCE = 0.95
 
 
@@ -106,9 +108,7 @@ def min_detectable_effect(a, b, alpha: float = 0.05, power: float = 0.8) -> floa
     return float((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * sd / math.sqrt(n))
 
 
-def paired_difference(a, b, *, seed: int, alpha: float, power: float, confidence: float = CONFIDENCE) -> dict:
-    """Everything the report says about b versus a on the same examples (`alpha` and `power` set the
-    smallest detectable effect)."""
+def _paired(a, b, *, seed: int, alpha: float, power: float, confidence: float) -> dict:
     out = {"n": len(a), "diff": float(np.mean(b) - np.mean(a))}
     out["ci_low"], out["ci_high"] = paired_bootstrap_ci(a, b, seed, confidence)
     if is_binary(a, b):
@@ -121,8 +121,15 @@ def paired_difference(a, b, *, seed: int, alpha: float, power: float, confidence
     return out
 
 
+def paired_difference(a, b, *, seed: int, alpha: float, power: float,
+                      confidence: float = CONFIDENCE) -> PairedDifference:
+    """Everything the report says about b versus a on the same examples (`alpha` and `power` set the
+    smallest detectable effect)."""
+    return PairedDifference(**_paired(a, b, seed=seed, alpha=alpha, power=power, confidence=confidence))
+
+
 def paired_comparisons(scores: dict[str, dict[str, float]], *, seed: int, alpha: float, power: float,
-                       confidence: float = CONFIDENCE) -> list[dict]:
+                       confidence: float = CONFIDENCE) -> list[Pair]:
     """Every pair of strategies (in the given order), paired by example id, `diff` = b - a, with
     Holm-adjusted p-values over all pairs. `scores` maps strategy -> example id -> score.
 
@@ -136,9 +143,7 @@ def paired_comparisons(scores: dict[str, dict[str, float]], *, seed: int, alpha:
             ids = sorted(scores[a].keys() & scores[b].keys())
             x = np.array([scores[a][k] for k in ids], dtype=float)
             y = np.array([scores[b][k] for k in ids], dtype=float)
-            pairs.append({"a": a, "b": b, **paired_difference(x, y, seed=seed, alpha=alpha / n_pairs, power=power,
-                                                                confidence=confidence)})
-    for pair, p_holm in zip(pairs, holm([p["p_value"] for p in pairs])):
-        pair["p_holm"] = p_holm
-        pair["significant"] = p_holm < alpha
-    return pairs
+            pairs.append({"a": a, "b": b, **_paired(x, y, seed=seed, alpha=alpha / n_pairs, power=power,
+                                                     confidence=confidence)})
+    adjusted = holm([p["p_value"] for p in pairs])
+    return [Pair(**p, p_holm=p_holm, significant=p_holm < alpha) for p, p_holm in zip(pairs, adjusted)]

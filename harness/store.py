@@ -3,7 +3,10 @@ every gate result.
 
 A run is one (task, strategy, config) evaluation, identified by a key hashed from everything that
 can change its results. Examples are committed batch by batch, so an interrupted run resumes
-where it stopped, and a finished run is never recomputed unless forced."""
+where it stopped, and a finished run is never recomputed unless forced.
+
+Every SQL statement of the harness lives in this file, including BlobCache, the small key -> bytes
+cache retrieval keeps its embeddings in."""
 
 from __future__ import annotations
 
@@ -67,15 +70,20 @@ _MIGRATIONS = [
 ]
 
 
+def _example(row: sqlite3.Row) -> dict[str, Any]:
+    return {**dict(row), "scores": json.loads(row["scores"]), "extra": json.loads(row["extra"])}
+
+
 class Store:
-    def __init__(self, path: str | Path = DEFAULT_PATH, *, readonly: bool = False):
+    def __init__(self, path: str | Path = DEFAULT_PATH, *, readonly: bool = False, timeout: float = 30):
         """readonly: for readers (the dashboard). Nothing is created or migrated, a missing file is
-        an error rather than a new empty store, and a compare can keep writing meanwhile (WAL)."""
+        an error rather than a new empty store, and a compare can keep writing meanwhile (WAL).
+        timeout: seconds a statement waits for another connection's lock before failing."""
         self.path = Path(path)
         if readonly:
-            self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+            self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout)
         else:
-            self.db = sqlite3.connect(self.path, timeout=30)
+            self.db = sqlite3.connect(self.path, timeout=timeout)
         self.db.row_factory = sqlite3.Row
         if not readonly:
             # WAL lets the dashboard read while a compare writes.
@@ -136,9 +144,35 @@ class Store:
             out[col] = json.loads(out[col]) if out[col] else None
         return out
 
+    def tables(self) -> set[str]:
+        """The tables this file holds: a reader's test for a store too old for a feature, or no store."""
+        return {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def runs_with_counts(self) -> list[dict[str, Any]]:
+        """Every run, newest first, without its JSON columns, with how many examples it has stored so far."""
+        rows = self.db.execute(
+            "SELECT r.id, r.task, r.strategy, r.model, r.status, r.created_at, r.finished_at, "
+            "(SELECT COUNT(*) FROM examples e WHERE e.run_id = r.id) AS examples "
+            "FROM runs r ORDER BY r.created_at DESC, r.id DESC")
+        return [dict(r) for r in rows]
+
     def examples(self, run_id: int) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT * FROM examples WHERE run_id = ? ORDER BY example_id", (run_id,))
-        return [{**dict(r), "scores": json.loads(r["scores"]), "extra": json.loads(r["extra"])} for r in rows]
+        return [_example(r) for r in rows]
+
+    def example(self, run_id: int, example_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM examples WHERE run_id = ? AND example_id = ?",
+                              (run_id, example_id)).fetchone()
+        return None if row is None else _example(row)
+
+    def example_scores(self, run_ids: list[int], metric: str) -> list[dict[str, Any]]:
+        """The examples of these runs with one metric's score each (None where it was not scored), and
+        without prompts and traces: what a table of many runs' answers needs, read in one query."""
+        marks = ", ".join("?" * len(run_ids))
+        rows = self.db.execute(
+            f"SELECT run_id, example_id, prediction, target, json_extract(scores, ?) AS score "
+            f"FROM examples WHERE run_id IN ({marks})", (f'$."{metric}"', *run_ids))
+        return [dict(r) for r in rows]
 
     def save_comparison(self, task: str, report: dict) -> int:
         with self.db:
@@ -146,7 +180,7 @@ class Store:
                                    (task, time.time(), json.dumps(report))).lastrowid
 
     def comparisons(self) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT * FROM comparisons ORDER BY created_at DESC")
+        rows = self.db.execute("SELECT * FROM comparisons ORDER BY created_at DESC, id DESC")
         return [{**dict(r), "report": json.loads(r["report"])} for r in rows]
 
     def save_gate(self, task: str, checkpoint: str, candidate_run_id: int | None, baseline_run_id: int | None,
@@ -159,5 +193,32 @@ class Store:
                  json.dumps(result))).lastrowid
 
     def gates(self) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT * FROM gates ORDER BY created_at DESC")
+        rows = self.db.execute("SELECT * FROM gates ORDER BY created_at DESC, id DESC")
         return [{**dict(r), "passed": bool(r["passed"]), "result": json.loads(r["result"])} for r in rows]
+
+
+class BlobCache:
+    """A key -> bytes cache in its own SQLite file (retrieval's embeddings): each `put` commits
+    atomically, so an interrupted fill keeps what it finished."""
+
+    def __init__(self, path: Path, table: str):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.table = table
+        self.db = sqlite3.connect(path, timeout=30)
+        self.db.execute(f"CREATE TABLE IF NOT EXISTS {table} (hash TEXT PRIMARY KEY, vec BLOB NOT NULL)")
+
+    def get(self, keys: list[str]) -> dict[str, bytes]:
+        found = {}
+        # SQLite caps the number of bound parameters; 500 stays well under every build's limit.
+        for i in range(0, len(keys), 500):
+            part = keys[i:i + 500]
+            found.update(self.db.execute(
+                f"SELECT hash, vec FROM {self.table} WHERE hash IN ({','.join('?' * len(part))})", part))
+        return found
+
+    def put(self, items: list[tuple[str, bytes]]) -> None:
+        with self.db:
+            self.db.executemany(f"INSERT OR REPLACE INTO {self.table} VALUES (?, ?)", items)
+
+    def close(self) -> None:
+        self.db.close()

@@ -10,6 +10,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError,
                       field_validator, model_validator)
 
+from harness import registry
 from harness.errors import HarnessError
 from harness.metrics import DEFAULT_METRICS
 
@@ -242,8 +243,6 @@ def _first_error(e: ValidationError) -> tuple[str, str]:
 
 def load_task(path: str | Path, *, limit: int | None = None) -> LoadedTask:
     """Read, parse and validate a task file. Every problem raises HarnessError naming file and field."""
-    from strategies import config_class, known_strategies
-
     path = Path(path)
     where = str(path)
     try:
@@ -270,11 +269,11 @@ def load_task(path: str | Path, *, limit: int | None = None) -> LoadedTask:
 
     strategy_configs = {}
     for name, params in config.strategies.items():
-        if name not in known_strategies():
+        if name not in registry.known_strategies():
             raise HarnessError(f"{where}: strategies.{name}",
-                               f"unknown strategy; known: {', '.join(sorted(known_strategies()))}")
+                               f"unknown strategy; known: {', '.join(sorted(registry.known_strategies()))}")
         try:
-            strategy_configs[name] = config_class(name).model_validate(params or {})
+            strategy_configs[name] = registry.config_class(name).model_validate(params or {})
         except ValidationError as e:
             field, msg = _first_error(e)
             raise HarnessError(f"{where}: strategies.{name}.{field}", msg) from None
@@ -286,12 +285,10 @@ def load_task(path: str | Path, *, limit: int | None = None) -> LoadedTask:
 def _curve_points(curve: LearningCurve, config: Task, where: str) -> list[BaseModel]:
     """One validated parameter set per value: the task's parameters for the strategy, with the curve's
     parameter replaced."""
-    from strategies import config_class, known_strategies
-
-    if curve.strategy not in known_strategies():
+    if curve.strategy not in registry.known_strategies():
         raise HarnessError(f"{where}.strategy", f"unknown strategy '{curve.strategy}'; "
-                                                f"known: {', '.join(sorted(known_strategies()))}")
-    cls = config_class(curve.strategy)
+                                                f"known: {', '.join(sorted(registry.known_strategies()))}")
+    cls = registry.config_class(curve.strategy)
     if curve.param not in cls.model_fields:
         raise HarnessError(f"{where}.param", f"{curve.strategy} has no parameter '{curve.param}'; "
                                              f"its parameters: {', '.join(cls.model_fields)}")

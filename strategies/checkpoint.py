@@ -13,7 +13,8 @@ from pydantic import Field
 
 from harness.checkpoints import inspect, load
 from harness.prompting import build_messages
-from strategies.base import BaseStrategy, StrategyConfig
+from harness.results import CheckpointInfo
+from harness.strategy import BaseStrategy, Prompted, StrategyConfig
 
 
 class Config(StrategyConfig):
@@ -23,6 +24,7 @@ class Config(StrategyConfig):
 
 class Strategy(BaseStrategy):
     name = "checkpoint"
+    weights = "checkpoint"
 
     def __init__(self, config: Config, task):
         super().__init__(config, task)
@@ -35,20 +37,21 @@ class Strategy(BaseStrategy):
         from harness.models import TransformersBackend
 
         self.backend = backend
-        return TransformersBackend(load(self.checkpoint, self.task), backend.tokenizer,
+        return TransformersBackend(load(self.checkpoint, backend.model), backend.tokenizer,
                                    name=f"{backend.name}+{self.checkpoint.folder.name}")
 
     def messages(self, example):
-        return build_messages(self.task, example, self.backend)
+        return Prompted(build_messages(self.task, example, self.backend))
 
     def record(self):
         return {"checkpoint": self.checkpoint.describe()}
 
     def summary(self, examples):
-        out = {"checkpoint": {k: v for k, v in self.checkpoint.describe().items() if k != "digests"}}
-        if self.checkpoint.manifest and "training" in self.checkpoint.manifest:
-            # A harness adapter knows what its training cost, so the cost model and the verdict can
-            # weigh it like the lora strategy's own.
-            out["training"] = {**self.checkpoint.manifest["training"], "adapter_path": str(self.checkpoint.weights_dir),
-                               "reused_adapter": True}
+        described = {k: v for k, v in self.checkpoint.describe().items() if k != "digests"}
+        out = {"checkpoint": CheckpointInfo(**described)}
+        # A harness adapter knows what its training cost, so the cost model and the verdict can weigh
+        # it like the lora strategy's own.
+        training = self.checkpoint.training(reused=True)
+        if training is not None:
+            out["training"] = training
         return out

@@ -11,7 +11,7 @@ import random
 from pydantic import Field
 
 from harness.prompting import build_messages
-from strategies.base import BaseStrategy, StrategyConfig
+from harness.strategy import BaseStrategy, Prompted, StrategyConfig
 
 
 class Config(StrategyConfig):
@@ -31,7 +31,7 @@ class Strategy(BaseStrategy):
         return backend
 
     def messages(self, example):
-        return build_messages(self.task, example, self.backend, demos=self.demos)
+        return Prompted(build_messages(self.task, example, self.backend, demos=self.demos))
 
     def record(self):
         return {"demo_ids": [d.id for d in self.demos]}

@@ -15,20 +15,22 @@ An identical config reuses the finished adapter; a changed config is a different
 
 from __future__ import annotations
 
+import copy
 import json
-import os
 import random
 import shutil
-import time
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from harness.checkpoints import file_digests, inspect, load, load_base
+from harness.checkpoints import file_digests, inspect, load
 from harness.errors import HarnessError
+from harness.files import atomic_write_text, cache_dir
+from harness.measure import FLOPS_FORMULA, package_versions, peak_memory_mb, timer, training_flops, utc_now
 from harness.prompting import build_messages
-from strategies.base import BaseStrategy, StrategyConfig
+from harness.results import Training
+from harness.strategy import BaseStrategy, Prompted, StrategyConfig
 
 MIN_TRAIN_EXAMPLES = 8
 
@@ -63,7 +65,6 @@ class Config(StrategyConfig):
 
 def adapter_dir(task, params: Config, data_hash: str) -> Path:
     from harness.data import config_fingerprint
-    from harness.models import cache_dir
 
     cfg = task.config
     key = config_fingerprint({
@@ -122,22 +123,13 @@ def _last_complete_checkpoint(folder: Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]))) if done else None
 
 
-def _package_versions() -> dict:
-    from importlib import metadata
-
-    return {p: metadata.version(p) for p in ("torch", "transformers", "peft", "accelerate")}
-
-
-def train_adapter(task, data, backend, params: Config, out: Path, progress: bool = True) -> dict:
-    """Train (or resume training) a LoRA adapter into `out`; returns the manifest."""
+def train_adapter(task, data, backend, params: Config, out: Path, progress: bool = True) -> dict | None:
+    """Train (or resume training) a LoRA adapter on the backend's model into `out`; returns the
+    manifest, or None on a process of a distributed run that does not write."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
-    from transformers import (AutoTokenizer, DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer,
-                              TrainingArguments)
-
-    from harness.models import resolve_model
-    from harness.runner import peak_memory_mb
+    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer, TrainingArguments
 
     train, validation = _split(task, data, params)
     train_rows = _tokenize(task, backend, train, params.max_length)
@@ -153,12 +145,12 @@ def train_adapter(task, data, backend, params: Config, out: Path, progress: bool
     out.mkdir(parents=True, exist_ok=True)
     started.write_text(json.dumps(config_json, indent=1))
 
-    model = load_base(task)
-    n_params = sum(p.numel() for p in model.parameters())
     lora = LoraConfig(task_type="CAUSAL_LM", r=params.r, lora_alpha=params.alpha, lora_dropout=params.dropout,
                       target_modules=params.target_modules)
     try:
-        model = get_peft_model(model, lora)
+        # peft wraps the model it is given in place: a copy keeps the backend's model the base that
+        # the other strategies and the forgetting probe evaluate.
+        model = get_peft_model(copy.deepcopy(backend.model), lora)
     except ValueError as e:
         raise HarnessError(f"{task.path}: strategies.lora.target_modules", str(e).splitlines()[0]) from None
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -195,22 +187,20 @@ def train_adapter(task, data, backend, params: Config, out: Path, progress: bool
         disable_tqdm=not progress,
         dataloader_num_workers=0,
     )
-    collate_tok = AutoTokenizer.from_pretrained(resolve_model(task.config.model, task.path.parent))
+    # Training batches pad on the right, after the answer; the backend pads on the left for inference.
+    collate_tok = copy.deepcopy(backend.tokenizer)
     collate_tok.padding_side = "right"
-    if collate_tok.pad_token_id is None:
-        collate_tok.pad_token = collate_tok.eos_token
     trainer = Trainer(
         model=model, args=args,
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows),
         data_collator=DataCollatorForSeq2Seq(collate_tok, padding=True, label_pad_token_id=-100),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=params.early_stopping_patience)],
     )
-    t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=last)
-    wall = time.perf_counter() - t0
+    with timer() as wall:
+        result = trainer.train(resume_from_checkpoint=last)
     tokens = int(trainer.state.num_input_tokens_seen)
     if not trainer.is_world_process_zero():
-        return {}
+        return None
 
     final = out / "adapter"
     trainer.model.save_pretrained(final)
@@ -223,28 +213,25 @@ def train_adapter(task, data, backend, params: Config, out: Path, progress: bool
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     manifest = {
         "base_model": task.config.model,
-        "base_params": n_params,
+        "base_params": backend.n_params,
         "task": task.config.name,
         "data_hash": data.hash,
         "training_config": config_json,
-        "packages": _package_versions(),
+        "packages": package_versions(("torch", "transformers", "peft", "accelerate")),
         # What `harness gate` checks before loading: an altered or truncated file is refused.
         "files": file_digests(final),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created_at": utc_now(),
         "training": {
-            "wall_s": wall,
+            "wall_s": wall.s,
             "resumed_from_step": int(Path(last).name.split("-")[-1]) if last else 0,
             "steps": trainer.state.global_step,
             "epochs": trainer.state.epoch,
             "train_examples": len(train_rows),
             "validation_examples": len(val_rows),
             "tokens_seen": tokens,
-            "tokens_per_s": tokens / wall if wall else None,
-            # Forward 2N per token, backward 2N for activation gradients through the frozen base;
-            # the adapters' own weight gradients are negligible (r << hidden): ~4N per token,
-            # where full fine-tuning would be ~6N.
-            "flops": 4 * n_params * tokens,
-            "flops_formula": "4 x base params x tokens seen (LoRA: no weight gradients for the base)",
+            "tokens_per_s": tokens / wall.s if wall.s else None,
+            "flops": training_flops(backend.n_params, tokens, "lora"),
+            "flops_formula": FLOPS_FORMULA["lora"],
             "peak_memory_mb": peak_memory_mb(),
             "trainable_params": trainable,
             "adapter_bytes": sum(f.stat().st_size for f in final.iterdir()),
@@ -254,38 +241,43 @@ def train_adapter(task, data, backend, params: Config, out: Path, progress: bool
             "loss_history": losses,
         },
     }
-    tmp = out / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / "manifest.json")  # the adapter counts as finished only once this exists
+    # The adapter counts as finished only once this exists, so it must never appear half-written.
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1))
     shutil.rmtree(checkpoints, ignore_errors=True)
     return manifest
 
 
 class Strategy(BaseStrategy):
     name = "lora"
-    manifest: dict = {}
-    folder: Path | None = None
-    reused = False
+    weights = "lora"
+
+    def output_dir(self, data) -> Path:
+        return adapter_dir(self.task, self.config, data.hash)
+
+    def train(self, data, backend, output: Path | None, progress: bool) -> Training | None:
+        out = output or self.output_dir(data)
+        if train_adapter(self.task, data, backend, self.config, out, progress) is None:
+            return None
+        # Read back through the checks compare applies, so what is reported is what compare will load.
+        return inspect(out, self.task).training(reused=False)
 
     def prepare(self, data, backend):
         from harness.models import TransformersBackend
 
         self.backend = backend
-        self.folder = adapter_dir(self.task, self.config, data.hash)
-        self.reused = (self.folder / "manifest.json").is_file()
+        folder = self.output_dir(data)
+        self.reused = (folder / "manifest.json").is_file()
         if not self.reused:
-            train_adapter(self.task, data, backend, self.config, self.folder)
-        checkpoint = inspect(self.folder, self.task)
-        self.manifest = checkpoint.manifest
-        merged = load(checkpoint, self.task)
-        return TransformersBackend(merged, backend.tokenizer, name=f"{backend.name}+lora")
+            train_adapter(self.task, data, backend, self.config, folder)
+        self.checkpoint = inspect(folder, self.task)
+        return TransformersBackend(load(self.checkpoint, backend.model), backend.tokenizer,
+                                   name=f"{backend.name}+lora")
 
     def messages(self, example):
-        return build_messages(self.task, example, self.backend)
+        return Prompted(build_messages(self.task, example, self.backend))
 
     def record(self):
-        return {"adapter": str(self.folder), "manifest": self.manifest}
+        return {"adapter": str(self.checkpoint.folder), "manifest": self.checkpoint.manifest}
 
     def summary(self, examples):
-        return {"training": {**self.manifest["training"], "adapter_path": str(self.folder / "adapter"),
-                             "reused_adapter": self.reused}}
+        return {"training": self.checkpoint.training(reused=self.reused)}

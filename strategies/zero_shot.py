@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.prompting import build_messages
-from strategies.base import BaseStrategy, StrategyConfig
+from harness.strategy import BaseStrategy, Prompted, StrategyConfig
 
 
 class Config(StrategyConfig):
@@ -14,4 +14,4 @@ class Strategy(BaseStrategy):
     name = "zero_shot"
 
     def messages(self, example):
-        return build_messages(self.task, example, self.backend)
+        return Prompted(build_messages(self.task, example, self.backend))

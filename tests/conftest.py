@@ -126,3 +126,31 @@ def make_task(tmp_path, tiny_model_dir):
         return path
 
     return make
+
+
+def arm(name: str, *, value: float = 0.5, metric: str = "accuracy", n: int = 100, latency_mean_ms: float = 200.0,
+        p95: float | None = None, prompt: float = 100, output: float = 0.0, prepare_s: float = 0.0,
+        weights: str = "base", training: dict | None = None, forgetting: float | None = None,
+        retrieval: dict | None = None, run_id: int = 1):
+    """A hand-built report row (harness.results.ArmResult) for tests of cost, decide and report: only the
+    figures a test sets matter; the rest are plausible fillers."""
+    from harness.results import ArmResult
+
+    q = {"value": value, "ci_low": max(0.0, value - 0.05), "ci_high": min(1.0, value + 0.05)}
+    probe = {"loss": 3.0, "perplexity": 20.0, "qa_f1": 0.2, "tokens": 1000}
+    row = {"name": name, "run_id": run_id, "n_examples": n, "quality": {"metric": metric, **q},
+           "metrics": {metric: q}, "throughput_eps": 1000 / latency_mean_ms,
+           "latency_ms": {"p50": latency_mean_ms, "p95": p95 or latency_mean_ms, "mean": latency_mean_ms},
+           "tokens": {"prompt_mean": prompt, "output_mean": output}, "prepare_s": prepare_s,
+           "weights": "lora" if training is not None and weights == "base" else weights}
+    if training is not None:
+        row["training"] = {"wall_s": 600.0, "flops": 1e15, "adapter_bytes": 4_000_000, **training}
+    if forgetting is not None:
+        row["forgetting"] = {"probe": "probe", "weights_changed": forgetting != 0.0, "base": probe,
+                             "adapted": {**probe, "loss": probe["loss"] + forgetting}, "delta_loss": forgetting,
+                             "delta_perplexity": 0.0, "delta_qa_f1": 0.0}
+    if retrieval is not None:
+        row["retrieval"] = {"index": "flat", "embedder": "e", "documents": 1, "chunks": 1, "chunks_embedded": 1,
+                            "chunks_reused": 0, "index_from_cache": False, "embed_s": 0.0, "index_build_s": 0.0,
+                            "passages_shown_mean": 1.0, **retrieval}
+    return ArmResult.model_validate(row)

@@ -55,11 +55,11 @@ def test_finished_runs_are_reused_and_force_recomputes(make_task, tmp_path, monk
     real = mod.run_strategy
     monkeypatch.setattr(mod, "run_strategy", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     again = compare(path, store_path=store, progress=False)
-    assert calls == [] and all(s["reused"] for s in again["strategies"])
-    assert [s["quality"] for s in again["strategies"]] == [s["quality"] for s in first["strategies"]]
+    assert calls == [] and all(s.reused for s in again.strategies)
+    assert [s.quality for s in again.strategies] == [s.quality for s in first.strategies]
 
     forced = compare(path, store_path=store, progress=False, force=True)
-    assert len(calls) == 2 and not any(s["reused"] for s in forced["strategies"])
+    assert len(calls) == 2 and not any(s.reused for s in forced.strategies)
 
     # A changed parameter is a different experiment: only that strategy runs again.
     changed = make_task(strategies={"zero_shot": {}, "few_shot": {"k": 2}})
@@ -84,9 +84,9 @@ def test_interrupted_run_resumes_where_it_stopped(make_task, tmp_path, monkeypat
     monkeypatch.setattr(Store, "add_examples", real_add)
 
     report = compare(path, store_path=store, strategies=["zero_shot"], progress=False)
-    (row,) = report["strategies"]
-    assert row["resumed_from"] == 4 and row["n_examples"] == 12
-    assert len(Store(store).examples(row["run_id"])) == 12
+    (row,) = report.strategies
+    assert row.resumed_from == 4 and row.n_examples == 12
+    assert len(Store(store).examples(row.run_id)) == 12
 
 
 def test_limit_takes_a_seeded_sample(make_task):
@@ -115,14 +115,14 @@ def test_few_shot_k_larger_than_pool_is_refused(make_task):
 
 def test_few_shot_prompt_contains_demos_not_the_query_answer(make_task, tiny_model_dir):
     from harness.models import load_backend
-    from strategies import build
+    from harness.registry import build
 
     task = load_task(make_task())
     data = load_data(task)
     backend = load_backend(str(tiny_model_dir))
     few = build("few_shot", task.strategy_configs["few_shot"], task)
     few.prepare(data, backend)
-    turns = few.messages(data.eval[0])
+    turns = few.messages(data.eval[0]).messages
     assert [t["role"] for t in turns] == ["system"] + ["user", "assistant"] * 3 + ["user"]
     assert [t["content"] for t in turns[2:-1:2]] == [d.target for d in few.demos]
     assert data.eval[0].input in turns[-1]["content"]
@@ -150,10 +150,10 @@ def test_generative_task_types(make_task, tmp_path, task_type, metrics):
     path = make_task(type=task_type, labels=None, train=qa[:3], eval=qa[3:],
                      limits={"batch_size": 2, "max_new_tokens": 5})
     report = compare(path, store_path=tmp_path / "s.sqlite", progress=False)
-    for s in report["strategies"]:
-        assert list(s["metrics"]) == metrics and s["quality"]["metric"] == metrics[0]
-        assert 1 <= s["tokens"]["output_mean"] <= 5
-    rows = Store(tmp_path / "s.sqlite").examples(report["strategies"][0]["run_id"])
+    for s in report.strategies:
+        assert list(s.metrics) == metrics and s.quality.metric == metrics[0]
+        assert 1 <= s.tokens.output_mean <= 5
+    rows = Store(tmp_path / "s.sqlite").examples(report.strategies[0].run_id)
     if task_type == "short_answer":
         # Short answers are cut to their first line before scoring.
         assert all("\n" not in r["prediction"] for r in rows)

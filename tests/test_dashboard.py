@@ -15,6 +15,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from harness.compare import compare
+from harness.format import points_with_ci, table_cells, with_ci
+from harness.results import ComparisonReport, GateResult
 from harness.store import Store
 from tests.conftest import load_benchmark
 
@@ -50,12 +52,13 @@ def text(at: AppTest) -> str:
     return re.sub(r"\\(.)", r"\1", prose)
 
 
-def stored_report(path: Path, comparison_id: int) -> dict:
+def stored_report(path: Path, comparison_id: int) -> ComparisonReport:
     store = Store(path, readonly=True)
     try:
-        return next(c for c in store.comparisons() if c["id"] == comparison_id)["report"]
+        stored = next(c for c in store.comparisons() if c["id"] == comparison_id)
     finally:
         store.close()
+    return ComparisonReport.model_validate(stored["report"])
 
 
 def charts(at: AppTest) -> list[dict]:
@@ -64,7 +67,7 @@ def charts(at: AppTest) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory) -> tuple[Path, list[int]]:
-    """Two comparisons of zero_shot, few_shot, rag and lora, 40 examples per run."""
+    """Two comparisons of zero_shot, few_shot, rag and lora, 40 examples per run, and a gate result each."""
     path = tmp_path_factory.mktemp("dash") / "store.sqlite"
     return path, fill_store(path, comparisons=2, examples=40, seed=7)
 
@@ -109,7 +112,10 @@ def test_comparison_stored_before_verdicts(open_app, tmp_path):
     store.save_comparison("old_task", {"task": "old_task", "strategies": []})
     store.close()
     at = open_app(tmp_path / "store.sqlite")
-    assert "Comparison 1 was stored by an older harness, without comparisons, recommendation" in text(at)
+    page = text(at)
+    assert "Comparison 1 was stored by an older harness, whose report lacks or differs in task_file, model" in page
+    assert "comparisons, assumptions; run `harness compare` on its task again to see it here." in page
+    assert not at.dataframe
     at = open_app(tmp_path / "store.sqlite", "Runs")
     assert at.dataframe[0].value["verdict"].tolist() == ["(stored before verdicts)"]
 
@@ -162,22 +168,23 @@ def test_real_compare_shows_verdict_table_and_charts(open_app, make_task, tmp_pa
     report = compare(make_task(), store_path=path, progress=False)
     at = open_app(path)
     page = text(at)
-    rec = report["recommendation"]
-    assert f"Verdict: {rec['verdict']}" in page
-    assert all(reason in page for reason in rec["reasons"])
-    assert f"{report['task']} · {report['model']} · 12 eval examples" in page
+    rec = report.recommendation
+    assert f"Verdict: {rec.verdict}" in page
+    assert all(reason in page for reason in rec.reasons)
+    assert f"{report.task} · {report.model} · 12 eval examples" in page
 
+    # The strategy table is the column spec the terminal and the report render, cell for cell; so a
+    # tiny compare's costs read as money ('< $0.0001'), never as 3.783e-11.
     table = at.dataframe[0].value
+    columns, cells = table_cells(report.strategies, report.comparisons.metric)
+    assert list(table.columns) == [c.header for c in columns] + ["from store"]
+    assert table[[c.header for c in columns]].values.tolist() == cells
     assert table["strategy"].tolist() == ["zero_shot", "few_shot"]
-    for s, (_, row) in zip(report["strategies"], table.iterrows()):
-        q = s["quality"]
-        assert (row["quality"], row["ci_low"], row["ci_high"]) == pytest.approx(
-            (100 * q["value"], 100 * q["ci_low"], 100 * q["ci_high"]))
-        assert row["p95"] == pytest.approx(s["latency_ms"]["p95"])
+    assert all(cell.startswith(("$", "< $")) for cell in [*table["one-time $"], *table["$ / month"]])
     cost, latency = charts(at)
     assert (cost["title"], latency["title"]) == ("quality vs cost", "quality vs latency")
     points = cost["layer"][1]["data"]["values"]
-    assert [p["x"] for p in points] == [1000 * s["cost"]["per_request_usd"] for s in report["strategies"]]
+    assert [p["x"] for p in points] == [1000 * s.cost.per_request_usd for s in report.strategies]
     assert [d.label for d in at.get("download_button")] == ["Download report (HTML, with plots)",
                                                             "Download report (Markdown)"]
     # No fine-tuning ran: the training view says so instead of an empty table.
@@ -209,19 +216,20 @@ def test_forgetting_training_and_an_older_comparison(open_app, synthetic):
 
     at.selectbox(key="comparison_id").set_value(older).run()
     assert not at.exception and f"Comparison {older}," in text(at)
-    assert f"Verdict: {stored_report(path, older)['recommendation']['verdict']}" in text(at)
+    assert f"Verdict: {stored_report(path, older).recommendation.verdict}" in text(at)
 
 
 def test_explorer_filters_examples_where_strategies_disagree(open_app, synthetic):
     path, (_, newer) = synthetic
-    runs = {s["name"]: s["run_id"] for s in stored_report(path, newer)["strategies"]}
-    db = sqlite3.connect(path)
+    runs = {s.name: s.run_id for s in stored_report(path, newer).strategies}
+    store = Store(path, readonly=True)
     answers: dict[str, set] = {}
-    for example_id, prediction, scores in db.execute(
-            f"SELECT example_id, prediction, scores FROM examples WHERE run_id IN ({','.join('?' * len(runs))})",
-            list(runs.values())):
-        answers.setdefault(example_id, set()).add((prediction, json.loads(scores)["accuracy"]))
-    db.close()
+    try:
+        for run_id in runs.values():
+            for e in store.examples(run_id):
+                answers.setdefault(e["example_id"], set()).add((e["prediction"], e["scores"]["accuracy"]))
+    finally:
+        store.close()
     differ = {i for i, a in answers.items() if len(a) > 1}
     assert 0 < len(differ) < len(answers) == 40  # the filter has something to keep and to drop
 
@@ -255,46 +263,37 @@ def test_explorer_filters_examples_where_strategies_disagree(open_app, synthetic
     assert retrieved["in_prompt"].tolist() == [i < stored["rag"]["extra"]["n_shown"] for i in range(len(hits))]
 
 
-def _gate_result(passed: bool, *, rules: list[dict]) -> dict:
-    return {"task": "news", "checkpoint": "ckpt", "passed": passed, "metric": "accuracy",
-            "candidate": {"run_id": 4, "quality": {"value": 0.7, "ci_low": 0.55, "ci_high": 0.85},
-                          "latency_p95_ms": 250.0, "forgetting_delta_loss": 0.03},
-            "baseline": {"kind": "run", "label": "zero_shot (run 1)", "run_id": 1,
-                         "quality": {"value": 0.4, "ci_low": 0.25, "ci_high": 0.55}},
-            "difference": {"n": 40, "diff": 0.3, "ci_low": 0.15, "ci_high": 0.45, "test": "mcnemar_exact",
-                           "p_value": 0.0021, "mde": 0.2}, "rules": rules}
-
-
 def test_gate_history_with_rules(open_app, tmp_path):
+    # The synthetic store's gates: comparison 1's lora run fails strict rules, comparison 0's passes.
     path = tmp_path / "store.sqlite"
+    fill_store(path, comparisons=2, examples=10)
     store = Store(path)
-    store.save_gate("news", "step-100", None, None, True, _gate_result(True, rules=[
-        {"name": "min_gain", "outcome": "pass", "threshold": 0.02, "observed": 0.3, "message": "gain +30.0 points"}]))
-    failing = store.save_gate("news", "step-200", None, None, False, _gate_result(False, rules=[
-        {"name": "min_gain", "outcome": "fail", "threshold": 0.02, "observed": -0.01, "message": "gain -1.0 points"},
-        {"name": "latency_slo", "outcome": "skipped", "threshold": None, "observed": 250.0, "message": "no SLO"},
-        {"name": "forgetting", "outcome": "fail", "threshold": 0.05, "observed": 0.09, "message": "over budget"}]))
-    # A result missing everything but what the table's columns hold must still show.
-    bare = store.save_gate("legal", "step-1", None, None, False, {})
+    gates = store.gates()
+    failing, passing = (GateResult.model_validate(g["result"]) for g in gates)
+    # A result an older harness stored in another shape: the store's own columns must still show.
+    older = store.save_gate("legal", "step-1", None, None, False, {"passed": False})
     store.close()
 
     at = open_app(path, "Gates")
     assert "3 gate results, newest first: 1 passed, 2 failed." in text(at)
     history = at.dataframe[0].value
-    assert history["checkpoint"].tolist() == ["step-1", "step-200", "step-100"]
+    assert history["checkpoint"].tolist() == ["step-1", "/synthetic/checkpoint-1", "/synthetic/checkpoint-0"]
     assert history["passed"].tolist() == [False, False, True]
-    assert history["failed"].tolist() == ["", "min_gain, forgetting", ""]
-    assert history["candidate"].tolist()[1:] == ["70.0 [55.0, 85.0]"] * 2
-    assert history["difference"].tolist()[1:] == ["+30.0 [+15.0, +45.0], p=0.0021"] * 2
-    assert history["baseline"].isna().tolist() == [True, False, False]
-    assert history["baseline"].tolist()[1:] == ["zero_shot (run 1)"] * 2
-    assert f"Gate {bare} recorded no rules." in text(at)
+    assert history["failed"].tolist()[1:] == ["min_quality, max_forgetting", ""]
+    assert history["candidate"].tolist()[1:] == [with_ci(g.candidate.quality) for g in (failing, passing)]
+    assert history["difference"].tolist()[1:] == [points_with_ci(g.difference) for g in (failing, passing)]
+    assert re.fullmatch(r"\d+\.\d \[\d+\.\d, \d+\.\d\]", history["candidate"][1])
+    assert re.fullmatch(r"[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\], p=\S+", history["difference"][1])
+    assert history[["baseline", "difference", "failed"]].iloc[0].isna().all()
+    assert history["baseline"].tolist()[1:] == [f"run {g.baseline.run_id} (zero_shot)" for g in (failing, passing)]
+    assert f"Gate {older} was stored by an older harness" in text(at)
 
-    at.selectbox(key="gate_id").set_value(failing).run()
+    at.selectbox(key="gate_id").set_value(gates[0]["id"]).run()
     assert not at.exception
     rules = at.dataframe[1].value
-    assert rules["outcome"].tolist() == ["fail", "skipped", "fail"]
-    assert rules["threshold"].tolist() == ["0.02", "", "0.05"]
+    assert rules["name"].tolist() == ["min_quality", "max_drop", "max_forgetting", "max_latency_p95_ms"]
+    assert rules["outcome"].tolist() == ["fail", "pass", "fail", "skipped"]
+    assert rules["threshold"].tolist() == ["0.9", "0.0", "0.03", ""]
 
 
 def test_store_older_than_gate_results(open_app, tmp_path):
@@ -313,7 +312,7 @@ def test_runs_view_lists_comparisons_and_strategy_runs(open_app, synthetic):
     comparisons, runs = (d.value for d in at.dataframe)
     assert comparisons["id"].tolist() == ids[::-1]
     assert set(comparisons["strategies"]) == {"zero_shot, few_shot, rag, lora"}
-    assert comparisons["verdict"].tolist() == [stored_report(path, i)["recommendation"]["verdict"] for i in ids[::-1]]
+    assert comparisons["verdict"].tolist() == [stored_report(path, i).recommendation.verdict for i in ids[::-1]]
     assert len(runs) == 8 and set(runs["status"]) == {"finished"} and set(runs["examples"]) == {40}
 
 

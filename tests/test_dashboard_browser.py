@@ -28,7 +28,7 @@ def test_dashboard_in_chromium_shows_the_default_task_comparison(tmp_path):
     store = tmp_path / "store.sqlite"
     report = compare(ROOT / "benchmarks" / "tasks" / "bbc_news.yaml", strategies=["zero_shot", "few_shot"], limit=12,
                      store_path=store, progress=False)
-    verdict = report["recommendation"]["verdict"]
+    verdict = report.recommendation.verdict
 
     with bench.serving(store) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=bench.CHROMIUM, args=["--no-sandbox"])

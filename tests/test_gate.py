@@ -120,10 +120,12 @@ def test_a_rerun_reuses_the_candidate_run_and_the_baseline_can_be_a_stored_run(a
 
 def test_a_full_model_checkpoint_is_gated_too(adapters, capsys, tmp_path):
     from harness.checkpoints import inspect, load
+    from harness.models import load_backend
     from harness.task import load_task
 
     task = load_task(adapters / "task.yaml")
-    load(inspect(adapters / "task", task), task).save_pretrained(tmp_path / "full")
+    base = load_backend(task.config.model, task.path.parent).model
+    load(inspect(adapters / "task", task), base).save_pretrained(tmp_path / "full")
     rc, out, err = gate(capsys, adapters, tmp_path / "full")
     assert rc == 0, out + err
     store = Store(adapters / "s.sqlite", readonly=True)

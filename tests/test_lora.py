@@ -1,5 +1,5 @@
-"""LoRA on a tiny model: it learns, it changes the model, it is reused, resumed and refused
-when broken; forgetting reads zero for prompting and non-zero for LoRA."""
+"""LoRA on a tiny model: it learns on a copy of the loaded model, changes it, is reused, resumed
+and refused when broken; forgetting reads zero for prompting and non-zero for LoRA."""
 
 from __future__ import annotations
 
@@ -15,13 +15,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from harness import registry
+from harness.checkpoints import inspect, load
 from harness.cli import main
 from harness.compare import compare
 from harness.data import load_data
 from harness.errors import HarnessError
 from harness.models import load_backend
+from harness.strategy import Trainable
 from harness.task import load_task
-from harness.checkpoints import inspect, load
 from strategies.lora import adapter_dir, train_adapter
 from tests.conftest import topic_rows
 
@@ -43,30 +45,23 @@ def lora_task(make_task, **lora):
 def test_lora_learns_and_changes_the_model(make_task, tmp_path):
     path = lora_task(make_task)
     report = compare(path, store_path=tmp_path / "s.sqlite", progress=False)
-    zero, lora = report["strategies"]
-    t = lora["training"]
-    assert t["final_loss"] < t["first_loss"]
-    assert t["steps"] == 30 and t["tokens_seen"] > 0 and t["tokens_per_s"] > 0
-    assert t["flops"] == 4 * report["model_params"] * t["tokens_seen"]
-    assert 0 < t["trainable_params"] < report["model_params"]
-    assert t["adapter_bytes"] > 0 and not t["reused_adapter"]
+    zero, lora = report.strategies
+    t = lora.training
+    assert lora.fine_tuned and not zero.fine_tuned
+    assert t.final_loss < t.first_loss
+    assert t.steps == 30 and t.tokens_seen > 0 and t.tokens_per_s > 0
+    assert t.flops == 4 * report.model_params * t.tokens_seen
+    assert 0 < t.trainable_params < report.model_params
+    assert t.adapter_bytes > 0 and not t.reused_adapter
 
-    weights = load_file(Path(t["adapter_path"]) / "adapter_model.safetensors")
+    weights = load_file(Path(t.adapter_path) / "adapter_model.safetensors")
     lora_b = [w for name, w in weights.items() if "lora_B" in name]
     assert lora_b and all(w.abs().sum() > 0 for w in lora_b), "LoRA B starts at zero: training must move it"
 
-    task = load_task(path)
-    base = load_backend(task.config.model).model
-    folder = Path(t["adapter_path"]).parent
-    merged = load(inspect(folder, task), task)
-    ids = torch.tensor([[5, 6, 7, 8, 9]])
-    with torch.no_grad():
-        assert not torch.allclose(base(ids).logits, merged(ids).logits, atol=1e-4)
-
     # Prompting leaves the weights alone, and the measurement shows it; LoRA moved them.
-    assert zero["forgetting"]["weights_changed"] is False and zero["forgetting"]["delta_loss"] == 0.0
-    assert lora["forgetting"]["weights_changed"] is True and lora["forgetting"]["delta_loss"] != 0.0
-    assert lora["forgetting"]["base"] == zero["forgetting"]["adapted"]
+    assert zero.forgetting.weights_changed is False and zero.forgetting.delta_loss == 0.0
+    assert lora.forgetting.weights_changed is True and lora.forgetting.delta_loss != 0.0
+    assert lora.forgetting.base == zero.forgetting.adapted
 
 
 def test_identical_config_reuses_the_adapter(make_task, tmp_path, monkeypatch):
@@ -77,7 +72,28 @@ def test_identical_config_reuses_the_adapter(make_task, tmp_path, monkeypatch):
     monkeypatch.setattr(lora_mod, "train_adapter", lambda *a, **k: pytest.fail("retrained an identical config"))
     # A fresh store forces evaluation again; the adapter itself must come from the cache.
     report = compare(path, store_path=tmp_path / "b.sqlite", progress=False, strategies=["lora"])
-    assert report["strategies"][0]["training"]["reused_adapter"] is True
+    assert report.strategies[0].training.reused_adapter is True
+
+
+def test_trains_and_merges_on_copies_of_the_loaded_model(make_task, monkeypatch):
+    """The compare's model is loaded once: training and merging work on copies of it, since the
+    other strategies and the forgetting probe go on using it as the base."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    task = load_task(lora_task(make_task))
+    data, backend = load_data(task), load_backend(task.config.model)
+    before = {k: v.clone() for k, v in backend.model.state_dict().items()}
+    for cls in (AutoModelForCausalLM, AutoTokenizer):
+        monkeypatch.setattr(cls, "from_pretrained", lambda *a, **k: pytest.fail(f"loaded {a[0]} again"))
+
+    strategy = registry.build("lora", task.strategy_configs["lora"], task)
+    assert isinstance(strategy, Trainable)
+    adapted = strategy.prepare(data, backend)
+    assert all(torch.equal(before[k], v) for k, v in backend.model.state_dict().items())
+    assert backend.tokenizer.padding_side == "left"
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        assert not torch.allclose(backend.model(ids).logits, adapted.model(ids).logits, atol=1e-4)
 
 
 def _train_in_subprocess(task_path: Path, env: dict) -> subprocess.Popen:
@@ -183,6 +199,7 @@ def test_scales_out_with_accelerate_launch(make_task, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "adapter saved" in proc.stdout
     task = load_task(path)
-    merged = load(inspect(out, task), task)
+    base = load_backend(task.config.model)
+    merged = load(inspect(out, task), base.model)
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
-    assert sum(p.numel() for p in merged.parameters()) == load_backend(task.config.model).n_params
+    assert sum(p.numel() for p in merged.parameters()) == base.n_params

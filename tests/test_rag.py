@@ -15,7 +15,7 @@ from harness.errors import HarnessError
 from harness.models import load_backend
 from harness.store import Store
 from harness.task import load_task
-from strategies import build
+from harness.registry import build
 from strategies.rag import (Document, build_index, chunk_documents, embed_passages, load_embedder, read_corpus,
                             retrieval_scores)
 from tests.conftest import WORDS, write_jsonl
@@ -153,8 +153,8 @@ def test_exact_and_approximate_indexes_find_the_same_neighbours(embedder, privat
 def test_passages_are_cut_to_the_budget_best_first(rag_task, tiny_model_dir):
     strategy, data = prepared(rag_task({"top_k": 5, "max_context_tokens": 40}))
     example = data.eval[0]
-    turns = strategy.messages(example)
-    trace = strategy.trace(example)
+    prompted = strategy.messages(example)
+    turns, trace = prompted.messages, prompted.trace
     assert len(trace["retrieved"]) == 5 and 1 <= trace["n_shown"] < 5
     shown = [c for c in strategy.chunks if c.id in {h["chunk_id"] for h in trace["retrieved"][:trace["n_shown"]]}]
     assert sum(strategy.costs[strategy.chunks.index(c)] for c in shown) <= 40
@@ -252,15 +252,15 @@ def test_bad_parameter_is_a_config_error(rag_task, capsys, tmp_path):
 def test_compare_with_rag_stores_retrieved_ids_and_reuses(rag_task, tmp_path):
     path, store_path = rag_task(), tmp_path / "store.sqlite"
     report = compare(path, store_path=store_path, progress=False)
-    zero, rag = report["strategies"]
-    assert rag["name"] == "rag" and set(rag) >= set(zero) - {"reused"}
-    r = rag["retrieval"]
-    assert r["chunks"] == r["chunks_embedded"] > 0 and r["index_build_s"] > 0
+    zero, rag = report.strategies
+    assert rag.name == "rag" and set(rag.model_dump()) >= set(zero.model_dump())
+    r = rag.retrieval
+    assert r.chunks == r.chunks_embedded > 0 and r.index_build_s > 0
     # Each question names its country, so MiniLM finds the right document first.
-    assert r["recall_at_k"] == 1.0 and r["mrr"] == 1.0 and r["n_with_gold"] == 3
-    assert rag["tokens"]["prompt_mean"] > zero["tokens"]["prompt_mean"] + 10
+    assert r.recall_at_k == 1.0 and r.mrr == 1.0 and r.n_with_gold == 3
+    assert rag.tokens.prompt_mean > zero.tokens.prompt_mean + 10
 
-    rows = Store(store_path).examples(rag["run_id"])
+    rows = Store(store_path).examples(rag.run_id)
     assert len(rows) == 3
     for row in rows:
         hits = row["extra"]["retrieved"]
@@ -268,20 +268,20 @@ def test_compare_with_rag_stores_retrieved_ids_and_reuses(rag_task, tmp_path):
         assert hits[0]["chunk_id"].startswith(hits[0]["doc_id"] + "#") and row["extra"]["n_shown"] >= 1
 
     again = compare(path, store_path=store_path, progress=False)
-    assert all(s["reused"] for s in again["strategies"])
+    assert all(s.reused for s in again.strategies)
 
     # An edited corpus is a new rag run (the run key holds the corpus hash); zero-shot is reused.
     write_corpus(tmp_path, dict(FACTS, italy="the capital city of italy is rome ."))
     edited = compare(path, store_path=store_path, progress=False)
-    assert [s["reused"] for s in edited["strategies"]] == [True, False]
-    assert 0 < edited["strategies"][1]["retrieval"]["chunks_embedded"] < r["chunks"]
+    assert [s.reused for s in edited.strategies] == [True, False]
+    assert 0 < edited.strategies[1].retrieval.chunks_embedded < r.chunks
 
 
 def test_failed_prepare_leaves_no_run(rag_task, tmp_path):
     path, store_path = rag_task({"max_context_tokens": 3}), tmp_path / "store.sqlite"
     with pytest.raises(HarnessError):
         compare(path, store_path=store_path, strategies=["rag"], progress=False)
-    assert Store(store_path).db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+    assert Store(store_path).runs_with_counts() == []
 
 
 @pytest.mark.integration
@@ -290,9 +290,9 @@ def test_rag_beats_zero_shot_on_the_elements_task(tmp_path):
     # interval (a few lucky answers) is as wide as the gain.
     report = compare(ELEMENTS, strategies=["zero_shot", "rag"], limit=60, store_path=tmp_path / "s.sqlite",
                      progress=False)
-    zero, rag = (s["quality"] for s in report["strategies"])
-    assert rag["value"] - zero["value"] > zero["ci_high"] - zero["ci_low"]
-    assert report["strategies"][1]["retrieval"]["recall_at_k"] > 0.9
+    zero, rag = (s.quality for s in report.strategies)
+    assert rag.value - zero.value > zero.ci_high - zero.ci_low
+    assert report.strategies[1].retrieval.recall_at_k > 0.9
 
 
 # -- the shipped elements task ------------------------------------------------------------------------------

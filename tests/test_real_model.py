@@ -34,15 +34,15 @@ def test_zero_shot_topic_accuracy_beats_chance(tmp_path):
     # 5 topics: chance is 20%. Greedy scoring on a fixed seeded sample is deterministic.
     report = compare(TASKS / "bbc_news.yaml", strategies=["zero_shot"], limit=40,
                      store_path=tmp_path / "s.sqlite", progress=False)
-    assert report["strategies"][0]["quality"]["value"] > 0.25
+    assert report.strategies[0].quality.value > 0.25
 
 
 def test_demonstrations_teach_the_answer_format(tmp_path):
     # Zero-shot, the model answers in sentences ("The capital of Aruba is ..."); four solved
     # examples teach it to reply with the name alone, which exact match rewards.
     report = compare(TASKS / "countries.yaml", limit=30, store_path=tmp_path / "s.sqlite", progress=False)
-    zero, few = (s["metrics"]["exact_match"]["value"] for s in report["strategies"])
-    out_zero, out_few = (s["tokens"]["output_mean"] for s in report["strategies"])
+    zero, few = (s.value("exact_match") for s in report.strategies)
+    out_zero, out_few = (s.tokens.output_mean for s in report.strategies)
     assert few > zero
     assert out_few < out_zero / 1.5
 
@@ -67,7 +67,7 @@ def bbc_lora(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HARNESS_CACHE", str(root / "cache"))
         report = compare(root / "bbc_lora.yaml", limit=BBC_SLICE, store_path=root / "s.sqlite", progress=False)
-    return root, {s["name"]: s for s in report["strategies"]}
+    return root, {s.name: s for s in report.strategies}
 
 
 BBC_SLICE = 60
@@ -77,11 +77,11 @@ BBC_SLICE = 60
 @pytest.mark.timeout(1800)
 def test_lora_beats_zero_shot_on_bbc_topics(bbc_lora):
     _, rows = bbc_lora
-    zero, lora = rows["zero_shot"]["quality"], rows["lora"]["quality"]
-    training = rows["lora"]["training"]
-    print(f"zero-shot {zero}, lora {lora}, forgetting {rows['lora']['forgetting']}, training {training['wall_s']:.0f} s")
-    assert training["final_loss"] < training["first_loss"]
-    assert lora["ci_low"] > zero["ci_high"], (zero, lora)
+    zero, lora = rows["zero_shot"].quality, rows["lora"].quality
+    training = rows["lora"].training
+    print(f"zero-shot {zero}, lora {lora}, forgetting {rows['lora'].forgetting}, training {training.wall_s:.0f} s")
+    assert training.final_loss < training.first_loss
+    assert lora.ci_low > zero.ci_high, (zero, lora)
 
 
 @pytest.mark.timeout(1800)
@@ -94,7 +94,7 @@ def test_gate_passes_the_default_adapter_and_fails_a_shuffled_label_one(bbc_lora
     from harness.cli import main
 
     root, rows = bbc_lora
-    good = Path(rows["lora"]["training"]["adapter_path"]).parent
+    good = Path(rows["lora"].training.adapter_path).parent
     shipped = str(TASKS / "bbc_news.yaml")
     gate = ["gate", "--task", shipped, "--limit", str(BBC_SLICE), "--store", str(tmp_path / "gate.sqlite"),
             "--no-progress"]

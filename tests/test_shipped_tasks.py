@@ -32,6 +32,6 @@ def test_runs_every_strategy_on_the_real_model(path, tmp_path):
     # budget; here every prompting strategy of every shipped task runs as configured.
     names = [n for n in load_task(path).config.strategies if n != "lora"]
     report = compare(path, strategies=names, limit=4, store_path=tmp_path / "store.sqlite", progress=False)
-    assert report["n_examples"] == 4
-    assert [s["name"] for s in report["strategies"]] == names
-    assert all(s["n_examples"] == 4 for s in report["strategies"])
+    assert report.n_examples == 4
+    assert [s.name for s in report.strategies] == names
+    assert all(s.n_examples == 4 for s in report.strategies)

@@ -96,10 +96,10 @@ def test_min_detectable_effect_when_strategies_agree_everywhere():
 
 def test_paired_difference_picks_the_test_by_score_type():
     binary = paired_difference([1, 0, 1, 0], [1, 1, 1, 0], seed=0, alpha=0.05, power=0.8)
-    assert binary["test"] == "mcnemar_exact" and (binary["only_a"], binary["only_b"]) == (0, 1)
-    assert binary["diff"] == pytest.approx(0.25)
+    assert binary.test == "mcnemar_exact" and (binary.only_a, binary.only_b) == (0, 1)
+    assert binary.diff == pytest.approx(0.25)
     graded = paired_difference([0.5, 0.2, 0.9], [0.6, 0.4, 0.9], seed=0, alpha=0.05, power=0.8)
-    assert graded["test"] == "paired_permutation" and "only_a" not in graded
+    assert graded.test == "paired_permutation" and graded.only_a is None
     assert is_binary([0, 1.0], [1]) and not is_binary([0, 0.5])
 
 
@@ -115,13 +115,13 @@ def test_comparisons_pair_by_example_id_and_correct_for_multiplicity():
         "rag": dict(zip(ids, base.astype(float))),
     }
     pairs = paired_comparisons(scores, seed=1, alpha=0.05, power=0.8)
-    assert [(p["a"], p["b"]) for p in pairs] == [("zero_shot", "few_shot"), ("zero_shot", "rag"), ("few_shot", "rag")]
+    assert [(p.a, p.b) for p in pairs] == [("zero_shot", "few_shot"), ("zero_shot", "rag"), ("few_shot", "rag")]
     first = pairs[0]
-    assert first["n"] == 60 and first["diff"] == pytest.approx(better.mean() - base.mean())
-    assert first["p_value"] == pytest.approx(mcnemar_exact(base, better)[0])
-    assert [p["p_holm"] for p in pairs] == pytest.approx(holm([p["p_value"] for p in pairs]))
-    assert first["significant"] == (first["p_holm"] < 0.05)
-    assert pairs[1]["diff"] == 0 and pairs[1]["p_value"] == 1.0 and not pairs[1]["significant"]
+    assert first.n == 60 and first.diff == pytest.approx(better.mean() - base.mean())
+    assert first.p_value == pytest.approx(mcnemar_exact(base, better)[0])
+    assert [p.p_holm for p in pairs] == pytest.approx(holm([p.p_value for p in pairs]))
+    assert first.significant == (first.p_holm < 0.05)
+    assert pairs[1].diff == 0 and pairs[1].p_value == 1.0 and not pairs[1].significant
     # The detectable effect is computed at Holm's strictest level, alpha / 3.
     strictest = min_detectable_effect(base.astype(float), better.astype(float), alpha=0.05 / 3)
-    assert first["mde"] == pytest.approx(strictest)
+    assert first.mde == pytest.approx(strictest)

@@ -1,0 +1,84 @@
+"""Numbers for people, and the strategy table's columns: the terminal, the Markdown/HTML report and
+the dashboard all render this one spec, so a figure reads the same wherever it is shown."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.results import ArmResult, Interval, PairedDifference
+
+
+def pct(x: float) -> str:
+    """A share as a percentage: 0.3333 -> '33.3%'."""
+    return f"{100 * x:.1f}%"
+
+
+def num_pct(x: float) -> str:
+    """A share in percent without the sign, for columns whose header says '%'."""
+    return f"{100 * x:.1f}"
+
+
+def pts(x: float) -> str:
+    """A difference of shares in signed percentage points: 0.05 -> '+5.0'."""
+    # Rounding first, then adding 0.0, turns -0.0 into +0.0.
+    return f"{round(100 * x, 1) + 0.0:+.1f}"
+
+
+def usd(x: float) -> str:
+    """Money: cents where they matter, three significant figures for fractions of a cent."""
+    if x == 0:
+        return "$0"
+    if x < 1e-4:
+        return "< $0.0001"
+    return f"${x:,.2f}" if x >= 100 else f"${x:.3g}"
+
+
+def with_ci(q: Interval) -> str:
+    """'33.3 [26.0, 41.3]': a share in percent with its interval."""
+    return f"{num_pct(q.value)} [{num_pct(q.ci_low)}, {num_pct(q.ci_high)}]"
+
+
+def points_with_ci(d: PairedDifference) -> str:
+    """'+5.0 [+1.0, +9.0], p=0.012': a paired difference in points, its interval and test."""
+    return f"{pts(d.diff)} [{pts(d.ci_low)}, {pts(d.ci_high)}], p={d.p_value:.3g}"
+
+
+def _or_dash(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    text: Callable[[ArmResult], str]
+    help: str = ""
+
+
+def strategy_columns(metric: str) -> list[Column]:
+    """The strategy table, one column per figure, in display order."""
+    return [
+        Column("strategy", lambda r: r.name),
+        Column(f"{metric} % [95% CI]", lambda r: with_ci(r.metrics[metric]),
+               "the decision metric with its 95% percentile-bootstrap interval"),
+        Column("p50 ms", lambda r: f"{r.latency_ms.p50:.0f}", "median latency per example"),
+        Column("p95 ms", lambda r: f"{r.latency_ms.p95:.0f}", "95th-percentile latency per example"),
+        Column("ex/s", lambda r: _or_dash(r.throughput_eps, ".2f"), "examples per second"),
+        Column("prompt tok", lambda r: f"{r.tokens.prompt_mean:.0f}", "mean prompt tokens per example"),
+        Column("output tok", lambda r: f"{r.tokens.output_mean:.1f}", "mean generated tokens per example"),
+        Column("peak MB", lambda r: f"{r.peak_memory_mb:.0f}", "peak memory"),
+        Column("$ / 1k req", lambda r: usd(1000 * r.cost.per_request_usd), "cost of 1,000 requests"),
+        Column("FLOPs / req", lambda r: f"{r.cost.per_request_flops:.3g}", "2 x parameters x tokens per request"),
+        Column("one-time $", lambda r: usd(r.cost.one_time_usd), "training or preparation"),
+        Column("$ / month", lambda r: usd(r.cost.monthly_usd), "at the decision's monthly requests"),
+        Column("train s", lambda r: _or_dash(r.training and r.training.wall_s, ".0f"), "training wall time"),
+        Column("forget Δloss", lambda r: _or_dash(r.forgetting and r.forgetting.delta_loss, "+.3f"),
+               "change of loss on general text against the base model, nats/token"),
+    ]
+
+
+def table_cells(rows: list[ArmResult], metric: str) -> tuple[list[Column], list[list[str]]]:
+    columns = strategy_columns(metric)
+    return columns, [[c.text(r) for c in columns] for r in rows]

@@ -1,0 +1,317 @@
+"""Typed results: one arm's row, the comparison report and a gate result.
+
+compare builds them, cost and decide add to them, report, gate and the dashboard read them, and the
+store keeps them as JSON (`model_dump(mode="json")`), which is the documented report shape. Every
+part a strategy may or may not produce (training, retrieval, checkpoint, cost) is optional and
+typed, so "is this arm fine-tuned?" is a property, not a test for a key."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, model_serializer
+
+from harness.task import CostConfig, DecisionConfig
+
+
+class _Result(BaseModel):
+    # Extra keys are kept: a report stored by a newer harness still loads in an older dashboard.
+    model_config = ConfigDict(extra="allow")
+
+
+class Interval(_Result):
+    value: float
+    ci_low: float
+    ci_high: float
+
+
+class Quality(Interval):
+    metric: str
+
+
+class Latency(_Result):
+    p50: float
+    p95: float
+    mean: float
+
+
+class Tokens(_Result):
+    prompt_mean: float
+    output_mean: float
+
+
+class ProbeScores(_Result):
+    loss: float
+    perplexity: float
+    qa_f1: float
+    tokens: int
+
+
+class Forgetting(_Result):
+    probe: str
+    weights_changed: bool
+    base: ProbeScores
+    adapted: ProbeScores
+    delta_loss: float
+    delta_perplexity: float
+    delta_qa_f1: float
+
+
+class Training(_Result):
+    """What training an adapter cost, from its manifest (so a reused adapter reports the training
+    that made it)."""
+
+    wall_s: float
+    steps: int | None = None
+    epochs: float | None = None
+    train_examples: int | None = None
+    validation_examples: int | None = None
+    tokens_seen: int | None = None
+    tokens_per_s: float | None = None
+    flops: float = 0.0
+    flops_formula: str | None = None
+    peak_memory_mb: float | None = None
+    trainable_params: int | None = None
+    adapter_bytes: int = 0
+    first_loss: float | None = None
+    final_loss: float | None = None
+    best_eval_loss: float | None = None
+    loss_history: list[float] = []
+    resumed_from_step: int = 0
+    adapter_path: str | None = None
+    reused_adapter: bool = False
+
+
+class Retrieval(_Result):
+    index: str
+    embedder: str
+    documents: int
+    chunks: int
+    chunks_embedded: int
+    chunks_reused: int
+    index_from_cache: bool
+    embed_s: float
+    index_build_s: float
+    passages_shown_mean: float
+    k: int | None = None
+    n_with_gold: int | None = None
+    recall_at_k: float | None = None
+    mrr: float | None = None
+
+
+class CheckpointInfo(_Result):
+    path: str
+    kind: Literal["harness_adapter", "peft_adapter", "full_model"]
+    base_model: str | None
+    verified_digests: bool
+
+
+class BreakEven(_Result):
+    requests: float | None
+    months: float | None
+
+
+class Cost(_Result):
+    basis: Literal["self_hosted", "api"]
+    per_request_usd: float
+    per_request_flops: float
+    one_time_s: float
+    one_time_usd: float
+    one_time_flops: float
+    storage_bytes: int
+    monthly_requests: int
+    monthly_usd: float
+    # Fine-tuned arms only: against each arm that is not fine-tuned.
+    break_even: dict[str, BreakEven] = {}
+
+
+class ArmResult(_Result):
+    """One strategy's row of the comparison."""
+
+    name: str
+    run_id: int
+    n_examples: int
+    quality: Quality
+    metrics: dict[str, Interval]
+    latency_ms: Latency
+    throughput_eps: float | None
+    tokens: Tokens
+    params: dict[str, Any] = {}
+    # Which weights answered: the base model's, or ones changed by training ("lora", "checkpoint").
+    weights: str = "base"
+    peak_memory_mb: float = 0.0
+    prepare_s: float = 0.0
+    resumed_from: int = 0
+    reused: bool = False
+    forgetting: Forgetting | None = None
+    training: Training | None = None
+    retrieval: Retrieval | None = None
+    checkpoint: CheckpointInfo | None = None
+    cost: Cost | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_parts(self, handler):
+        # A part the strategy does not have is left out rather than null: the report's documented
+        # shape has `training` only on fine-tuned rows, `retrieval` only on retrieval rows.
+        out = handler(self)
+        for part in ("forgetting", "training", "retrieval", "checkpoint", "cost"):
+            if out.get(part, 0) is None:
+                del out[part]
+        return out
+
+    @property
+    def fine_tuned(self) -> bool:
+        return self.weights != "base"
+
+    def value(self, metric: str) -> float:
+        return self.metrics[metric].value
+
+
+class PairedDifference(_Result):
+    """b against a on the same examples: `diff` = mean(b) - mean(a), its paired bootstrap interval,
+    the paired test, and the smallest difference this many examples detect."""
+
+    n: int
+    diff: float
+    ci_low: float
+    ci_high: float
+    test: Literal["mcnemar_exact", "paired_permutation"]
+    p_value: float
+    only_a: int | None = None  # McNemar's discordant counts
+    only_b: int | None = None
+    mde: float | None
+
+
+class Pair(PairedDifference):
+    """One pair of a comparison, with its Holm-adjusted p-value over all pairs."""
+
+    a: str
+    b: str
+    p_holm: float
+    significant: bool
+
+    def flipped(self) -> Pair:
+        """a against b: the same test, the difference negated."""
+        return self.model_copy(update={
+            "a": self.b, "b": self.a, "diff": -self.diff, "ci_low": -self.ci_high, "ci_high": -self.ci_low,
+            "only_a": self.only_b, "only_b": self.only_a})
+
+
+class Comparisons(_Result):
+    metric: str
+    alpha: float
+    power: float
+    confidence: float
+    pairs: list[Pair]
+
+    def pair(self, a: str, b: str) -> Pair:
+        """The comparison of b against a, whichever order it was stored in."""
+        for p in self.pairs:
+            if (p.a, p.b) == (a, b):
+                return p
+            if (p.a, p.b) == (b, a):
+                return p.flipped()
+        raise KeyError(f"no paired comparison of {a} and {b}")
+
+
+class CurvePoint(_Result):
+    value: Any
+    labelled_examples: int | None
+    run_id: int
+    n_examples: int
+    quality: Quality
+    metrics: dict[str, Interval]
+    reused: bool = False
+
+
+class Curve(_Result):
+    strategy: str
+    param: str
+    fine_tuning: bool
+    points: list[CurvePoint]
+
+
+class Recommendation(_Result):
+    verdict: str
+    best_strategy: str | None
+    metric: str
+    reasons: list[str]
+    missing: list[str]
+
+
+class Assumptions(_Result):
+    cost: CostConfig
+    decision: DecisionConfig
+
+
+class Provenance(_Result):
+    git_sha: str | None
+    packages: dict[str, str | None]
+    python: str
+    hardware: dict[str, Any]
+    recorded_at: str
+    task_file: str | None = None
+    data_hash: str | None = None
+    data_source: str | None = None
+
+
+class ComparisonReport(_Result):
+    task: str
+    task_file: str
+    model: str
+    model_params: int
+    task_type: str
+    n_examples: int
+    data_hash: str
+    provenance: Provenance
+    strategies: list[ArmResult]
+    comparisons: Comparisons
+    learning_curves: list[Curve] = []
+    assumptions: Assumptions
+    recommendation: Recommendation | None = None
+    comparison_id: int | None = None
+
+    def row(self, name: str) -> ArmResult:
+        return next(r for r in self.strategies if r.name == name)
+
+
+class Rule(_Result):
+    name: str
+    outcome: Literal["pass", "fail", "skipped"]
+    threshold: float | None
+    observed: float | None
+    message: str
+
+
+class GateCandidate(_Result):
+    run_id: int
+    reused: bool
+    checkpoint: CheckpointInfo | None
+    quality: Interval
+    latency_p95_ms: float
+    forgetting_delta_loss: float
+
+
+class GateBaseline(_Result):
+    kind: Literal["run", "checkpoint", "base_model"]
+    label: str
+    run_id: int
+    quality: Interval
+
+
+class GateResult(_Result):
+    task: str
+    task_file: str
+    checkpoint: str
+    passed: bool
+    metric: str
+    candidate: GateCandidate
+    baseline: GateBaseline
+    difference: PairedDifference
+    rules: list[Rule]
+    provenance: Provenance
+    gate_id: int | None = None
+
+    @property
+    def failed(self) -> list[str]:
+        return [r.name for r in self.rules if r.outcome == "fail"]

@@ -1,0 +1,103 @@
+"""What every strategy provides. Strategies build prompts (and may adapt the model); the runner
+alone executes and measures them, so every row of the comparison is measured the same way.
+
+The protocol lives in the core and strategy modules implement it: the core never imports a
+strategy module except through the registry (harness/registry.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from harness.data import Example, TaskData
+    from harness.models import Backend
+    from harness.results import Training
+    from harness.task import LoadedTask
+
+
+class StrategyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Prompted:
+    """The chat turns sent for one example, and what the model was shown beyond them (e.g. the
+    retrieved chunk ids), stored with the example."""
+
+    messages: list[dict[str, str]]
+    trace: dict[str, Any] = field(default_factory=dict)
+
+
+class Strategy(Protocol):
+    name: str
+    # Which weights the strategy evaluates with: "base", or the kind of changed weights ("lora",
+    # "checkpoint"). The report row's `fine_tuned` follows from it.
+    weights: str
+
+    def __init__(self, config: StrategyConfig, task: LoadedTask) -> None: ...
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What the results depend on beyond the parameters and the task data (e.g. a hash of the RAG
+        corpus), folded into the store's run key so that a change makes a new run."""
+        ...
+
+    def prepare(self, data: TaskData, backend: Backend) -> Backend:
+        """One-time work before evaluation (pick examples, build an index, train).
+
+        Returns the backend to evaluate with: the given one, or an adapted model."""
+        ...
+
+    def messages(self, example: Example) -> Prompted:
+        """The prompt for one eval example with its trace (called inside the runner's timing)."""
+        ...
+
+    def record(self) -> dict[str, Any]:
+        """What this strategy chose for the run (e.g. the few-shot example ids), stored with it."""
+        ...
+
+    def summary(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        """Strategy-specific parts of the report row computed from the stored examples (`training`,
+        `retrieval`, `checkpoint`; see harness/results.py ArmResult)."""
+        ...
+
+
+@runtime_checkable
+class Trainable(Protocol):
+    """A strategy that trains weights on its own, without evaluating: what `harness train` runs
+    (also under `accelerate launch`)."""
+
+    def train(self, data: TaskData, backend: Backend, output: Path | None, progress: bool) -> Training | None:
+        """Train into `output` (default: the cache folder compare reuses). Returns the training
+        figures, or None on a process of a distributed run that does not write."""
+        ...
+
+    def output_dir(self, data: TaskData) -> Path:
+        """Where the default `train` writes."""
+        ...
+
+
+class BaseStrategy:
+    """Defaults for the parts of the protocol most strategies do not need."""
+
+    name = "base"
+    weights = "base"
+
+    def __init__(self, config: StrategyConfig, task: LoadedTask):
+        self.config, self.task = config, task
+
+    def fingerprint(self):
+        return {}
+
+    def prepare(self, data, backend):
+        self.backend = backend
+        return backend
+
+    def record(self):
+        return {}
+
+    def summary(self, examples):
+        return {}

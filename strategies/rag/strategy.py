@@ -1,0 +1,155 @@
+"""The rag strategy: its parameters, and the per-question work of retrieving chunks and packing the
+best of them into what the model's context leaves after the prompt and the answer."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt, field_validator, model_validator
+
+from harness.errors import HarnessError
+from harness.measure import timer
+from harness.prompting import build_messages
+from harness.results import Retrieval
+from harness.strategy import BaseStrategy, Prompted, StrategyConfig
+from strategies.rag.corpus import Document, corpus_hash, read_corpus
+from strategies.rag.index import load_embedder, load_or_build, set_search_params
+from strategies.rag.metrics import gold_documents, retrieval_quality
+
+CONTEXT_HEADER = "Context:"
+
+
+class Config(StrategyConfig):
+    corpus: list[str] = Field(min_length=1, description="files, folders or .jsonl document files, relative to the "
+                                                        "task YAML")
+    embedder: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model name or local folder")
+    chunk_size: int = Field(128, ge=8, le=8192, description="tokens per chunk, counted by the embedder's tokenizer")
+    chunk_overlap: int = Field(32, ge=0, description="tokens shared by consecutive chunks of a document")
+    top_k: int = Field(3, ge=1, le=100, description="chunks retrieved per question")
+    index: Literal["flat", "hnsw", "ivf"] = Field("flat", description="flat: exact search; hnsw or ivf: approximate, "
+                                                                      "for large corpora")
+    ef_search: int = Field(64, ge=1, description="hnsw: candidates explored per search (higher: better recall, slower)")
+    nprobe: int = Field(16, ge=1, description="ivf: clusters searched per query (higher: better recall, slower)")
+    max_context_tokens: PositiveInt | None = Field(None, description="cap on retrieved-passage tokens (default: all "
+                                                                     "the model's context leaves)")
+    gold_field: str | None = Field(None, description="eval column with the gold document id(s), for recall@k and MRR")
+
+    @field_validator("corpus", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _overlap_smaller(self):
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(f"chunk_overlap: must be smaller than chunk_size ({self.chunk_size})")
+        return self
+
+
+class Strategy(BaseStrategy):
+    name = "rag"
+
+    def __init__(self, config: Config, task):
+        super().__init__(config, task)
+        self.where = f"{task.path}: strategies.rag"
+        self.documents: list[Document] | None = None
+
+    def _docs(self) -> list[Document]:
+        if self.documents is None:
+            self.documents = read_corpus(self.config.corpus, self.task.path.parent, f"{self.where}.corpus")
+            self.corpus_hash = corpus_hash(self.documents)
+        return self.documents
+
+    def fingerprint(self):
+        self._docs()
+        return {"corpus": self.corpus_hash}
+
+    def prepare(self, data, backend):
+        cfg, docs = self.config, self._docs()
+        self.backend = backend
+        self.embedder = load_embedder(cfg.embedder, self.task.path.parent, f"{self.where}.embedder")
+        with timer() as build:
+            built = load_or_build(docs, self.corpus_hash, self.embedder, embedder_name=cfg.embedder,
+                                  chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap, kind=cfg.index,
+                                  where=f"{self.where}.chunk_size")
+            set_search_params(built.index, cfg.index, cfg.ef_search, cfg.nprobe)
+        self.index_key, self.index, self.chunks = built.key, built.index, built.chunks
+        self.stats = {"index": cfg.index, "embedder": cfg.embedder, "documents": len(docs), "chunks": len(self.chunks),
+                      "chunks_embedded": built.embedded, "chunks_reused": len(self.chunks) - built.embedded,
+                      "index_from_cache": built.from_cache, "embed_s": built.embed_s, "index_build_s": build.s}
+        self._plan_budget(data.eval)
+        self.gold = {}
+        if cfg.gold_field is not None:
+            self.gold = gold_documents(data.eval, cfg.gold_field, {c.doc_id for c in self.chunks},
+                                       f"{self.where}.gold_field")
+        return backend
+
+    def _answer_room(self) -> int:
+        cfg = self.task.config
+        if cfg.type == "classification":
+            return 1 + max(self.backend.count_tokens(cfg.labels))
+        return cfg.limits.max_new_tokens
+
+    def _room(self, example) -> int:
+        """Tokens left for retrieved passages in this example's prompt."""
+        base = self.backend.render(build_messages(self.task, example, self.backend)).n_tokens
+        room = self.backend.context_length - self._answer_room() - base - self.header_cost
+        return min(room, self.config.max_context_tokens) if self.config.max_context_tokens else room
+
+    def _plan_budget(self, examples) -> None:
+        """Every chunk's cost in model tokens, and a check that the longest one fits every eval
+        example's budget, so the best-ranked passage is always shown and no context is ever empty."""
+        backend = self.backend
+        self.header_cost = backend.count_tokens([CONTEXT_HEADER + "\n\n"])[0]
+        self.costs = backend.count_tokens([c.passage + "\n\n" for c in self.chunks])
+        longest = max(self.costs)
+        ctx = backend.context_length
+        if longest > ctx - self._answer_room() - self.header_cost:
+            raise HarnessError(f"{self.where}.chunk_size",
+                               f"chunks take up to {longest} model tokens, more than the model's {ctx}-token context "
+                               f"holds with the answer; lower chunk_size")
+        if self.config.max_context_tokens and self.config.max_context_tokens < longest:
+            raise HarnessError(f"{self.where}.max_context_tokens",
+                               f"{self.config.max_context_tokens} is less than the longest chunk ({longest} model "
+                               f"tokens); raise it or lower chunk_size")
+        for ex in examples:
+            room = self._room(ex)
+            if room < longest:
+                raise HarnessError(self.where,
+                                   f"eval example '{ex.id}': its prompt leaves {max(room, 0)} of the model's {ctx} "
+                                   f"tokens for passages, less than the longest chunk ({longest}); shorten the input "
+                                   f"(prompt.max_input_tokens) or lower chunk_size")
+
+    def retrieve(self, query: str) -> list[tuple[int, float]]:
+        """(chunk position, score) of the top_k chunks, best first."""
+        q = self.embedder.encode([query], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        scores, ids = self.index.search(q, self.config.top_k)
+        hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        if not hits:
+            raise HarnessError(self.where, f"the {self.config.index} index returned no passage for '{query[:60]}'; "
+                                           f"raise nprobe or ef_search")
+        return hits
+
+    def messages(self, example):
+        hits = self.retrieve(example.input)
+        room, shown = self._room(example), 0
+        # Best first; the first passage that does not fit ends the list, so the model never sees a
+        # lower-ranked passage in place of a better one. The best one always fits (see _plan_budget).
+        for i, _ in hits:
+            if self.costs[i] > room:
+                break
+            room -= self.costs[i]
+            shown += 1
+        context = CONTEXT_HEADER + "\n\n" + "\n\n".join(self.chunks[i].passage for i, _ in hits[:shown])
+        trace = {"retrieved": [{"chunk_id": self.chunks[i].id, "doc_id": self.chunks[i].doc_id,
+                                "score": round(s, 4)} for i, s in hits],
+                 "n_shown": shown}
+        return Prompted(build_messages(self.task, example, self.backend, context=context), trace)
+
+    def record(self):
+        return {"index_key": self.index_key, "corpus_hash": self.corpus_hash, "embedder": self.config.embedder}
+
+    def summary(self, examples):
+        shown = sum(e["extra"]["n_shown"] for e in examples) / len(examples)
+        return {"retrieval": Retrieval(**self.stats, **retrieval_quality(examples, self.gold, self.config.top_k),
+                                       passages_shown_mean=shown)}

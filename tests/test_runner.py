@@ -1,0 +1,190 @@
+"""harness/runner.py: run_strategy on the tiny model with a strategy of the test's own, so what is
+checked is the runner: batching, prediction, scoring, token counts, latency and traces."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from harness.data import load_data
+from harness.models import Generation, load_backend
+from harness.prompting import build_messages
+from harness.runner import run_strategy
+from harness.strategy import Prompted
+from harness.task import load_task
+from tests.conftest import TOPICS, topic_rows, write_jsonl
+
+QA = [{"id": f"q{i}", "text": f"what is the capital of {c} ?", "label": a}
+      for i, (c, a) in enumerate([("france", "paris"), ("germany", "berlin"), ("italy", "rome"),
+                                  ("spain", "madrid"), ("portugal", "lisbon")])]
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model_dir):
+    return load_backend(str(tiny_model_dir))
+
+
+class Recording:
+    """Builds the task's own prompt and records which examples it was asked for, in order."""
+
+    def __init__(self, task, backend):
+        self.task, self.backend, self.asked = task, backend, []
+
+    def messages(self, example):
+        self.asked.append(example.id)
+        return Prompted(build_messages(self.task, example, self.backend), {"seen": example.id, "call": len(self.asked)})
+
+
+class ScriptedGenerations:
+    """The tiny model's tokenizer and templates, with a fixed generation (a random model's is noise)."""
+
+    def __init__(self, backend, text: str):
+        self.backend, self.text, self.max_new_tokens = backend, text, []
+
+    def render(self, messages):
+        return self.backend.render(messages)
+
+    def generate(self, prompts, max_new_tokens):
+        self.max_new_tokens.append(max_new_tokens)
+        return [Generation(self.text, p.n_tokens, 7) for p in prompts]
+
+
+def run(task, strategy, backend, examples):
+    batches, progress = [], []
+    run_strategy(task, strategy, backend, examples, on_batch=batches.append, progress=progress.append)
+    return batches, progress
+
+
+@pytest.fixture(scope="module")
+def classification(tmp_path_factory, tiny_model_dir, backend):
+    """One classification run shared by the tests that inspect it (the task make_task writes, with
+    batches of 5 and two metrics)."""
+    folder = tmp_path_factory.mktemp("runner")
+    # Inputs of many lengths, in no particular order, so the sort has work to do.
+    rows = topic_rows(4, offset=10)
+    write_jsonl(folder / "train.jsonl", topic_rows(4))
+    write_jsonl(folder / "eval.jsonl", rows[::2] + rows[1::2])
+    spec = {"name": "tiny_topics", "type": "classification", "model": str(tiny_model_dir),
+            "data": {"train": "train.jsonl", "eval": "eval.jsonl"},
+            "fields": {"id": "id", "input": "text", "target": "label"},
+            "prompt": {"system": "answer with one word", "template": "article : {{ text }} topic ?"},
+            "labels": list(TOPICS), "metrics": ["accuracy", "exact_match"],
+            "strategies": {"zero_shot": {}}, "limits": {"batch_size": 5}}
+    (folder / "task.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    task = load_task(folder / "task.yaml")
+    data = load_data(task)
+    strategy = Recording(task, backend)
+    batches, progress = run(task, strategy, backend, data.eval)
+    return task, data, strategy, batches, progress
+
+
+def test_every_example_gets_exactly_one_result(classification):
+    _, data, strategy, batches, progress = classification
+    ids = [r.example_id for b in batches for r in b]
+    assert sorted(ids) == sorted(e.id for e in data.eval) and len(ids) == len(set(ids)) == 12
+    assert sorted(strategy.asked) == sorted(ids) and len(strategy.asked) == 12  # each prompt built once
+    assert progress == [len(b) for b in batches]
+
+
+def test_batches_are_bounded_and_sorted_by_input_length(classification):
+    task, data, strategy, batches, _ = classification
+    assert [len(b) for b in batches] == [5, 5, 2]
+    by_id = {e.id: e for e in data.eval}
+    lengths = [len(by_id[r.example_id].input) for b in batches for r in b]
+    assert lengths == sorted(lengths) and lengths[0] < lengths[-1]
+    # Prompts are built batch by batch in the same order.
+    assert strategy.asked == [r.example_id for b in batches for r in b]
+
+
+def test_trace_is_stored_in_extra(classification):
+    _, _, _, batches, _ = classification
+    for b in batches:
+        for r in b:
+            assert r.extra["seen"] == r.example_id and isinstance(r.extra["call"], int)
+
+
+def test_classification_predicts_the_argmax_label(classification):
+    task, data, _, batches, _ = classification
+    labels = task.config.labels
+    targets = {e.id: e.target for e in data.eval}
+    results = [r for b in batches for r in b]
+    for r in results:
+        logprobs = r.extra["logprobs"]
+        assert list(logprobs) == labels and all(v < 0 for v in logprobs.values())
+        assert r.prediction == max(labels, key=logprobs.__getitem__)
+        assert r.target == targets[r.example_id]
+        assert set(r.scores) == {"accuracy", "exact_match"}
+        assert r.scores["accuracy"] == float(r.prediction == r.target)
+        assert r.output_tokens == 0
+    # A random model still spreads its scores: the logprobs differ between examples.
+    assert len({tuple(r.extra["logprobs"].values()) for r in results}) > 1
+
+
+def test_latency_is_positive_and_shared_within_a_batch(classification):
+    _, _, _, batches, _ = classification
+    for b in batches:
+        assert b[0].latency_ms > 0
+        assert len({r.latency_ms for r in b}) == 1
+
+
+def test_prompt_and_its_token_count(classification, backend):
+    task, data, _, batches, _ = classification
+    by_id = {e.id: e for e in data.eval}
+    for r in (r for b in batches for r in b):
+        expected = backend.render(build_messages(task, by_id[r.example_id], backend)).text
+        assert r.prompt == expected and by_id[r.example_id].input in r.prompt
+        assert r.prompt_tokens == backend.count_tokens([r.prompt])[0] > 0
+
+
+def test_no_examples_no_batches(make_task, backend):
+    task = load_task(make_task())
+    batches, progress = run(task, Recording(task, backend), backend, [])
+    assert batches == [] and progress == []
+
+
+def test_short_answer_keeps_the_first_line(make_task, backend):
+    task = load_task(make_task(type="short_answer", labels=None, train=QA[3:], eval=QA[:3],
+                               limits={"batch_size": 2, "max_new_tokens": 9}))
+    data = load_data(task)
+    scripted = ScriptedGenerations(backend, "\n  paris \nberlin and more")
+    batches, _ = run(task, Recording(task, backend), scripted, data.eval)
+    results = {r.example_id: r for b in batches for r in b}
+    assert set(results) == {"q0", "q1", "q2"} and [len(b) for b in batches] == [2, 1]
+    assert scripted.max_new_tokens == [9, 9]  # the task's generation budget, once per batch
+    for r in results.values():
+        assert r.prediction == "paris"
+        assert r.extra["raw_output"] == "\n  paris \nberlin and more" and r.extra["seen"] == r.example_id
+        assert r.output_tokens == 7 and r.prompt_tokens == backend.count_tokens([r.prompt])[0]
+        assert set(r.scores) == {"exact_match", "token_f1"}
+    assert results["q0"].scores["exact_match"] == 1.0  # france -> paris
+    assert results["q1"].scores["exact_match"] == 0.0  # germany -> berlin: the second line is not the answer
+
+
+def test_short_answer_already_one_line_stores_no_raw_output(make_task, backend):
+    task = load_task(make_task(type="short_answer", labels=None, train=QA[3:], eval=QA[:3]))
+    batches, _ = run(task, Recording(task, backend), ScriptedGenerations(backend, "paris"), load_data(task).eval)
+    for r in (r for b in batches for r in b):
+        assert r.prediction == "paris" and "raw_output" not in r.extra
+
+
+def test_generation_keeps_every_line(make_task, backend):
+    task = load_task(make_task(type="generation", labels=None, train=QA[3:], eval=QA[:3]))
+    text = "paris\nis the capital"
+    batches, _ = run(task, Recording(task, backend), ScriptedGenerations(backend, text), load_data(task).eval)
+    results = {r.example_id: r for b in batches for r in b}
+    for r in results.values():
+        assert r.prediction == text and "raw_output" not in r.extra
+        assert set(r.scores) == {"rouge_l"} and 0 <= r.scores["rouge_l"] <= 1
+    assert results["q0"].scores["rouge_l"] > results["q1"].scores["rouge_l"]  # scored against each target
+
+
+def test_real_generation_on_the_tiny_model(make_task, backend):
+    task = load_task(make_task(type="short_answer", labels=None, train=QA[3:], eval=QA[:3],
+                               limits={"batch_size": 2, "max_new_tokens": 4}))
+    batches, _ = run(task, Recording(task, backend), backend, load_data(task).eval)
+    results = [r for b in batches for r in b]
+    assert [len(b) for b in batches] == [2, 1]
+    for r in results:
+        assert 1 <= r.output_tokens <= 4 and "\n" not in r.prediction
+        raw = r.extra.get("raw_output", r.prediction)
+        assert r.prediction == next((line.strip() for line in raw.splitlines() if line.strip()), "")

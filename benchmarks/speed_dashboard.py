@@ -85,13 +85,15 @@ def _examples(rng: random.Random, name: str, golds: list[str], texts: list[str],
 def _forgetting(name: str):
     from harness.results import Forgetting, ProbeScores
 
-    base = ProbeScores(loss=2.91, perplexity=18.4, qa_f1=0.21, tokens=4800)
+    base = ProbeScores(loss=2.91, perplexity=18.4, qa_logprob=-2.10, tokens=4800)
     if name != "lora":
         return Forgetting(probe="shipped", weights_changed=False, base=base, adapted=base, delta_loss=0.0,
-                          delta_perplexity=0.0, delta_qa_f1=0.0)
-    adapted = ProbeScores(loss=2.95, perplexity=19.1, qa_f1=0.19, tokens=4800)
+                          delta_loss_ci_low=0.0, delta_loss_ci_high=0.0, delta_perplexity=0.0, delta_qa_logprob=0.0,
+                          delta_qa_logprob_ci_low=0.0, delta_qa_logprob_ci_high=0.0)
+    adapted = ProbeScores(loss=2.95, perplexity=19.1, qa_logprob=-2.16, tokens=4800)
     return Forgetting(probe="shipped", weights_changed=True, base=base, adapted=adapted, delta_loss=0.04,
-                      delta_perplexity=0.7, delta_qa_f1=-0.02)
+                      delta_loss_ci_low=0.03, delta_loss_ci_high=0.05, delta_perplexity=0.7, delta_qa_logprob=-0.06,
+                      delta_qa_logprob_ci_low=-0.11, delta_qa_logprob_ci_high=-0.01)
 
 
 def _strategy_fields(name: str, n_train: int) -> dict:
@@ -115,28 +117,19 @@ def _strategy_fields(name: str, n_train: int) -> dict:
 
 def _gate(store, task: str, c: int, rows: dict, scores: dict, prov, decision, seed: int) -> int:
     """A gate result of the comparison's lora run against its zero_shot run, as `harness gate` records
-    one; every other comparison under strict rules (90% quality, forgetting under 0.03) that the lora
+    one; every other comparison under strict rules (90% quality, forgetting under 0.02) that the lora
     runs fail, so the history holds passes and failures."""
-    from harness.gate import evaluate_rules
-    from harness.results import GateBaseline, GateCandidate, GateResult
-    from harness.stats import paired_difference
+    from harness.gate import judge
     from harness.task import GateConfig
 
-    rules = GateConfig(min_quality=0.9, max_forgetting=0.03) if c % 2 else GateConfig()
+    rules = GateConfig(min_quality=0.9, max_forgetting=0.02) if c % 2 else GateConfig()
     candidate, baseline = rows["lora"], rows["zero_shot"]
     ids = sorted(scores["lora"])
-    diff = paired_difference([scores["zero_shot"][i] for i in ids], [scores["lora"][i] for i in ids],
-                             seed=seed, alpha=rules.alpha, power=decision.power)
-    outcomes = evaluate_rules(rules, "accuracy", candidate, baseline, diff)
-    result = GateResult(
-        task=task, task_file="synthetic", checkpoint=f"/synthetic/checkpoint-{c}",
-        passed=all(r.outcome != "fail" for r in outcomes), metric="accuracy",
-        candidate=GateCandidate(run_id=candidate.run_id, reused=False, checkpoint=None,
-                                quality=candidate.metrics["accuracy"], latency_p95_ms=candidate.latency_ms.p95,
-                                forgetting_delta_loss=candidate.forgetting.delta_loss),
-        baseline=GateBaseline(kind="run", label=f"run {baseline.run_id} (zero_shot)", run_id=baseline.run_id,
-                              quality=baseline.metrics["accuracy"]),
-        difference=diff, rules=outcomes, provenance=prov)
+    result = judge(rules, "accuracy", candidate, baseline,
+                   {"kind": "run", "label": f"run {baseline.run_id} (zero_shot)"},
+                   [scores["zero_shot"][i] for i in ids], [scores["lora"][i] for i in ids], seed=seed,
+                   power=decision.power, task=task, task_file="synthetic", checkpoint=f"/synthetic/checkpoint-{c}",
+                   provenance=prov)
     return store.save_gate(task, result.checkpoint, candidate.run_id, baseline.run_id, result.passed,
                            result.model_dump(mode="json", exclude={"gate_id"}))
 

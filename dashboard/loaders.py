@@ -115,7 +115,9 @@ def gates(path: str) -> list[dict] | None:
     with reading(path) as store:
         if "gates" not in store.tables():
             return None
-        return [{**g, "result": _typed(GateResult, g["result"])[0]} for g in store.gates()]
+        # Results stored before gates could be inconclusive have no outcome: theirs was pass or fail.
+        return [{**g, "result": _typed(GateResult, {"outcome": "pass" if g["passed"] else "fail", **g["result"]})[0]}
+                for g in store.gates()]
 
 
 def example_scores(path: str, run_ids: dict[str, int], metric: str) -> list[dict]:

@@ -9,7 +9,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import (EXIT_BAD_INPUT, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_OK, EXIT_REGRESSION,
+                            HarnessError)
 
 
 def _strategy_list(text: str) -> list[str]:
@@ -32,7 +33,7 @@ def _cmd_compare(args) -> int:
         print(f"report written to {args.json}")
     print(f"stored as comparison {report.comparison_id} in {args.store}")
     print(verdict_text(report))
-    return 0
+    return EXIT_OK
 
 
 def _stored_report(args):
@@ -126,8 +127,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_gate(args) -> int:
-    from harness.gate import (EXIT_PASS, EXIT_REGRESSION, append_step_summary, gate, summary_text, write_junit,
-                              write_junit_error)
+    from harness.gate import append_step_summary, gate, summary_text, write_junit, write_junit_error
 
     overrides = {k: v for k, v in (("min_quality", args.min_quality), ("max_drop", args.max_drop),
                                    ("max_forgetting", args.max_forgetting),
@@ -136,9 +136,9 @@ def _cmd_gate(args) -> int:
         result = gate(args.checkpoint, args.task, store_path=args.store, baseline_run=args.baseline,
                       baseline_checkpoint=args.baseline_checkpoint, overrides=overrides, limit=args.limit,
                       progress=not args.no_progress)
-    except HarnessError as e:
+    except Exception as e:
         if args.junit:  # CI shows why the gate could not run, not only that a file is missing
-            write_junit_error(str(e), args.task, args.junit)
+            write_junit_error(str(e) if isinstance(e, HarnessError) else _internal(e), args.task, args.junit)
         raise
     print("\n".join(summary_text(result)))
     if args.junit:
@@ -147,7 +147,7 @@ def _cmd_gate(args) -> int:
     if append_step_summary(result):
         print("summary appended to $GITHUB_STEP_SUMMARY")
     print(f"stored as gate result {result.gate_id} in {args.store}")
-    return EXIT_PASS if result.passed else EXIT_REGRESSION
+    return {"pass": EXIT_OK, "fail": EXIT_REGRESSION, "inconclusive": EXIT_INCONCLUSIVE}[result.outcome]
 
 
 def _cmd_dashboard(args) -> int:
@@ -220,11 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("gate", help="check a fine-tuned checkpoint before it ships (exit 0 pass, 1 regression, "
-                                    "2 error)",
+                                    "3 inconclusive, 2 bad input, 4 internal error)",
                        description="Evaluate a checkpoint (LoRA adapter or full model folder, safetensors only) "
                                    "on the task's eval set and forgetting probe, compare it with a baseline "
                                    "using paired statistics, and judge the task's gate rules (flags override "
-                                   "them). Exit 0 when every rule passes, 1 on a regression, 2 on an error.")
+                                   "them). A rule passes only when its interval shows the checkpoint within the "
+                                   "limit. Exit 0 when every rule passes, 1 when one is shown to be broken, 3 "
+                                   "when none is but one cannot be decided on these examples, 2 on bad input, "
+                                   "4 on an internal error.")
     p.add_argument("checkpoint", help="checkpoint folder: harness adapter, peft adapter or full model")
     p.add_argument("--task", required=True, metavar="TASK.yaml", help="task YAML file (its `gate:` section "
                                                                      "holds the rules)")
@@ -233,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a finished run in the store (default baseline: the base model, zero-shot)")
     base.add_argument("--baseline-checkpoint", metavar="PATH", help="another checkpoint, e.g. the one in production")
     p.add_argument("--min-quality", type=float, metavar="X", help="override gate.min_quality")
-    p.add_argument("--max-drop", type=float, metavar="X", help="override gate.max_drop")
+    p.add_argument("--max-drop", type=float, metavar="X", help="override gate.max_drop (0.05 = 5 points)")
     p.add_argument("--max-forgetting", type=float, metavar="X", help="override gate.max_forgetting")
     p.add_argument("--max-latency-p95", type=float, metavar="MS", help="override gate.max_latency_p95_ms")
     p.add_argument("--limit", type=int, metavar="N", help="score a seeded sample of N eval examples")
@@ -253,11 +256,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _internal(e: Exception) -> str:
+    """An unexpected exception in one line: its type and the first line of its message."""
+    first = str(e).strip().splitlines()
+    return f"internal error ({type(e).__name__}: {first[0] if first else 'no message'})"
+
+
+def _log_traceback(argv: list[str] | None) -> Path:
+    """Writes the exception being handled, with the command, to a new log file; returns its path."""
+    import tempfile
+    import traceback
+    from datetime import datetime
+
+    from harness.files import cache_dir
+
+    text = f"harness {' '.join(sys.argv[1:] if argv is None else argv)}\n\n{traceback.format_exc()}"
+    name = f"harness-error-{datetime.now():%Y%m%d-%H%M%S-%f}.log"
+    folder = cache_dir() / "logs"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:  # the broken environment may be the cache folder itself
+        folder = Path(tempfile.gettempdir())
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "limit", None) is not None and args.limit < 1:
         print("error: --limit: must be a positive number", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     # transformers' advisory warnings (generation flags, cache formats) would bury the table.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     # Libraries' deprecation notices to each other (peft -> transformers) are not the user's to act on.
@@ -268,10 +297,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted: finished batches are stored; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug or a broken environment: not the regression code, and not a wall of text
+        print(f"error: {_internal(e)}; traceback in {_log_traceback(argv)}", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from harness.data import TaskData, config_fingerprint, load_data
 from harness.decide import recommend
 from harness.errors import HarnessError
 from harness.forgetting import ForgettingMeter
-from harness.measure import peak_memory_mb, provenance, timer
+from harness.measure import latency_mean_ci, peak_memory_mb, provenance, timer
 from harness.metrics import MetricError, load_metric
 from harness.models import load_backend
 from harness.results import (ArmResult, Assumptions, Comparisons, ComparisonReport, Curve, CurvePoint, Forgetting,
@@ -24,6 +24,10 @@ from harness.runner import run_strategy
 from harness.stats import CONFIDENCE, bootstrap_ci, paired_comparisons
 from harness.store import Store
 from harness.task import LoadedTask, load_task
+
+
+# Bumped whenever a stored row's fields or the way one is measured change.
+ROW_SCHEMA = 2
 
 
 def _percentile(values, q):
@@ -43,6 +47,7 @@ def summarise(task, name: str, run_id: int, examples: list[dict], extra: dict) -
         metrics[m] = {"value": sum(values) / len(values), "ci_low": lo, "ci_high": hi}
     headline = cfg.metric_names[0]
     latencies = [e["latency_ms"] for e in examples]
+    latency_low, latency_high = latency_mean_ci(latencies, cfg.seed, CONFIDENCE)
     n = len(examples)
     return ArmResult.model_validate({
         "name": name,
@@ -51,7 +56,7 @@ def summarise(task, name: str, run_id: int, examples: list[dict], extra: dict) -
         "quality": {"metric": headline, **metrics[headline]},
         "metrics": metrics,
         "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95),
-                       "mean": sum(latencies) / n},
+                       "mean": sum(latencies) / n, "mean_ci_low": latency_low, "mean_ci_high": latency_high},
         "throughput_eps": n / (sum(latencies) / 1000) if sum(latencies) else None,
         "tokens": {"prompt_mean": sum(e["prompt_tokens"] for e in examples) / n,
                    "output_mean": sum(e["output_tokens"] for e in examples) / n},
@@ -95,10 +100,11 @@ def run_one(session: Session, name: str, params) -> ArmResult:
     cfg, store, data = session.task.config, session.store, session.data
     strategy = registry.build(name, params, session.task)
     # Inputs beyond the parameters and the task data (a RAG corpus's content) are in the key too, so
-    # editing them makes a new run instead of reusing a stale one.
+    # editing them makes a new run instead of reusing a stale one; so is the row's schema, so a run
+    # measured the way an older harness measured is measured again rather than misread.
     key = config_fingerprint({"task": session.task_config, "strategy": name,
                               "params": params.model_dump(mode="json"), "data": data.hash,
-                              **strategy.fingerprint()})
+                              "schema": ROW_SCHEMA, **strategy.fingerprint()})
     existing = store.run_by_key(key)
     if existing is not None and existing["status"] == "finished" and not session.force:
         return ArmResult.model_validate(store.run(existing["id"])["summary"]).model_copy(update={"reused": True})
@@ -199,7 +205,9 @@ def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit
         metric = decision.metric or cfg.metric_names[0]
         # Paired by example id, from the store: a reused run's examples count like a fresh one's.
         scores = {r.name: stored_scores(store, r.run_id, metric) for r in rows}
-        rows = add_costs(rows, cfg.cost, backend.n_params, decision.monthly_requests)
+        tokens = {r.name: {e["example_id"]: (e["prompt_tokens"], e["output_tokens"])
+                           for e in store.examples(r.run_id)} for r in rows}
+        rows = add_costs(rows, cfg.cost, backend.n_params, decision.monthly_requests, tokens, cfg.seed)
         comparisons = Comparisons(metric=metric, alpha=decision.alpha, power=decision.power, confidence=CONFIDENCE,
                                   pairs=paired_comparisons(scores, seed=cfg.seed, alpha=decision.alpha,
                                                            power=decision.power))
@@ -209,5 +217,6 @@ def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit
             strategies=rows, comparisons=comparisons, learning_curves=curves,
             assumptions=Assumptions(cost=cfg.cost, decision=decision),
             recommendation=recommend(rows, comparisons, curves, decision))
-        report.comparison_id = store.save_comparison(cfg.name, report.model_dump(mode="json", exclude={"comparison_id"}))
+        report.comparison_id = store.save_comparison(cfg.name,
+                                                     report.model_dump(mode="json", exclude={"comparison_id"}))
         return report

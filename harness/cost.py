@@ -2,11 +2,18 @@
 and in analytic FLOPs, what that comes to in a month, and after how many requests fine-tuning's
 one-time cost is paid back by its cheaper requests.
 
-Money comes from measurements: per-request cost is either the measured compute seconds per
-example times the machine's hourly price (self-hosted) or the measured prompt and output tokens
-times API prices. So longer prompts (few-shot demonstrations, retrieved passages) cost more per
-request either way. Self-hosted cost is marginal: it assumes the machine is busy serving; an idle
-always-on server costs its full hourly price whatever the strategy."""
+A request's money follows the tokens it processes (prompt plus output). Self-hosted, every arm runs
+the same architecture (the base model or a merged adapter, with or without demonstrations or
+retrieved passages), so a token costs the same in every arm: one price per token, calibrated from
+the compare's pooled measurements (all arms' measured seconds at the machine's hourly price, over
+all the tokens they processed). Pricing each arm's own seconds made two arms of equal FLOPs differ
+by whichever run happened to be faster. Prompt and output tokens share that one price; generating
+a token costs more than reading one, and no measurement here separates the two. API serving prices
+tokens at the task's API prices, one pair for every arm.
+
+A break-even is claimed only from a shown saving: the paired bootstrap interval of the per-example
+cost difference must lie above zero. Self-hosted cost is marginal: it assumes the machine is busy
+serving; an idle always-on server costs its full hourly price whatever the strategy."""
 
 from __future__ import annotations
 
@@ -14,10 +21,14 @@ from typing import TYPE_CHECKING
 
 from harness.measure import inference_flops
 from harness.results import BreakEven, Cost
+from harness.stats import paired_bootstrap_ci
 
 if TYPE_CHECKING:
     from harness.results import ArmResult
     from harness.task import CostConfig
+
+# Per arm, example id -> (prompt tokens, output tokens), as stored.
+ExampleTokens = dict[str, tuple[float, float]]
 
 
 def break_even_requests(one_time: float, per_request: float, per_request_other: float) -> float | None:
@@ -27,13 +38,27 @@ def break_even_requests(one_time: float, per_request: float, per_request_other: 
     return one_time / saving if saving > 0 else None
 
 
-def strategy_cost(row: ArmResult, prices: CostConfig, n_params: int, monthly_requests: int) -> Cost:
-    tokens = row.tokens
+def usd_per_token(rows: list[ArmResult], usd_per_hour: float) -> float:
+    """The self-hosted price of a token: the machine's price of all arms' measured seconds, over all
+    the tokens those seconds processed."""
+    seconds = sum(r.n_examples * r.latency_ms.mean / 1000 for r in rows)
+    tokens = sum(r.n_examples * (r.tokens.prompt_mean + r.tokens.output_mean) for r in rows)
+    return usd_per_hour / 3600 * seconds / tokens
+
+
+def request_usd(prompt: float, output: float, prices: CostConfig, rate: float | None) -> float:
+    """What a request processing these tokens costs: at `rate` per token self-hosted, at the API's
+    prices otherwise."""
     if prices.serving == "api":
-        per_request = (tokens.prompt_mean * prices.api_usd_per_mtok_input
-                       + tokens.output_mean * prices.api_usd_per_mtok_output) / 1e6
-    else:
-        per_request = row.latency_ms.mean / 1000 / 3600 * prices.hardware_usd_per_hour
+        return (prompt * prices.api_usd_per_mtok_input + output * prices.api_usd_per_mtok_output) / 1e6
+    return rate * (prompt + output)
+
+
+def strategy_cost(row: ArmResult, prices: CostConfig, n_params: int, monthly_requests: int,
+                  rate: float | None) -> Cost:
+    """One arm's cost; `rate` is the self-hosted price per token (None for API serving)."""
+    tokens = row.tokens
+    per_request = request_usd(tokens.prompt_mean, tokens.output_mean, prices, rate)
     training = row.training
     # Training time comes from the adapter's own record: a run that reuses a cached adapter only
     # loads it, but its one-time cost is still the training that made it. Other strategies' one-time
@@ -43,6 +68,8 @@ def strategy_cost(row: ArmResult, prices: CostConfig, n_params: int, monthly_req
     return Cost(
         basis=prices.serving,
         per_request_usd=per_request,
+        per_request_tokens=tokens.prompt_mean + tokens.output_mean,
+        usd_per_token=rate,
         per_request_flops=inference_flops(n_params, tokens.prompt_mean + tokens.output_mean),
         one_time_s=one_time_s,
         one_time_usd=one_time_s / 3600 * prices.hardware_usd_per_hour,
@@ -53,10 +80,26 @@ def strategy_cost(row: ArmResult, prices: CostConfig, n_params: int, monthly_req
     )
 
 
-def add_costs(rows: list[ArmResult], prices: CostConfig, n_params: int, monthly_requests: int) -> list[ArmResult]:
+def saving_interval(mine: ExampleTokens, other: ExampleTokens, prices: CostConfig, rate: float | None,
+                    seed: int) -> tuple[float, float]:
+    """Paired bootstrap interval of the saving per request, other's cost minus mine, over the
+    examples both arms answered."""
+    ids = sorted(mine.keys() & other.keys())
+    return paired_bootstrap_ci([request_usd(*mine[i], prices, rate) for i in ids],
+                               [request_usd(*other[i], prices, rate) for i in ids], seed)
+
+
+def add_costs(rows: list[ArmResult], prices: CostConfig, n_params: int, monthly_requests: int,
+              tokens: dict[str, ExampleTokens] | None = None, seed: int = 0) -> list[ArmResult]:
     """The rows with their `cost`; a fine-tuned row's cost also has, against every row that is not
-    fine-tuned, the requests and months at the expected volume after which it has paid for itself."""
-    costs = {r.name: strategy_cost(r, prices, n_params, monthly_requests) for r in rows}
+    fine-tuned, its saving per request and the requests and months at the expected volume after
+    which it has paid for itself.
+
+    `tokens` (arm -> example id -> (prompt, output) tokens) gives the saving its paired interval,
+    and a break-even needs that interval above zero. Without it (hand-built rows) the saving has no
+    interval, and a break-even needs only the saving itself above zero."""
+    rate = None if prices.serving == "api" else usd_per_token(rows, prices.hardware_usd_per_hour)
+    costs = {r.name: strategy_cost(r, prices, n_params, monthly_requests, rate) for r in rows}
     for r in rows:
         if not r.fine_tuned:
             continue
@@ -64,6 +107,12 @@ def add_costs(rows: list[ArmResult], prices: CostConfig, n_params: int, monthly_
         for other in rows:
             if other.fine_tuned:
                 continue
-            n = break_even_requests(mine.one_time_usd, mine.per_request_usd, costs[other.name].per_request_usd)
-            mine.break_even[other.name] = BreakEven(requests=n, months=None if n is None else n / monthly_requests)
+            theirs = costs[other.name].per_request_usd
+            low, high = (None, None) if tokens is None else saving_interval(tokens[r.name], tokens[other.name],
+                                                                             prices, rate, seed)
+            shown = low is None or low > 0
+            n = break_even_requests(mine.one_time_usd, mine.per_request_usd, theirs) if shown else None
+            mine.break_even[other.name] = BreakEven(requests=n, months=None if n is None else n / monthly_requests,
+                                                    saving_usd=theirs - mine.per_request_usd,
+                                                    saving_usd_ci_low=low, saving_usd_ci_high=high)
     return [r.model_copy(update={"cost": costs[r.name]}) for r in rows]

@@ -2,34 +2,55 @@
 strategy do the job?
 
 A pure function of the typed rows of a comparison (each with its `cost`), their paired `comparisons`,
-the learning curves and the task's `decision:` settings. The rules, in order:
+the learning curves and the task's `decision:` settings. A difference counts by its paired interval
+(the 95% one stored on each pair), never by its point estimate alone. The rules, in order:
 
 1. A strategy whose p95 latency is over the SLO is out.
-2. A fine-tuned strategy whose loss on general text rose by more than the forgetting budget is
-   out; one whose forgetting was not measured cannot be judged.
-3. The alternative is the best strategy without fine-tuning, or a cheaper one that is not
-   significantly worse than it.
-4. The best fine-tuned strategy against that alternative, paired on the same examples:
-   - significantly better by at least the minimum worthwhile gain: fine-tune;
+2. A fine-tuned strategy is within the forgetting budget when the upper end of its general-text
+   loss interval is, and out when the lower end is over. Otherwise it cannot be told: a strategy
+   the rules below would recommend gets "not enough evidence" instead. One whose forgetting was
+   not measured cannot be judged.
+3. The best strategy without fine-tuning has the highest quality (a tie goes to the cheaper). The
+   alternative to use is that one, or a cheaper one shown equivalent to it: its paired interval
+   against the best lies inside +-min_gain (two one-sided tests at (1 - 0.95) / 2 each).
+4. Every fine-tuned strategy against the best one, paired on the same examples:
+   - fewer than MIN_EXAMPLES examples, or both strategies scored the same on every example (no
+     detectable effect): not enough evidence;
+   - significantly better (Holm), with the interval's lower end at least min_gain: fine-tune;
    - significantly worse: don't;
-   - no significant difference, and the eval set is too small to detect the minimum gain:
-     not enough evidence, with the number of examples that would do;
-   - otherwise (a real but small gain, or no worthwhile difference): fine-tune only if its
-     one-time cost is paid back by cheaper requests within the payback period.
+   - the interval inside +-min_gain (equivalent): cost decides: fine-tune only if its one-time
+     cost is paid back within the payback period by requests shown cheaper than the alternative's
+     (a break-even exists only when the saving's interval is above zero);
+   - otherwise the interval straddles a threshold: not enough evidence, with about how many
+     examples would settle it.
+5. Fine-tune with the best strategy that earned it; else not enough evidence if any fine-tuned
+   strategy could not be judged; else don't, and use the alternative.
 
 Every reason states its numbers; what was not run is listed under `missing`."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness.format import pct, pts, usd
 from harness.results import Recommendation
+from harness.stats import MIN_EXAMPLES
 
 if TYPE_CHECKING:
     from harness.results import ArmResult, Comparisons, Curve, CurvePoint, Pair
     from harness.task import DecisionConfig
+
+
+@dataclass
+class _Judgement:
+    """One fine-tuned strategy against the best strategy without fine-tuning."""
+
+    arm: ArmResult
+    outcome: str  # "fine-tune", "don't" or "unsure"
+    reason: str
+    verdict: str = ""  # when unsure, what the verdict says is missing
 
 
 def _test_text(pair: Pair, comparisons: Comparisons) -> str:
@@ -46,10 +67,26 @@ def _detectable(pair: Pair, comparisons: Comparisons) -> str:
             f"(alpha={comparisons.alpha:g}/{m}, power={comparisons.power:g})")
 
 
-def _difference(pair: Pair, comparisons: Comparisons) -> str:
+def _interval(pair: Pair, comparisons: Comparisons) -> str:
     level = round(100 * comparisons.confidence)
-    return (f"{pair.b} vs {pair.a}: {pts(pair.diff)} points [{level}% CI {pts(pair.ci_low)}, "
-            f"{pts(pair.ci_high)}], {_test_text(pair, comparisons)}; {_detectable(pair, comparisons)}")
+    return f"{pts(pair.diff)} points [{level}% CI {pts(pair.ci_low)}, {pts(pair.ci_high)}]"
+
+
+def _difference(pair: Pair, comparisons: Comparisons) -> str:
+    return (f"{pair.b} vs {pair.a}: {_interval(pair, comparisons)}, {_test_text(pair, comparisons)}; "
+            f"{_detectable(pair, comparisons)}")
+
+
+def _equivalent(pair: Pair, margin: float) -> bool:
+    # The stored interval inside the margin is two one-sided tests at (1 - confidence) / 2 each:
+    # harness.stats.tost at that alpha and the compare's seed decides the same on the same interval.
+    return -margin < pair.ci_low and pair.ci_high < margin
+
+
+def _tost_text(pair: Pair, comparisons: Comparisons, margin: float) -> str:
+    alpha = (1 - comparisons.confidence) / 2
+    return (f"TOST: {pair.b} vs {pair.a} {_interval(pair, comparisons)} lies within {100 * margin:.1f} points "
+            f"either way (two one-sided tests at alpha={alpha:.3g} each)")
 
 
 def _quality_text(row: ArmResult, metric: str) -> str:
@@ -71,27 +108,108 @@ def _latency_text(rows: list[ArmResult], slo: float | None) -> str:
 
 
 def _break_even_text(ft: ArmResult, alt: ArmResult, payback_months: float) -> str:
-    c = ft.cost
+    c, be = ft.cost, ft.cost.break_even[alt.name]
     one_time = (f"{ft.name} one-time {usd(c.one_time_usd)} ({c.one_time_s:.0f} s of training, "
                 f"{c.one_time_flops:.3g} FLOPs)")
-    be = c.break_even[alt.name]
+    saving = f"{ft.name} saves {usd(1000 * be.saving_usd)} per 1,000 requests against {alt.name}"
+    if be.saving_usd_ci_low is not None:
+        saving += f" [95% CI {usd(1000 * be.saving_usd_ci_low)}, {usd(1000 * be.saving_usd_ci_high)}]"
     if be.requests is None:
-        return (f"{one_time}; never paid back: its requests cost {usd(1000 * c.per_request_usd)} per 1,000, "
-                f"{alt.name}'s {usd(1000 * alt.cost.per_request_usd)}")
-    return (f"{one_time}; paid back after {be.requests:,.0f} requests, {be.months:.2g} months at "
+        return f"{one_time}; no saving shown: {saving}, so it is never paid back"
+    return (f"{one_time}; {saving}: paid back after {be.requests:,.0f} requests, {be.months:.2g} months at "
             f"{c.monthly_requests:,}/month (payback period {payback_months:g} months)")
 
 
-def _alternative(rows: list[ArmResult], comparisons: Comparisons, metric: str, reasons: list[str]) -> ArmResult:
-    """The best strategy without fine-tuning, or the cheapest one not significantly worse than it."""
-    best = max(rows, key=lambda r: r.value(metric))
-    as_good = [best] + [r for r in rows if r is not best and not comparisons.pair(best.name, r.name).significant]
-    pick = min(as_good, key=lambda r: r.cost.per_request_usd)
+def _forgetting(row: ArmResult, budget: float) -> tuple[str, str]:
+    """("within", "over" or "unsure", the reason) for a fine-tuned row whose forgetting was measured."""
+    f = row.forgetting
+    status = f.against(budget)
+    note = {"within": "", "over": ": over budget",
+            "unsure": ": the interval straddles it, more probe text would tell"}[status]
+    return status, (f"forgetting: {row.name} changes loss on general text by {f.delta_loss:+.3f} nats/token "
+                    f"[95% CI {f.delta_loss_ci_low:+.3f}, {f.delta_loss_ci_high:+.3f}] (budget {budget:.3f}{note}), "
+                    f"gold-answer log-prob by {f.delta_qa_logprob:+.3f} [95% CI {f.delta_qa_logprob_ci_low:+.3f}, "
+                    f"{f.delta_qa_logprob_ci_high:+.3f}]")
+
+
+def _too_few(pair: Pair) -> tuple[str, str] | None:
+    """(the reason, what the verdict says is missing) when the pair cannot be judged on these examples
+    at all, else None."""
+    if pair.n < MIN_EXAMPLES:
+        return (f"evidence: {pair.b} and {pair.a} share {pair.n} scored examples, fewer than the {MIN_EXAMPLES} "
+                f"the intervals need", f"{pair.n} eval examples, at least {MIN_EXAMPLES} needed")
+    if pair.mde is None and not pair.significant:
+        return (f"evidence: {pair.b} and {pair.a} each scored the same on all {pair.n} examples, so no "
+                f"difference between them can be estimated",
+                f"{pair.b} and {pair.a} each scored the same on all {pair.n} eval examples; a harder or more "
+                f"varied eval set is needed")
+    return None
+
+
+def _examples_needed(pair: Pair, min_gain: float) -> int | None:
+    """About how many paired examples would settle the pair if the difference held at its estimate:
+    the interval narrows as 1/sqrt(n) until it clears the nearest threshold (lower end over min_gain,
+    the whole interval inside +-min_gain, or upper end below zero). None when the estimate sits on
+    min_gain, where no number of examples settles it."""
+    d, half = pair.diff, (pair.ci_high - pair.ci_low) / 2
+    slack = max(d - min_gain, min_gain - abs(d), -d)
+    if math.isclose(slack, 0.0, abs_tol=1e-9):
+        return None
+    # The examples scored did not settle it, so fewer cannot.
+    return max(pair.n + 1, math.ceil(pair.n * (half / slack) ** 2))
+
+
+def _judge(ft: ArmResult, best: ArmResult, alt: ArmResult, comparisons: Comparisons,
+           decision: DecisionConfig) -> _Judgement:
+    """A fine-tuned strategy against the best strategy without fine-tuning (rule 4)."""
+    pair, min_gain = comparisons.pair(best.name, ft.name), decision.min_gain
+    minimum = f"the {100 * min_gain:.1f}-point minimum worth having"
+    too_few = _too_few(pair)
+    if too_few is not None:
+        return _Judgement(ft, "unsure", *too_few)
+    if pair.significant and pair.ci_low >= min_gain:
+        return _Judgement(ft, "fine-tune", f"gain: {ft.name} beats {best.name} by at least {pts(pair.ci_low)} points "
+                                           f"(the interval's lower end), at least {minimum}")
+    if pair.significant and pair.diff < 0:
+        return _Judgement(ft, "don't", f"{ft.name} is significantly worse than {best.name} by "
+                                       f"{100 * -pair.diff:.1f} points")
+    if _equivalent(pair, min_gain):
+        be = ft.cost.break_even[alt.name]
+        paid_back = be.months is not None and be.months <= decision.payback_months
+        return _Judgement(ft, "fine-tune" if paid_back else "don't",
+                          f"no worthwhile difference: {_tost_text(pair, comparisons, min_gain)}, so cost decides: "
+                          f"{ft.name} is {'' if paid_back else 'not '}paid back against {alt.name} within "
+                          f"{decision.payback_months:g} months")
+    needed = _examples_needed(pair, min_gain)
+    if needed is None:
+        return _Judgement(ft, "unsure", f"evidence: {ft.name} vs {best.name} {_interval(pair, comparisons)} sits on "
+                                        f"{minimum}; more examples decide it only if the difference moves",
+                          f"the difference sits on the {100 * min_gain:.1f}-point minimum gain")
+    return _Judgement(ft, "unsure", f"evidence: {ft.name} vs {best.name} {_interval(pair, comparisons)} shows "
+                                    f"neither a gain of {minimum}, nor a difference within it either way, nor a "
+                                    f"loss; about {needed:,} eval examples would settle it if the difference held, "
+                                    f"{needed - pair.n:,} more than the {pair.n} scored",
+                      f"about {needed - pair.n:,} more eval examples needed")
+
+
+def _ranked(rows: list[ArmResult], metric: str) -> list[ArmResult]:
+    # Highest quality first; a tie goes to the cheaper, then to the first by name, so the order the
+    # strategies are listed in never changes the verdict.
+    return sorted(rows, key=lambda r: (-r.value(metric), r.cost.per_request_usd, r.name))
+
+
+def _alternative(others: list[ArmResult], comparisons: Comparisons, min_gain: float,
+                 reasons: list[str]) -> ArmResult:
+    """The best strategy without fine-tuning (the first of `others`, ranked), or the cheapest one
+    shown equivalent to it (rule 3)."""
+    best = others[0]
+    as_good = [r for r in others[1:] if _too_few(comparisons.pair(best.name, r.name)) is None
+               and _equivalent(comparisons.pair(best.name, r.name), min_gain)]
+    pick = min([best, *as_good], key=lambda r: r.cost.per_request_usd)
     if pick is not best:
-        pair = comparisons.pair(best.name, pick.name)
-        reasons.append(f"{pick.name} is not significantly worse than {best.name} ({pts(pair.diff)} points, "
-                       f"Holm p={pair.p_holm:.3g}) and costs {usd(1000 * pick.cost.per_request_usd)} "
-                       f"vs {usd(1000 * best.cost.per_request_usd)} per 1,000 requests")
+        reasons.append(f"{pick.name} is as good as {best.name} and cheaper ({usd(1000 * pick.cost.per_request_usd)} "
+                       f"vs {usd(1000 * best.cost.per_request_usd)} per 1,000 requests): "
+                       f"{_tost_text(comparisons.pair(best.name, pick.name), comparisons, min_gain)}")
     return pick
 
 
@@ -131,8 +249,8 @@ def recommend(rows: list[ArmResult], comparisons: Comparisons, curves: list[Curv
         return Recommendation(verdict=text, best_strategy=best.name if best else None, metric=metric,
                               reasons=reasons + _curves_text(curves, metric), missing=missing)
 
-    tuned = [r for r in rows if r.fine_tuned]
-    others = [r for r in rows if not r.fine_tuned]
+    tuned = _ranked([r for r in rows if r.fine_tuned], metric)
+    others = _ranked([r for r in rows if not r.fine_tuned], metric)
     ran_tuning = bool(tuned)
     if not ran_tuning:
         missing.append("fine-tuning: no strategy with a training run (e.g. lora)")
@@ -151,23 +269,23 @@ def recommend(rows: list[ArmResult], comparisons: Comparisons, curves: list[Curv
         others = [r for r in others if r not in too_slow]
 
     # 2. Forgetting budget.
-    unmeasured, within = [], []
+    unmeasured, judged, forgetting_unsure = [], [], set()
     for r in tuned:
-        f = r.forgetting
-        if f is None:
+        if r.forgetting is None:
             unmeasured.append(r.name)
             missing.append(f"forgetting of {r.name}: not measured")
             continue
-        over = f.delta_loss > decision.forgetting_budget
-        reasons.append(f"forgetting: {r.name} changes loss on general text by {f.delta_loss:+.3f} nats/token "
-                       f"(budget {decision.forgetting_budget:.3f}{': over budget' if over else ''}), "
-                       f"general-question F1 by {pts(f.delta_qa_f1)} points")
-        if not over:
-            within.append(r)
-    tuned = within
+        status, reason = _forgetting(r, decision.forgetting_budget)
+        reasons.append(reason)
+        if status != "over":
+            judged.append(r)
+        if status == "unsure":
+            forgetting_unsure.add(r.name)
+    tuned = judged
 
-    # 3. The alternative without fine-tuning.
-    alt = _alternative(others, comparisons, metric, reasons) if others else None
+    # 3. The best strategy without fine-tuning, and the alternative to use.
+    best = others[0] if others else None
+    alt = _alternative(others, comparisons, decision.min_gain, reasons) if others else None
 
     if not ran_tuning:
         reasons.insert(0, _quality_text(alt, metric))
@@ -181,38 +299,35 @@ def recommend(rows: list[ArmResult], comparisons: Comparisons, curves: list[Curv
             return verdict(f"cannot decide: forgetting was not measured for {', '.join(unmeasured)}", alt)
         reasons.extend([_quality_text(alt, metric), _cost_text(alt)])
         return verdict(f"don't fine-tune: use {alt.name}", alt)
-    ft = max(tuned, key=lambda r: r.value(metric))
     if alt is None:
+        ft = tuned[0]
         reasons.extend([_quality_text(ft, metric), _cost_text(ft)])
-        if not all(r.fine_tuned for r in rows):  # every alternative was over the latency SLO
-            return verdict("fine-tune", ft)
-        return verdict("cannot decide: no prompting or retrieval strategy was run to compare against", ft)
-
-    # 4. Fine-tuning against the alternative, on the same examples.
-    pair = comparisons.pair(alt.name, ft.name)
-    gain, min_gain = pair.diff, decision.min_gain
-    reasons[:0] = [_quality_text(ft, metric), _quality_text(alt, metric), _difference(pair, comparisons)]
-    reasons.extend([_cost_text(ft), _cost_text(alt), _break_even_text(ft, alt, decision.payback_months),
-                    _latency_text([ft, alt], slo)])
-    if pair.significant and gain >= min_gain:
-        reasons.append(f"gain {pts(gain)} points is significant and at least the {100 * min_gain:.1f}-point "
-                       f"minimum worth having")
-        return verdict("fine-tune", ft)
-    if pair.significant and gain < 0:
-        reasons.append(f"{ft.name} is significantly worse by {100 * -gain:.1f} points")
-        return verdict(f"don't fine-tune: use {alt.name}", alt)
-    if not pair.significant and pair.mde is not None and pair.mde > min_gain:
-        needed = math.ceil(pair.n * (pair.mde / min_gain) ** 2)
-        reasons.append(f"evidence: detecting the {100 * min_gain:.1f}-point minimum gain needs about {needed:,} "
-                       f"eval examples, {needed - pair.n:,} more than the {pair.n} scored")
-        return verdict(f"not enough evidence: about {needed - pair.n:,} more eval examples needed", alt)
-    if pair.significant:
-        reasons.append(f"gain {pts(gain)} points is real but below the {100 * min_gain:.1f}-point minimum "
-                       f"worth having, so cost decides")
+        if all(r.fine_tuned for r in rows):
+            return verdict("cannot decide: no prompting or retrieval strategy was run to compare against", ft)
+        judgements = [_Judgement(ft, "fine-tune", f"every strategy without fine-tuning is over the {slo:.0f} ms SLO")]
+        reasons.append(judgements[0].reason)
     else:
-        reasons.append(f"no worthwhile difference: the eval set would detect {100 * min_gain:.1f} points "
-                       f"and found none, so cost decides")
-    months = ft.cost.break_even[alt.name].months
-    if months is not None and months <= decision.payback_months:
-        return verdict("fine-tune", ft)
+        # 4. Every fine-tuned strategy against the best one without, on the same examples.
+        judgements = [_judge(ft, best, alt, comparisons, decision) for ft in tuned]
+        without = [best] if alt is best else [best, alt]
+        reasons[:0] = [_quality_text(r, metric) for r in without]
+        for j in judgements:
+            reasons.extend([_quality_text(j.arm, metric), _difference(comparisons.pair(best.name, j.arm.name),
+                                                                      comparisons), j.reason,
+                            _cost_text(j.arm), _break_even_text(j.arm, alt, decision.payback_months)])
+        reasons.extend([*map(_cost_text, without), _latency_text([*tuned, alt], slo)])
+    for j in judgements:
+        # Only a strategy that would be recommended needs its forgetting told.
+        if j.outcome == "fine-tune" and j.arm.name in forgetting_unsure:
+            j.outcome = "unsure"
+            j.verdict = (f"whether {j.arm.name} forgets more than the {decision.forgetting_budget:.3f} nats/token "
+                         f"budget cannot be told")
+
+    # 5. The verdict: judgements are in rank order, so the first that earned one gives it.
+    winners = [j for j in judgements if j.outcome == "fine-tune"]
+    if winners:
+        return verdict("fine-tune", winners[0].arm)
+    unsure = [j for j in judgements if j.outcome == "unsure"]
+    if unsure:
+        return verdict(f"not enough evidence: {unsure[0].verdict}", alt)
     return verdict(f"don't fine-tune: use {alt.name}", alt)

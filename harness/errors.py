@@ -1,4 +1,10 @@
-"""The one error type the CLI turns into a single line and exit code 2."""
+"""The one error type the CLI turns into a single line and exit code 2, and every exit code."""
+
+EXIT_OK = 0
+EXIT_REGRESSION = 1  # harness gate: a rule failed
+EXIT_BAD_INPUT = 2  # a HarnessError: the user can fix the task file, a flag, the data, a checkpoint
+EXIT_INCONCLUSIVE = 3  # harness gate: no rule failed, but one could not be decided on these examples
+EXIT_INTERNAL = 4  # a bug or a broken environment: one line on stderr, the traceback in a log file
 
 
 class HarnessError(Exception):

@@ -1,10 +1,13 @@
 """Forgetting: how much an adapted model lost of what the base model could do outside the task.
 
-The probe is general text scored by loss (and perplexity) plus a small set of general
-questions scored by token F1; the same probe runs on the base model and on each strategy's
-model, and the report gives the deltas. Prompting strategies do not touch weights: their
-model's weight fingerprint equals the base's, so their probe results are the base's own
-measurement and the delta is exactly zero; a changed fingerprint triggers a new measurement."""
+The probe is general text scored by loss (and perplexity) plus a small set of general questions
+scored by the teacher-forced log-probability of their gold answers rather than by generating
+them: token F1 of generations rose by tens of points after an adapter merely taught the model to
+answer in one word. The same probe runs on the base model and on each strategy's model; the
+report gives the deltas with paired bootstrap intervals, over passages for the loss and over
+questions for the answers. Prompting strategies do not touch weights: their model's weight
+fingerprint equals the base's, so their probe results are the base's own measurement and every
+delta and interval is exactly zero; a changed fingerprint triggers a new measurement."""
 
 from __future__ import annotations
 
@@ -13,8 +16,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from harness.errors import HarnessError
 from harness.results import Forgetting, ProbeScores
+from harness.stats import CONFIDENCE, paired_bootstrap_ci
 
 PROBES = Path(__file__).parent / "probes"
 DEFAULT_TEXT = PROBES / "general_text.jsonl"
@@ -73,22 +79,74 @@ def weights_fingerprint(backend) -> str:
     return h.hexdigest()
 
 
-def measure(backend, probe: Probe, max_tokens: int, batch_size: int) -> ProbeScores:
-    from harness.metrics import score
+@dataclass(frozen=True)
+class Measurement:
+    """One set of weights on the probe, kept per passage and per question so that the deltas
+    against another set can be paired."""
 
-    nll, n = 0.0, 0
-    for i in range(0, len(probe.texts), batch_size):
-        total, count = backend.text_nll(probe.texts[i:i + batch_size], max_tokens)
-        nll, n = nll + total, n + count
-    prompts = [backend.render([{"role": "user", "content": f"{q} Reply with the answer only."}])
-               for q, _ in probe.questions]
-    answers = []
-    for i in range(0, len(prompts), batch_size):
-        answers += [g.text.strip().splitlines()[0] if g.text.strip() else ""
-                    for g in backend.generate(prompts[i:i + batch_size], max_new_tokens=12)]
-    f1 = score("token_f1", answers, [a for _, a in probe.questions])
-    loss = nll / n
-    return ProbeScores(loss=loss, perplexity=math.exp(loss), qa_f1=sum(f1) / len(f1), tokens=n)
+    nll: np.ndarray  # summed over each passage's predicted tokens
+    tokens: np.ndarray  # predicted tokens per passage
+    # Per question: the gold answer's mean log-probability per token, relative to every other probe
+    # answer given the same question (log-softmax over the probe's answers).
+    answer_logprob: np.ndarray
+
+    @property
+    def scores(self) -> ProbeScores:
+        loss = float(self.nll.sum() / self.tokens.sum())
+        return ProbeScores(loss=loss, perplexity=math.exp(loss), qa_logprob=float(self.answer_logprob.mean()),
+                           tokens=int(self.tokens.sum()))
+
+
+def question_prompt(backend, question: str):
+    return backend.render([{"role": "user", "content": f"{question} Reply with the answer only."}])
+
+
+def measure(backend, probe: Probe, max_tokens: int, batch_size: int) -> Measurement:
+    # One passage per call: text_nll sums over its batch, and the interval resamples passages.
+    per_passage = [backend.text_nll([text], max_tokens) for text in probe.texts]
+    return Measurement(nll=np.array([nll for nll, _ in per_passage], dtype=float),
+                       tokens=np.array([n for _, n in per_passage], dtype=float),
+                       answer_logprob=relative_answer_logprobs(backend, probe.questions, batch_size))
+
+
+def relative_answer_logprobs(backend, questions: list[tuple[str, str]], batch_size: int) -> np.ndarray:
+    """Per question, the gold answer's mean per-token log-probability minus the log-sum-exp of the
+    same score for every probe answer, all teacher-forced after that question's prompt.
+
+    Scoring the gold alone rewards format: a model that learned to answer in one word skips the
+    preamble ("The capital of France is ...") and gains on every gold answer, whatever it knows.
+    Every candidate answer is short, so that gain cancels here; what remains is which answer the
+    model prefers."""
+    from scipy.special import logsumexp
+
+    answers = [a for _, a in questions]
+    pairs = [(question_prompt(backend, q), a) for q, _ in questions for a in answers]
+    scores = []
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i:i + batch_size]
+        scores += [sum(lp) / len(lp) for lp in backend.answer_logprobs([p for p, _ in chunk], [a for _, a in chunk])]
+    matrix = np.array(scores).reshape(len(questions), len(answers))
+    return np.diag(matrix) - logsumexp(matrix, axis=1)
+
+
+def _loss_delta(base_nll, base_tokens, nll, tokens, axis=-1):
+    return nll.sum(axis) / tokens.sum(axis) - base_nll.sum(axis) / base_tokens.sum(axis)
+
+
+def loss_delta_ci(base: Measurement, adapted: Measurement, seed: int) -> tuple[float, float]:
+    """Percentile bootstrap interval of the change in loss, resampling passages paired across the
+    two measurements. The loss is a ratio of sums (longer passages weigh more), so each resample
+    recomputes both ratios rather than averaging per-passage losses."""
+    from scipy.stats import bootstrap
+
+    data = (base.nll, base.tokens, adapted.nll, adapted.tokens)
+    if len(base.nll) < 2:
+        # One passage: nothing to resample; the interval is the point, as in harness.stats.
+        point = float(_loss_delta(*data))
+        return point, point
+    res = bootstrap(data, _loss_delta, paired=True, vectorized=True, confidence_level=CONFIDENCE,
+                    method="percentile", rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 class ForgettingMeter:
@@ -98,7 +156,8 @@ class ForgettingMeter:
         self.probe = load_probe(task)
         self.cfg = task.config.forgetting
         self.batch_size = task.config.limits.batch_size
-        self._by_weights: dict[str, ProbeScores] = {}
+        self.seed = task.config.seed
+        self._by_weights: dict[str, Measurement] = {}
         self.base_fingerprint = self._fingerprint_and_measure(base_backend)
 
     def _fingerprint_and_measure(self, backend) -> str:
@@ -110,7 +169,11 @@ class ForgettingMeter:
     def delta(self, backend) -> Forgetting:
         fp = self._fingerprint_and_measure(backend)
         base, adapted = self._by_weights[self.base_fingerprint], self._by_weights[fp]
-        return Forgetting(probe=self.probe.name, weights_changed=fp != self.base_fingerprint, base=base,
-                          adapted=adapted, delta_loss=adapted.loss - base.loss,
-                          delta_perplexity=adapted.perplexity - base.perplexity,
-                          delta_qa_f1=adapted.qa_f1 - base.qa_f1)
+        before, after = base.scores, adapted.scores
+        loss_low, loss_high = loss_delta_ci(base, adapted, self.seed)
+        qa_low, qa_high = paired_bootstrap_ci(base.answer_logprob, adapted.answer_logprob, self.seed)
+        return Forgetting(probe=self.probe.name, weights_changed=fp != self.base_fingerprint, base=before,
+                          adapted=after, delta_loss=after.loss - before.loss, delta_loss_ci_low=loss_low,
+                          delta_loss_ci_high=loss_high, delta_perplexity=after.perplexity - before.perplexity,
+                          delta_qa_logprob=after.qa_logprob - before.qa_logprob, delta_qa_logprob_ci_low=qa_low,
+                          delta_qa_logprob_ci_high=qa_high)

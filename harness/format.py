@@ -28,7 +28,11 @@ def pts(x: float) -> str:
 
 
 def usd(x: float) -> str:
-    """Money: cents where they matter, three significant figures for fractions of a cent."""
+    """Money: cents where they matter, three significant figures for fractions of a cent. A negative
+    amount (a saving that is a loss) keeps its sign."""
+    if x < 0:
+        magnitude = usd(-x)
+        return magnitude.replace("< $", "> -$") if magnitude.startswith("<") else "-" + magnitude
     if x == 0:
         return "$0"
     if x < 1e-4:

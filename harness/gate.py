@@ -3,31 +3,105 @@
 The candidate checkpoint runs on the task's eval set and forgetting probe through the same runner
 and store as a compare (so a re-run with the same checkpoint reuses its run). It is paired, example
 by example, with a baseline: a stored run, another checkpoint, or by default the base model
-prompted zero-shot. Each rule of the task's `gate:` section (or its flag) then passes, fails or is
-skipped, with the numbers that decided it.
+prompted zero-shot. Each rule of the task's `gate:` section (or its flag) then passes, fails, is
+inconclusive or is skipped, with the numbers that decided it.
+
+A rule on a measured difference passes only when its interval shows the candidate is within the
+limit, and fails only when it shows the candidate is beyond it: too few examples to tell is
+inconclusive, never a pass, so a small eval set cannot wave a regression through.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from harness import registry
 from harness.errors import HarnessError
 from harness.format import pct, pts
-from harness.results import ArmResult, GateBaseline, GateCandidate, GateResult, PairedDifference, Rule
+from harness.results import (ArmResult, Forgetting, GateBaseline, GateCandidate, GateResult, PairedDifference,
+                             Provenance, Rule)
 from harness.task import GateConfig
 
-EXIT_PASS, EXIT_REGRESSION = 0, 1
+# How a gate's outcome reads wherever it is shown (printed, step summary, dashboard): what needs
+# attention in capitals.
+WORD = {"pass": "passed", "fail": "FAILED", "inconclusive": "INCONCLUSIVE"}
+ICON = {"pass": "✅", "fail": "❌", "inconclusive": "❔", "skipped": "➖"}
 
 
 def _rule(name: str, outcome: str, threshold: float | None, observed: float | None, message: str) -> Rule:
     return Rule(name=name, outcome=outcome, threshold=threshold, observed=observed, message=message)
 
 
+def _examples_to_decide(baseline_scores: Sequence[float], candidate_scores: Sequence[float], estimate: float,
+                        margin: float, alpha: float) -> str:
+    """About how many paired examples put the one-sided bound clear of the margin if the difference
+    held at its estimate, by the normal approximation from the paired sd."""
+    import numpy as np
+    from scipy.stats import norm
+
+    distance = abs(estimate + margin)
+    if math.isclose(distance, 0.0, abs_tol=1e-9):
+        return "the estimate sits on the margin, so more examples decide it only if the difference moves"
+    d = np.asarray(candidate_scores, dtype=float) - np.asarray(baseline_scores, dtype=float)
+    needed = math.ceil((norm.ppf(1 - alpha) * float(np.std(d, ddof=1)) / distance) ** 2)
+    # Near the margin the approximation can undershoot the bootstrap that was just undecided on
+    # these examples, and fewer than those cannot decide it.
+    needed = max(needed, len(d) + 1)
+    return f"about {needed:,} paired examples would decide it if the difference held at {pts(estimate)} points"
+
+
+def _drop_rule(rules: GateConfig, metric: str, candidate: ArmResult, baseline: ArmResult, diff: PairedDifference,
+               baseline_scores: Sequence[float], candidate_scores: Sequence[float], seed: int) -> Rule:
+    """Non-inferiority: the candidate must be shown to lose no more than `max_drop`."""
+    from harness.stats import MIN_EXAMPLES, paired_bootstrap_ci
+
+    test = "exact McNemar" if diff.test == "mcnemar_exact" else "paired permutation"
+    evidence = (f"{metric} {pct(baseline.value(metric))} -> {pct(candidate.value(metric))}: "
+                f"{pts(diff.diff)} points [95% CI {pts(diff.ci_low)}, {pts(diff.ci_high)}] on "
+                f"{diff.n} paired examples, {test} p={diff.p_value:.3g}")
+    if rules.max_drop is None:
+        return _rule("max_drop", "skipped", None, -diff.diff, f"no drop limit set ({evidence})")
+    margin, alpha = rules.max_drop, rules.alpha
+    # Each end of a two-sided interval at 1 - 2 alpha is a one-sided (1 - alpha) bound.
+    low, high = paired_bootstrap_ci(baseline_scores, candidate_scores, seed, confidence=1 - 2 * alpha)
+    allowed = f"the {100 * margin:.1f} points allowed"
+    if low >= -margin and diff.n < MIN_EXAMPLES:
+        outcome, why = "inconclusive", (f"lower bound {pts(low)} >= {pts(-margin)}, but on {diff.n} paired examples "
+                                        f"the interval cannot be trusted to show it; at least {MIN_EXAMPLES} needed")
+    elif low >= -margin:
+        outcome, why = "pass", f"lower bound {pts(low)} >= {pts(-margin)}: shown to lose at most {allowed}"
+    elif high < -margin:
+        outcome, why = "fail", f"upper bound {pts(high)} < {pts(-margin)}: shown to lose more than {allowed}"
+    else:
+        outcome, why = "inconclusive", (
+            f"bounds {pts(low)} and {pts(high)} straddle {pts(-margin)}: not shown to lose at most {allowed}, "
+            f"nor more; {_examples_to_decide(baseline_scores, candidate_scores, diff.diff, margin, alpha)}")
+    return _rule("max_drop", outcome, margin, -diff.diff, f"{evidence}; one-sided {100 * (1 - alpha):g}% {why}")
+
+
+def _forgetting_rule(rules: GateConfig, f: Forgetting) -> Rule:
+    """The rise in general-text loss, judged on its interval like the drop."""
+    if rules.max_forgetting is None:
+        return _rule("max_forgetting", "skipped", None, f.delta_loss, "no forgetting limit set")
+    limit = rules.max_forgetting
+    outcome, why = {"within": ("pass", "the interval is within the limit"),
+                    "over": ("fail", "the interval is above the limit"),
+                    "unsure": ("inconclusive", "the interval straddles the limit; more probe text (forgetting.text) "
+                                               "narrows it")}[f.against(limit)]
+    return _rule("max_forgetting", outcome, limit, f.delta_loss,
+                 f"general-text loss {f.base.loss:.3f} -> {f.adapted.loss:.3f} nats/token ({f.delta_loss:+.3f} "
+                 f"[95% CI {f.delta_loss_ci_low:+.3f}, {f.delta_loss_ci_high:+.3f}]; limit +{limit:g}), "
+                 f"gold-answer log-prob {f.delta_qa_logprob:+.3f}: {why}")
+
+
 def evaluate_rules(rules: GateConfig, metric: str, candidate: ArmResult, baseline: ArmResult,
-                   diff: PairedDifference) -> list[Rule]:
-    """Every rule's outcome. `diff` is the paired difference candidate - baseline."""
+                   diff: PairedDifference, *, baseline_scores: Sequence[float], candidate_scores: Sequence[float],
+                   seed: int) -> list[Rule]:
+    """Every rule's outcome. The scores are per example, paired in order; `diff` is their paired
+    difference candidate - baseline (`harness.stats.paired_difference`); `seed` is the task's."""
     quality = candidate.metrics[metric]
     out = []
 
@@ -39,33 +113,8 @@ def evaluate_rules(rules: GateConfig, metric: str, candidate: ArmResult, baselin
                          f"{metric} {pct(quality.value)} [95% CI {pct(quality.ci_low)}, "
                          f"{pct(quality.ci_high)}] {'>=' if ok else '<'} minimum {pct(rules.min_quality)}"))
 
-    drop = -diff.diff
-    test = "exact McNemar" if diff.test == "mcnemar_exact" else "paired permutation"
-    evidence = (f"{metric} {pct(baseline.value(metric))} -> {pct(quality.value)}: "
-                f"{pts(diff.diff)} points [95% CI {pts(diff.ci_low)}, {pts(diff.ci_high)}] on "
-                f"{diff.n} paired examples, {test} p={diff.p_value:.3g}")
-    if rules.max_drop is None:
-        out.append(_rule("max_drop", "skipped", None, drop, f"no drop limit set ({evidence})"))
-    else:
-        significant = diff.p_value < rules.alpha
-        failed = significant and drop > rules.max_drop
-        if failed:
-            why = f"significant drop (p < {rules.alpha:g}) larger than the {100 * rules.max_drop:.1f} points allowed"
-        elif not significant:
-            why = f"not significant at {rules.alpha:g}"
-        else:
-            why = f"within the {100 * rules.max_drop:.1f} points allowed"
-        out.append(_rule("max_drop", "fail" if failed else "pass", rules.max_drop, drop, f"{evidence}: {why}"))
-
-    forgetting = candidate.forgetting
-    if rules.max_forgetting is None:
-        out.append(_rule("max_forgetting", "skipped", None, forgetting.delta_loss, "no forgetting limit set"))
-    else:
-        ok = forgetting.delta_loss <= rules.max_forgetting
-        out.append(_rule("max_forgetting", "pass" if ok else "fail", rules.max_forgetting, forgetting.delta_loss,
-                         f"general-text loss {forgetting.base.loss:.3f} -> {forgetting.adapted.loss:.3f} "
-                         f"nats/token ({forgetting.delta_loss:+.3f}; limit +{rules.max_forgetting:g}), "
-                         f"general QA F1 {forgetting.delta_qa_f1:+.3f}"))
+    out.append(_drop_rule(rules, metric, candidate, baseline, diff, baseline_scores, candidate_scores, seed))
+    out.append(_forgetting_rule(rules, candidate.forgetting))
 
     p95 = candidate.latency_ms.p95
     if rules.max_latency_p95_ms is None:
@@ -75,6 +124,12 @@ def evaluate_rules(rules: GateConfig, metric: str, candidate: ArmResult, baselin
         out.append(_rule("max_latency_p95_ms", "pass" if ok else "fail", rules.max_latency_p95_ms, p95,
                          f"p95 {p95:.0f} ms {'<=' if ok else '>'} ceiling {rules.max_latency_p95_ms:.0f} ms"))
     return out
+
+
+def verdict(rules: list[Rule]) -> str:
+    """The gate's outcome: fail when any rule fails, else inconclusive when any rule is, else pass."""
+    outcomes = {r.outcome for r in rules}
+    return "fail" if "fail" in outcomes else "inconclusive" if "inconclusive" in outcomes else "pass"
 
 
 def _checkpoint_run(session, path: str | Path) -> ArmResult:
@@ -104,6 +159,26 @@ def _baseline(session, baseline_run: int | None, baseline_checkpoint: str | None
         "kind": "base_model", "label": f"{task.config.model} zero-shot"}
 
 
+def judge(rules: GateConfig, metric: str, candidate: ArmResult, baseline: ArmResult, described: dict,
+          baseline_scores: Sequence[float], candidate_scores: Sequence[float], *, seed: int, power: float,
+          task: str, task_file: str, checkpoint: str, provenance: Provenance) -> GateResult:
+    """The gate's result for a candidate and its baseline, scored on the same examples (paired in order)."""
+    from harness.stats import paired_difference
+
+    diff = paired_difference(baseline_scores, candidate_scores, seed=seed, alpha=rules.alpha, power=power)
+    outcomes = evaluate_rules(rules, metric, candidate, baseline, diff, baseline_scores=baseline_scores,
+                              candidate_scores=candidate_scores, seed=seed)
+    outcome = verdict(outcomes)
+    return GateResult(
+        task=task, task_file=task_file, checkpoint=checkpoint, passed=outcome == "pass", outcome=outcome,
+        metric=metric,
+        candidate=GateCandidate(run_id=candidate.run_id, reused=candidate.reused, checkpoint=candidate.checkpoint,
+                                quality=candidate.metrics[metric], latency_p95_ms=candidate.latency_ms.p95,
+                                forgetting_delta_loss=candidate.forgetting.delta_loss),
+        baseline=GateBaseline(**described, run_id=baseline.run_id, quality=baseline.metrics[metric]),
+        difference=diff, rules=outcomes, provenance=provenance)
+
+
 def gate(checkpoint: str | Path, task_path: str | Path, *, store_path: str | Path, baseline_run: int | None = None,
          baseline_checkpoint: str | None = None, overrides: dict | None = None, limit: int | None = None,
          progress: bool = True) -> GateResult:
@@ -111,7 +186,6 @@ def gate(checkpoint: str | Path, task_path: str | Path, *, store_path: str | Pat
     from pydantic import ValidationError
 
     from harness.compare import open_session, stored_scores
-    from harness.stats import paired_difference
 
     with open_session(task_path, limit=limit, store_path=store_path, progress=progress) as session:
         task = session.task
@@ -130,17 +204,9 @@ def gate(checkpoint: str | Path, task_path: str | Path, *, store_path: str | Pat
         if len(ids) < len(b):
             raise HarnessError("--baseline", f"{described['label']} scored {len(ids)} of the candidate's {len(b)} "
                                              "eval examples; run the baseline on the same eval set (and --limit)")
-        diff = paired_difference([a[i] for i in ids], [b[i] for i in ids], seed=task.config.seed,
-                                 alpha=rules.alpha, power=task.config.decision.power)
-        outcomes = evaluate_rules(rules, metric, candidate, baseline, diff)
-        result = GateResult(
-            task=task.config.name, task_file=str(task.path), checkpoint=str(checkpoint),
-            passed=all(r.outcome != "fail" for r in outcomes), metric=metric,
-            candidate=GateCandidate(run_id=candidate.run_id, reused=candidate.reused, checkpoint=candidate.checkpoint,
-                                    quality=candidate.metrics[metric], latency_p95_ms=candidate.latency_ms.p95,
-                                    forgetting_delta_loss=candidate.forgetting.delta_loss),
-            baseline=GateBaseline(**described, run_id=baseline.run_id, quality=baseline.metrics[metric]),
-            difference=diff, rules=outcomes, provenance=session.provenance)
+        result = judge(rules, metric, candidate, baseline, described, [a[i] for i in ids], [b[i] for i in ids],
+                       seed=task.config.seed, power=task.config.decision.power, task=task.config.name,
+                       task_file=str(task.path), checkpoint=str(checkpoint), provenance=session.provenance)
         result.gate_id = session.store.save_gate(task.config.name, str(checkpoint), candidate.run_id,
                                                  baseline.run_id, result.passed,
                                                  result.model_dump(mode="json", exclude={"gate_id"}))
@@ -149,24 +215,29 @@ def gate(checkpoint: str | Path, task_path: str | Path, *, store_path: str | Pat
 
 def summary_text(result: GateResult) -> list[str]:
     """One line per rule, then the verdict: what the command prints."""
-    mark = {"pass": "PASS", "fail": "FAIL", "skipped": "skip"}
+    mark = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "skipped": "skip"}
     lines = [f"gate: {result.checkpoint} on task '{result.task}' against {result.baseline.label}"]
     lines += [f"  {mark[r.outcome]}  {r.name}: {r.message}" for r in result.rules]
-    lines.append("gate passed" if result.passed else f"gate FAILED: {', '.join(result.failed)}")
+    last = f"gate {WORD[result.outcome]}"
+    if result.outcome == "fail":
+        last += f": {', '.join(result.failed)}"
+        if result.inconclusive:
+            last += f" (inconclusive: {', '.join(result.inconclusive)})"
+    elif result.outcome == "inconclusive":
+        last += f": {', '.join(result.inconclusive)}"
+    lines.append(last)
     return lines
 
 
 def markdown(result: GateResult) -> str:
     """The GitHub step summary: a table of rules."""
-    icon = {"pass": "✅", "fail": "❌", "skipped": "➖"}
-    head = "passed" if result.passed else "FAILED"
-    out = [f"### Gate {head}: `{result.checkpoint}` on task `{result.task}`", "",
+    out = [f"### Gate {WORD[result.outcome]}: `{result.checkpoint}` on task `{result.task}`", "",
            f"Baseline: {result.baseline.label}. Metric: {result.metric}.", "",
            "| rule | outcome | threshold | observed | detail |", "|---|---|---|---|---|"]
     for r in result.rules:
         threshold = "-" if r.threshold is None else f"{r.threshold:g}"
         observed = "-" if r.observed is None else f"{r.observed:.4g}"
-        out.append(f"| {r.name} | {icon[r.outcome]} {r.outcome} | {threshold} | {observed} | "
+        out.append(f"| {r.name} | {ICON[r.outcome]} {r.outcome} | {threshold} | {observed} | "
                    f"{r.message.replace('|', '/')} |")
     return "\n".join(out) + "\n"
 
@@ -184,14 +255,17 @@ def _write_suite(name: str, cases, path: str | Path) -> None:
 
 
 def write_junit(result: GateResult, path: str | Path) -> None:
-    """One test case per rule, so CI systems list each rule with its message."""
-    from junitparser import Failure, Skipped, TestCase
+    """One test case per rule, so CI systems list each rule with its message. An inconclusive rule is
+    an error of type "inconclusive": neither a pass nor a regression."""
+    from junitparser import Error, Failure, Skipped, TestCase
 
     cases = []
     for r in result.rules:
         case = TestCase(r.name, classname=f"gate.{result.task}")
         if r.outcome == "fail":
             case.result = [Failure(r.message)]
+        elif r.outcome == "inconclusive":
+            case.result = [Error(r.message, type_="inconclusive")]
         elif r.outcome == "skipped":
             case.result = [Skipped(r.message)]
         else:
@@ -201,7 +275,7 @@ def write_junit(result: GateResult, path: str | Path) -> None:
 
 
 def write_junit_error(message: str, task_file: str, path: str | Path) -> None:
-    """A gate that could not run (exit 2) as one errored test case."""
+    """A gate that could not run (exit 2 or 4) as one errored test case."""
     from junitparser import Error, TestCase
 
     case = TestCase("gate", classname=f"gate.{Path(task_file).stem}")

@@ -110,3 +110,28 @@ def provenance() -> dict:
     """What a result needs to be trusted later: code version, package versions, hardware, time."""
     return {"git_sha": _git_sha(), "packages": package_versions(), "python": platform.python_version(),
             "hardware": hardware(), "recorded_at": utc_now()}
+
+
+def _mean_per_example(walls, sizes, axis=-1):
+    return walls.sum(axis=axis) / sizes.sum(axis=axis)
+
+
+def latency_mean_ci(latencies_ms, seed: int, confidence: float, n_resamples: int = 2000) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean latency per example, resampling whole batches.
+
+    An example's latency is its batch's wall time divided by the batch size, so a batch's examples
+    share one measurement and resampling them one by one would overstate the precision. Stored
+    examples do not record their batch: those with the same latency are taken as one, which merges
+    two batches only if their wall times per example are equal to the last bit."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    shares, sizes = np.unique(np.asarray(latencies_ms, dtype=float), return_counts=True)
+    walls = shares * sizes
+    if len(shares) < 2:
+        # One batch: nothing to resample, the interval is the point.
+        mean = float(_mean_per_example(walls, sizes))
+        return mean, mean
+    res = bootstrap((walls, sizes), _mean_per_example, paired=True, vectorized=True, confidence_level=confidence,
+                    n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)

@@ -12,7 +12,7 @@ import sys
 
 from typing import TYPE_CHECKING
 
-from harness.format import num_pct, table_cells, with_ci
+from harness.format import num_pct, pts, table_cells, with_ci
 
 if TYPE_CHECKING:
     from harness.results import ComparisonReport, Curve
@@ -177,7 +177,7 @@ def render_markdown(report: ComparisonReport, images: dict[str, str]) -> str:
             f"p-values Holm-corrected over {len(comps.pairs)} comparison(s); 'detectable' is the smallest "
             f"difference found with power {comps.power:g} at alpha {comps.alpha:g} / "
             f"{max(1, len(comps.pairs))}.", ""]
-    pairs = [[p.b, p.a, f"{100 * p.diff:+.1f}", f"[{100 * p.ci_low:+.1f}, {100 * p.ci_high:+.1f}]",
+    pairs = [[p.b, p.a, pts(p.diff), f"[{pts(p.ci_low)}, {pts(p.ci_high)}]",
               p.test.replace("_", " "), f"{p.p_value:.3g}", f"{p.p_holm:.3g}",
               "yes" if p.significant else "no", "-" if p.mde is None else f"{100 * p.mde:.1f}"]
              for p in comps.pairs]

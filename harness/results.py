@@ -33,6 +33,9 @@ class Latency(_Result):
     p50: float
     p95: float
     mean: float
+    # The mean's 95% interval, resampling whole batches (an example's latency is its batch's share).
+    mean_ci_low: float | None = None
+    mean_ci_high: float | None = None
 
 
 class Tokens(_Result):
@@ -41,20 +44,37 @@ class Tokens(_Result):
 
 
 class ProbeScores(_Result):
-    loss: float
+    loss: float  # nats per token on the general-text probe
     perplexity: float
-    qa_f1: float
+    # The general questions' gold answers, teacher-forced: mean per-token log-probability relative
+    # to the probe's other answers (log-softmax over them), so what it measures is what the model
+    # knows, not the format it has learned to answer in.
+    qa_logprob: float
     tokens: int
 
 
 class Forgetting(_Result):
+    """Adapted minus base on the same probe, each delta with a paired 95% bootstrap interval (over
+    probe passages for the loss, over questions for the answers)."""
+
     probe: str
     weights_changed: bool
     base: ProbeScores
     adapted: ProbeScores
     delta_loss: float
+    delta_loss_ci_low: float
+    delta_loss_ci_high: float
     delta_perplexity: float
-    delta_qa_f1: float
+    delta_qa_logprob: float
+    delta_qa_logprob_ci_low: float
+    delta_qa_logprob_ci_high: float
+
+    def against(self, limit: float) -> Literal["within", "over", "unsure"]:
+        """The rise in general-text loss judged by its interval, as the verdict and the gate both do:
+        within the limit only when the whole interval is, over it only when the whole interval is."""
+        if self.delta_loss_ci_high <= limit:
+            return "within"
+        return "over" if self.delta_loss_ci_low > limit else "unsure"
 
 
 class Training(_Result):
@@ -107,13 +127,23 @@ class CheckpointInfo(_Result):
 
 
 class BreakEven(_Result):
+    """When a fine-tuned arm's one-time cost is paid back by cheaper requests than another arm's.
+    None when the saving per request is not shown to be above zero (its interval includes zero)."""
+
     requests: float | None
     months: float | None
+    saving_usd: float = 0.0  # per request, the other arm's cost minus this one's
+    saving_usd_ci_low: float | None = None
+    saving_usd_ci_high: float | None = None
 
 
 class Cost(_Result):
     basis: Literal["self_hosted", "api"]
     per_request_usd: float
+    per_request_tokens: float = 0.0  # prompt + output tokens processed per request
+    # Self-hosted: one price per token for every arm on the same architecture, calibrated from the
+    # compare's pooled measured throughput, so equal tokens cost equal money.
+    usd_per_token: float | None = None
     per_request_flops: float
     one_time_s: float
     one_time_usd: float
@@ -277,7 +307,8 @@ class ComparisonReport(_Result):
 
 class Rule(_Result):
     name: str
-    outcome: Literal["pass", "fail", "skipped"]
+    # inconclusive: the interval straddles the threshold; more examples would decide it.
+    outcome: Literal["pass", "fail", "skipped", "inconclusive"]
     threshold: float | None
     observed: float | None
     message: str
@@ -304,6 +335,8 @@ class GateResult(_Result):
     task_file: str
     checkpoint: str
     passed: bool
+    # fail when any rule fails, else inconclusive when any rule is, else pass.
+    outcome: Literal["pass", "fail", "inconclusive"]
     metric: str
     candidate: GateCandidate
     baseline: GateBaseline
@@ -315,3 +348,7 @@ class GateResult(_Result):
     @property
     def failed(self) -> list[str]:
         return [r.name for r in self.rules if r.outcome == "fail"]
+
+    @property
+    def inconclusive(self) -> list[str]:
+        return [r.name for r in self.rules if r.outcome == "inconclusive"]

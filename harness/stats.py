@@ -4,17 +4,25 @@ Strategies are scored on the same eval examples, so they are compared pairwise p
 difference of two strategies' mean scores gets a paired bootstrap interval and a paired test
 (exact McNemar for 0/1 scores, an exact or Monte Carlo sign-flip permutation test otherwise), the
 p-values are Holm-corrected across all pairs, and each pair states the smallest difference this
-many examples could detect."""
+many examples could detect. Two strategies are shown equivalent within a margin by two one-sided
+tests on the same paired bootstrap."""
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from harness.results import Pair, PairedDifference
 
 CONFIDENCE = 0.95
+# Fewer paired examples than this and no difference is judged, by the verdict or the gate: every rule
+# reads the percentile bootstrap interval, which is too narrow on small samples (its coverage falls
+# short of 95% by several points below about 30 examples, and it is a single point when the two
+# strategies agree on every example), and the normal approximations behind the detectable effect
+# and the examples needed need about as many.
+MIN_EXAMPLES = 30
 
 
 def bootstrap_ci(scores, seed: int, confidence: float = CONFIDENCE, n_resamples: int = 2000) -> tuple[float, float]:
@@ -34,18 +42,54 @@ def _mean_difference(a, b, axis=-1):
     return np.mean(b, axis=axis) - np.mean(a, axis=axis)
 
 
+def _paired_bootstrap(a, b, seed: int, confidence: float, n_resamples: int):
+    """scipy's paired percentile bootstrap of mean(b) - mean(a), or None when the differences do not
+    vary (scipy would warn and return nan; the interval is the point)."""
+    from scipy.stats import bootstrap
+
+    d = b - a
+    if len(d) < 2 or np.all(d == d[0]):
+        return None
+    return bootstrap((a, b), _mean_difference, paired=True, vectorized=True, confidence_level=confidence,
+                     n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
+
+
 def paired_bootstrap_ci(a, b, seed: int, confidence: float = CONFIDENCE,
                         n_resamples: int = 2000) -> tuple[float, float]:
     """Percentile bootstrap interval of mean(b) - mean(a), resampling examples (pairs) together."""
-    from scipy.stats import bootstrap
-
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    d = b - a
-    if len(d) < 2 or np.all(d == d[0]):
-        return float(d.mean()), float(d.mean())
-    res = bootstrap((a, b), _mean_difference, paired=True, vectorized=True, confidence_level=confidence,
-                    n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
+    res = _paired_bootstrap(a, b, seed, confidence, n_resamples)
+    if res is None:
+        return float(np.mean(b - a)), float(np.mean(b - a))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+class Equivalence(NamedTuple):
+    equivalent: bool
+    p_value: float
+    ci_low: float  # the paired interval of mean(b) - mean(a) at 1 - 2 alpha
+    ci_high: float
+
+
+def tost(a, b, margin: float, alpha: float = 0.05, seed: int = 0, n_resamples: int = 2000) -> Equivalence:
+    """Whether mean(b) - mean(a) is shown to lie within (-margin, +margin), by two one-sided tests on
+    the paired percentile bootstrap (0/1 and graded scores alike).
+
+    Each end of the interval at 1 - 2 alpha is a one-sided (1 - alpha) bound, so both nulls (the
+    difference is at most -margin; it is at least +margin) are rejected at alpha exactly when the
+    whole interval lies inside the margin: that decides. The p-value is the larger of the two
+    one-sided bootstrap p-values, the shares of resampled differences at or beyond each margin; it
+    agrees with the interval up to one resample. With the seed `paired_comparisons` used, the
+    interval at alpha = (1 - confidence) / 2 is the one stored on the pair."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    res = _paired_bootstrap(a, b, seed, 1 - 2 * alpha, n_resamples)
+    if res is None:
+        d = float(np.mean(b - a))
+        return Equivalence(abs(d) < margin, 0.0 if abs(d) < margin else 1.0, d, d)
+    resampled = res.bootstrap_distribution
+    p = max(float(np.mean(resampled <= -margin)), float(np.mean(resampled >= margin)))
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return Equivalence(-margin < low and high < margin, p, low, high)
 
 
 def is_binary(*samples) -> bool:

@@ -111,10 +111,14 @@ class GateConfig(_Strict):
     metric: str | None = Field(None, description="metric the rules judge (default: the headline metric)")
     min_quality: float | None = Field(None, description="lowest acceptable quality of the checkpoint, in metric "
                                                         "units (0.7 = 70% accuracy)")
-    # Zero: any drop the paired test finds significant fails; noise alone never does.
-    max_drop: NonNegativeFloat | None = Field(0.0, description="largest acceptable quality drop against the "
-                                                               "baseline, counted only when the paired test "
-                                                               "finds it significant")
+    # A non-inferiority margin: the candidate must be shown (one-sided bound at alpha) to lose no
+    # more than this. Zero could only be shown by a candidate shown to be better. 5 points can be
+    # shown on an ordinary eval set: a candidate as good as its baseline that answers 10-20% of the
+    # examples differently is shown within it, with 80% power, on about 250-500 paired examples.
+    max_drop: NonNegativeFloat | None = Field(0.05, description="largest acceptable quality drop against the "
+                                                                "baseline in metric units (0.05 = 5 points); "
+                                                                "passes only when the one-sided bound shows the "
+                                                                "drop is no larger")
     max_forgetting: NonNegativeFloat | None = Field(None, description="largest acceptable rise in loss on the "
                                                                       "general-text probe against the base "
                                                                       "model, nats per token (default: "

@@ -1,5 +1,6 @@
 """harness/forgetting.py: the general-text probe, the weights fingerprint, and the meter that
-reports how much an adapted model lost against the base (exactly nothing when weights are equal)."""
+reports how much an adapted model lost against the base, with paired intervals (exactly nothing
+when weights are equal), scoring gold answers so that a change of answer format is not a gain."""
 
 from __future__ import annotations
 
@@ -7,20 +8,16 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import harness.forgetting as forgetting
 from harness.errors import HarnessError
-from harness.forgetting import DEFAULT_QUESTIONS, DEFAULT_TEXT, ForgettingMeter, load_probe, weights_fingerprint
+from harness.forgetting import (DEFAULT_QUESTIONS, DEFAULT_TEXT, ForgettingMeter, Measurement, load_probe,
+                                loss_delta_ci, question_prompt, weights_fingerprint)
 from harness.models import TransformersBackend, load_backend
 from harness.task import load_task
-
-
-def get(result, dotted: str):
-    """A field of a forgetting result, whether it is a dict or a typed model (`base.loss` reaches in)."""
-    for part in dotted.split("."):
-        result = result[part] if isinstance(result, dict) else getattr(result, part)
-    return result
+from tests.conftest import build_tiny_model
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:
@@ -126,11 +123,13 @@ def test_same_weights_forget_exactly_nothing(small_probe_task, backend):
     copied = TransformersBackend(copy.deepcopy(backend.model), backend.tokenizer, name="copy")
     for other in (backend, copied):
         result = meter.delta(other)
-        assert get(result, "weights_changed") is False
-        assert get(result, "delta_loss") == 0.0 and get(result, "delta_perplexity") == 0.0
-        assert get(result, "delta_qa_f1") == 0.0
-        assert get(result, "base.loss") == get(result, "adapted.loss") > 0
-        assert get(result, "probe") == "text.jsonl+qa.jsonl"
+        assert result.weights_changed is False
+        assert result.delta_loss == result.delta_loss_ci_low == result.delta_loss_ci_high == 0.0
+        assert result.delta_qa_logprob == result.delta_qa_logprob_ci_low == result.delta_qa_logprob_ci_high == 0.0
+        assert result.delta_perplexity == 0.0
+        assert result.base.loss == result.adapted.loss > 0
+        assert result.base.qa_logprob == result.adapted.qa_logprob < 0
+        assert result.probe == "text.jsonl+qa.jsonl"
 
 
 def test_changed_weights_are_measured_against_the_base(small_probe_task, backend):
@@ -138,23 +137,125 @@ def test_changed_weights_are_measured_against_the_base(small_probe_task, backend
 
     task = load_task(small_probe_task)
     meter = ForgettingMeter(task, backend)
-    result = meter.delta(perturbed(backend, scale=0.5))
-    assert get(result, "weights_changed") is True
-    base, adapted = get(result, "base.loss"), get(result, "adapted.loss")
+    changed = perturbed(backend, scale=0.5)
+    result = meter.delta(changed)
+    assert result.weights_changed is True
+    base, adapted = result.base.loss, result.adapted.loss
     assert base > 0 and adapted > 0 and adapted != base
-    assert get(result, "delta_loss") == pytest.approx(adapted - base)
-    assert get(result, "delta_perplexity") == pytest.approx(math.exp(adapted) - math.exp(base))
-    assert get(result, "base.perplexity") == pytest.approx(math.exp(base))
-    assert 0 <= get(result, "adapted.qa_f1") <= 1
+    assert result.delta_loss == pytest.approx(adapted - base)
+    assert result.delta_perplexity == pytest.approx(math.exp(adapted) - math.exp(base))
+    assert result.base.perplexity == pytest.approx(math.exp(base))
     # Both texts count, every token after the first is predicted, and the cut is at max_tokens (16).
-    assert get(result, "base.tokens") == get(result, "adapted.tokens") == (5 - 1) + (3 - 1)
+    assert result.base.tokens == result.adapted.tokens == (5 - 1) + (3 - 1)
+    # Per question, the gold answer's mean log-probability per token, given the chat prompt, as a
+    # log-softmax over every probe answer's.
+    questions, answers = meter.probe.questions, [a for _, a in meter.probe.questions]
+    for model, scores in ((backend, result.base), (changed, result.adapted)):
+        per_token = [[np.mean(lp) for lp in model.answer_logprobs([question_prompt(model, q)] * len(answers),
+                                                                   answers)] for q, _ in questions]
+        relative = [row[i] - np.log(np.sum(np.exp(row))) for i, row in enumerate(per_token)]
+        assert scores.qa_logprob == pytest.approx(np.mean(relative))
+    assert result.delta_qa_logprob == pytest.approx(result.adapted.qa_logprob - result.base.qa_logprob)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_model_dir", "tiny_base_model_dir"])
+def test_answer_logprobs_score_the_answer_tokens_and_not_the_end_of_turn(fixture, request):
+    import torch
+
+    model = load_backend(str(request.getfixturevalue(fixture)))
+    # Prompts and answers of different lengths in one batch: left padding must not move any score.
+    prompts = [question_prompt(model, q) for q in ("capital of france ?", "what is the capital city of italy ?")]
+    answers = ["paris", "rome italy"]
+    for prompt, answer, scored in zip(prompts, answers, model.answer_logprobs(prompts, answers)):
+        own = model.answer_ids(answer, end_of_turn=False)
+        assert len(scored) == len(own) == len(answer.split())
+        if model.chat:
+            assert model.answer_ids(answer) == own + [model.tokenizer.eos_token_id]
+        ids = model.tokenizer(prompt.text, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = torch.log_softmax(model.model(torch.tensor([ids + own])).logits[0].float(), -1)
+        assert scored == pytest.approx([logp[len(ids) - 1 + j, t].item() for j, t in enumerate(own)], abs=1e-5)
+
+
+def test_changed_weights_get_intervals_that_hold_the_delta(make_task, backend):
+    """On the shipped probe (40 passages, 24 questions), with the task's seed."""
+    changed = perturbed(backend, scale=0.5)
+    meter = ForgettingMeter(load_task(make_task()), backend)
+    result = meter.delta(changed)
+    assert result.delta_loss != 0 and result.delta_qa_logprob != 0
+    assert result.delta_loss_ci_low < result.delta_loss < result.delta_loss_ci_high
+    assert result.delta_qa_logprob_ci_low < result.delta_qa_logprob < result.delta_qa_logprob_ci_high
+    assert meter.delta(changed) == result  # seeded: the same intervals every time
+    other_seed = ForgettingMeter(load_task(make_task(seed=7)), backend).delta(changed)
+    assert other_seed.delta_loss == result.delta_loss and other_seed.delta_loss_ci_low != result.delta_loss_ci_low
+
+
+def test_loss_interval_pairs_passages_and_weighs_them_by_tokens():
+    base = Measurement(nll=np.array([2.0, 30.0, 9.0, 60.0]), tokens=np.array([1.0, 10.0, 3.0, 20.0]),
+                       answer_logprob=np.array([-1.0]))
+    assert base.scores.loss == pytest.approx(101 / 34)  # not the mean of the passages' losses (2.75)
+    # Every token loses exactly 0.5 nats, on passages of very different losses: only if passages
+    # are resampled in pairs is every resample's delta 0.5.
+    worse = Measurement(nll=base.nll + 0.5 * base.tokens, tokens=base.tokens, answer_logprob=base.answer_logprob)
+    assert worse.scores.loss - base.scores.loss == pytest.approx(0.5)
+    assert loss_delta_ci(base, worse, seed=0) == pytest.approx((0.5, 0.5))
+    one = Measurement(nll=base.nll[:1], tokens=base.tokens[:1], answer_logprob=base.answer_logprob)
+    one_worse = Measurement(nll=one.nll + 1.0, tokens=one.tokens, answer_logprob=base.answer_logprob)
+    assert loss_delta_ci(one, one_worse, seed=0) == (1.0, 1.0)  # nothing to resample: the point
+
+
+QUESTIONS = [("what is the capital of france ?", "paris"), ("what is the capital of italy ?", "rome"),
+             ("what is the capital of germany ?", "berlin"), ("what is the capital of spain ?", "madrid"),
+             ("what is the capital of portugal ?", "lisbon"), ("which country is paris in ?", "france"),
+             ("which country is rome in ?", "italy"), ("which country is berlin in ?", "germany")]
+
+
+def test_learning_to_answer_one_wrong_word_is_no_gain(make_task, tmp_path):
+    """An adapter that taught the model to reply with one short word, a wrong one, must not look
+    like it gained knowledge. Scoring the end-of-turn token as part of the answer would be fooled:
+    the model has learned to stop after one word, so that token gains after any answer."""
+    import torch
+
+    write_lines(tmp_path / "probe" / "qa.jsonl", [json.dumps({"question": q, "answer": a}) for q, a in QUESTIONS])
+    write_lines(tmp_path / "probe" / "text.jsonl", [json.dumps({"text": "the team won the match"}),
+                                                    json.dumps({"text": "market shares rose"})])
+    task = load_task(make_task(forgetting={"text": "probe/text.jsonl", "questions": "probe/qa.jsonl"}))
+    # Weights large enough for a few steps to make the model confident (see build_tiny_model).
+    base = load_backend(str(build_tiny_model(tmp_path / "model", initializer_range=0.2)))
+    prompts = [question_prompt(base, q) for q, _ in QUESTIONS]
+    wrong = base.answer_ids("sport")
+    batch = base.tokenizer.pad({"input_ids": [base.tokenizer(p.text, add_special_tokens=False)["input_ids"] + wrong
+                                              for p in prompts]}, return_tensors="pt")
+    # Only the answer is learned; prompts are left-padded, so it is the last tokens of every row.
+    labels = torch.full_like(batch["input_ids"], -100)
+    labels[:, -len(wrong):] = batch["input_ids"][:, -len(wrong):]
+    model = copy.deepcopy(base.model).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    for _ in range(3):
+        loss = model(**batch, position_ids=(batch["attention_mask"].cumsum(-1) - 1).clamp(min=0), labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    tuned = TransformersBackend(model, base.tokenizer, name="one wrong word")
+    assert [g.text for g in tuned.generate(prompts, max_new_tokens=12)] == ["sport"] * len(QUESTIONS)
+
+    # The random base knew none of the answers, so there is nothing to lose either: what must not
+    # happen is a gain shown by the interval.
+    result = ForgettingMeter(task, base).delta(tuned)
+    assert result.delta_qa_logprob_ci_low <= 0 <= result.delta_qa_logprob_ci_high
+
+    def with_end_of_turn(model):
+        return np.mean([model.loglikelihood([p], [a])[0].logprobs[0] / len(model.answer_ids(a))
+                        for p, (_, a) in zip(prompts, QUESTIONS)])
+
+    assert with_end_of_turn(tuned) > with_end_of_turn(base)
 
 
 def test_max_tokens_cuts_the_probe_texts(make_task, tmp_path, backend):
     write_lines(tmp_path / "text.jsonl", [json.dumps({"text": " ".join(["the match"] * 20)})])
     write_lines(tmp_path / "qa.jsonl", [json.dumps({"question": "q ?", "answer": "a"})])
     task = load_task(make_task(forgetting={"text": "text.jsonl", "questions": "qa.jsonl", "max_tokens": 8}))
-    assert get(ForgettingMeter(task, backend).delta(backend), "base.tokens") == 8 - 1
+    assert ForgettingMeter(task, backend).delta(backend).base.tokens == 8 - 1
 
 
 def test_each_set_of_weights_is_measured_once(small_probe_task, backend, monkeypatch):
@@ -167,4 +268,4 @@ def test_each_set_of_weights_is_measured_once(small_probe_task, backend, monkeyp
     again = meter.delta(perturbed(backend, name="same change again"))  # equal weights, another object
     meter.delta(backend)
     assert calls == [backend.name, "changed"]
-    assert get(again, "delta_loss") == get(first, "delta_loss") != 0
+    assert again.delta_loss == first.delta_loss != 0

@@ -1,11 +1,16 @@
-"""`harness gate` on a tiny model: a good adapter passes, one trained on shuffled labels fails with
-its reasons, a tampered or unsafe checkpoint is an error (exit 2), and the JUnit XML, the GitHub
-step summary and the store record say the same thing."""
+"""`harness gate`: the rules on hand-built paired scores (a drop too few examples can show is
+inconclusive, never a pass), then the command on a tiny model: a good adapter passes, one trained
+on shuffled labels fails with its reasons, one no better than chance against zero-shot is
+inconclusive (exit 3), a tampered or unsafe checkpoint is an error (exit 2), a bug is one line and a
+logged traceback (exit 4), and the JUnit XML, the GitHub step summary and the store record say the
+same thing."""
 
 from __future__ import annotations
 
 import json
+import math
 import random
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -13,8 +18,109 @@ import pytest
 import yaml
 
 from harness.cli import main
+from harness.gate import evaluate_rules, verdict
+from harness.results import Rule
+from harness.stats import paired_difference
 from harness.store import Store
-from tests.conftest import build_tiny_model, topic_rows, write_jsonl
+from harness.task import GateConfig
+from tests.conftest import arm, build_tiny_model, topic_rows, write_jsonl
+
+SEED = 1234
+
+
+def pairs(both: int, only_baseline: int, only_candidate: int, neither: int) -> tuple[list[int], list[int]]:
+    """Paired 0/1 scores (the baseline's, the candidate's) with these counts of each agreement."""
+    baseline = [1] * both + [1] * only_baseline + [0] * only_candidate + [0] * neither
+    candidate = [1] * both + [0] * only_baseline + [1] * only_candidate + [0] * neither
+    return baseline, candidate
+
+
+def judge(baseline: list[int], candidate: list[int], *, forgetting: tuple[float, float, float] = (0.0, 0.0, 0.0),
+          **rules) -> dict[str, Rule]:
+    """Every rule's outcome, by name, for the candidate against the baseline on these paired scores;
+    `forgetting` is the candidate's rise in general-text loss and its interval."""
+    diff = paired_difference(baseline, candidate, seed=SEED, alpha=0.05, power=0.8)
+    delta, low, high = forgetting
+    row = arm("checkpoint", value=sum(candidate) / len(candidate), n=len(candidate), weights="checkpoint",
+              forgetting=delta)
+    row.forgetting.delta_loss_ci_low, row.forgetting.delta_loss_ci_high = low, high
+    out = evaluate_rules(GateConfig(**rules), "accuracy", row, arm("zero_shot", value=sum(baseline) / len(baseline)),
+                         diff, baseline_scores=baseline, candidate_scores=candidate, seed=SEED)
+    return {r.name: r for r in out}
+
+
+# Regressions the old rule ("fail only a significant drop") let through: p above 0.05 each time.
+@pytest.mark.parametrize("scores", [
+    pairs(0, 5, 0, 0),  # 5 examples, 100% -> 0%: p=0.0625
+    pairs(10, 7, 1, 2),  # 20 examples, 85% -> 55%: p=0.070
+    pairs(40, 5, 0, 15),  # 60 examples, -8.3 points: p=0.0625
+], ids=["5 examples 100% to 0%", "20 examples 85% to 55%", "60 examples -8.3 points"])
+def test_a_drop_too_few_examples_can_show_never_passes(scores):
+    assert paired_difference(*scores, seed=SEED, alpha=0.05, power=0.8).p_value > 0.05
+    rule = judge(*scores)["max_drop"]
+    assert rule.outcome in ("fail", "inconclusive"), rule.message
+
+
+def test_no_drop_on_too_few_examples_is_not_a_pass():
+    # Identical on 12 examples: the bootstrap interval is the point 0, which would "show" no loss.
+    rule = judge(*pairs(8, 0, 0, 4))["max_drop"]
+    assert rule.outcome == "inconclusive" and "at least 30 needed" in rule.message
+    assert judge(*pairs(20, 0, 0, 10))["max_drop"].outcome == "pass"
+
+
+def test_a_drop_shown_beyond_the_margin_fails():
+    rule = judge(*pairs(10, 7, 1, 2))["max_drop"]
+    assert rule.outcome == "fail" and rule.threshold == 0.05  # the default margin: 5 points
+    assert "one-sided 95% upper bound" in rule.message
+    assert "shown to lose more than the 5.0 points allowed" in rule.message
+
+
+def test_an_undecided_drop_says_how_many_examples_would_decide_it():
+    rule = judge(*pairs(40, 5, 0, 15))["max_drop"]
+    assert rule.outcome == "inconclusive"
+    assert "straddle -5.0" in rule.message
+    assert "not shown to lose at most the 5.0 points allowed, nor more" in rule.message
+    needed = int(re.search(r"about ([\d,]+) paired examples would decide it", rule.message)[1].replace(",", ""))
+    assert 60 < needed < 1000
+    # The same proportions on half as many examples are still undecided, on twice as many the drop is shown.
+    for factor, outcome in ((0.5, "inconclusive"), (2, "fail")):
+        scaled = pairs(*(math.ceil(k * factor * needed / 60) for k in (40, 5, 0, 15)))
+        assert judge(*scaled)["max_drop"].outcome == outcome, factor
+
+
+def test_an_estimate_on_the_margin_cannot_be_decided_by_more_of_the_same():
+    rule = judge(*pairs(10, 2, 1, 7))["max_drop"]  # 20 examples, -5.0 points
+    assert rule.outcome == "inconclusive" and "the estimate sits on the margin" in rule.message
+
+
+@pytest.mark.parametrize("scores", [pairs(30, 2, 48, 20), pairs(150, 10, 10, 130)],
+                         ids=["much better", "as good on 300 examples"])
+def test_a_candidate_shown_within_the_margin_passes(scores):
+    rules = judge(*scores)
+    assert rules["max_drop"].outcome == "pass", rules["max_drop"].message
+    assert "shown to lose at most the 5.0 points allowed" in rules["max_drop"].message
+    assert verdict(list(rules.values())) == "pass"
+
+
+@pytest.mark.parametrize("low, high, outcome", [
+    (0.01, 0.05, "pass"),
+    (0.05, 0.15, "inconclusive"),  # the estimate is under the limit, the interval is not
+    (0.12, 0.20, "fail"),
+])
+def test_forgetting_is_judged_on_its_interval(low, high, outcome):
+    rule = judge(*pairs(30, 2, 48, 20), forgetting=(0.08, low, high), max_forgetting=0.1)["max_forgetting"]
+    assert rule.outcome == outcome and rule.observed == 0.08
+    assert rule.message.startswith(f"general-text loss 3.000 -> 3.080 nats/token (+0.080 [95% CI {low:+.3f}, "
+                                   f"{high:+.3f}]; limit +0.1), gold-answer log-prob +0.000")
+
+
+def test_the_gate_fails_on_any_failure_else_is_inconclusive_on_any_undecided_rule():
+    rules = {o: Rule(name=o, outcome=o, threshold=None, observed=None, message="") for o in
+             ("pass", "fail", "inconclusive", "skipped")}
+    assert verdict([rules["pass"], rules["skipped"]]) == "pass"
+    assert verdict([rules["pass"], rules["inconclusive"]]) == "inconclusive"
+    assert verdict([rules["inconclusive"], rules["fail"], rules["pass"]]) == "fail"
+
 
 # Enough for the tiny model to learn the three topics (100% here; zero-shot is at chance, 33%).
 LORA = {"max_steps": 60, "eval_steps": 20, "learning_rate": 0.02, "batch_size": 4}
@@ -94,12 +200,12 @@ def test_shuffled_label_adapter_fails_with_its_reasons(adapters, capsys, tmp_pat
                         "--junit", str(junit))
     assert rc == 1, out + err
     assert "FAIL  min_quality" in out and "FAIL  max_drop" in out, out
-    assert "significant drop" in out and "gate FAILED: min_quality, max_drop" in out
+    assert "shown to lose more than" in out and "gate FAILED: min_quality, max_drop" in out
 
     suite = ET.parse(junit).getroot().find("testsuite")
     failed = {c.get("name"): c.find("failure").get("message") for c in suite.iter("testcase")
               if c.find("failure") is not None}
-    assert set(failed) == {"min_quality", "max_drop"} and "significant drop" in failed["max_drop"]
+    assert set(failed) == {"min_quality", "max_drop"} and "shown to lose more than" in failed["max_drop"]
 
 
 def test_a_rerun_reuses_the_candidate_run_and_the_baseline_can_be_a_stored_run(adapters, capsys):
@@ -116,6 +222,30 @@ def test_a_rerun_reuses_the_candidate_run_and_the_baseline_can_be_a_stored_run(a
     # A flag overrides the task's rule: with no minimum and any drop allowed, only forgetting is judged.
     rc, out, _ = gate(capsys, adapters, adapters / "shuffled", "--min-quality", "0", "--max-drop", "1")
     assert rc == 0 and "gate passed" in out
+
+
+def test_a_chance_level_candidate_is_inconclusive_against_zero_shot(adapters, capsys, tmp_path, monkeypatch):
+    # Both answer at about chance, on different examples: 30 of them show neither that the shuffled
+    # adapter loses at most 5 points nor that it loses more.
+    summary = tmp_path / "step_summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    junit = tmp_path / "junit.xml"
+    rc, out, err = gate(capsys, adapters, adapters / "shuffled", "--min-quality", "0", "--max-drop", "0.05",
+                        "--junit", str(junit))
+    assert rc == 3, out + err
+    assert "INCONCLUSIVE  max_drop" in out and "paired examples would decide it" in out, out
+    assert "gate INCONCLUSIVE: max_drop" in out
+
+    suite = ET.parse(junit).getroot().find("testsuite")
+    errors = {c.get("name"): c.find("error") for c in suite.iter("testcase") if c.find("error") is not None}
+    assert set(errors) == {"max_drop"} and errors["max_drop"].get("type") == "inconclusive"
+    assert "would decide it" in errors["max_drop"].get("message") and suite.get("failures") == "0"
+    assert "Gate INCONCLUSIVE" in summary.read_text() and "| max_drop | ❔ inconclusive |" in summary.read_text()
+
+    store = Store(adapters / "s.sqlite", readonly=True)
+    stored = store.gates()[0]
+    store.close()
+    assert not stored["passed"] and stored["result"]["outcome"] == "inconclusive"
 
 
 def test_a_full_model_checkpoint_is_gated_too(adapters, capsys, tmp_path):
@@ -195,3 +325,23 @@ def test_the_checkpoint_strategy_in_a_compare_needs_its_path(adapters, capsys):
                "--store", str(adapters / "s.sqlite"), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "strategies.checkpoint.path: required to run checkpoint" in err, err
+
+
+def test_an_internal_error_is_one_line_and_a_logged_traceback(adapters, capsys, tmp_path, monkeypatch):
+    def broken(session, path):
+        raise RuntimeError("the runner broke\nwith a second line of detail")
+
+    monkeypatch.setattr("harness.gate._checkpoint_run", broken)
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    junit = tmp_path / "junit.xml"
+    rc, out, err = gate(capsys, adapters, adapters / "task", "--junit", str(junit))
+    assert rc == 4, out + err  # not 1: a crash is not a regression
+    (line,) = err.strip().splitlines()
+    found = re.fullmatch(r"error: internal error \(RuntimeError: the runner broke\); traceback in (\S+)", line)
+    assert found, line
+    log = Path(found[1])
+    assert log.parent == tmp_path / "cache" / "logs"
+    assert "Traceback" in log.read_text() and "in broken" in log.read_text()
+    assert "with a second line of detail" in log.read_text()
+    case = ET.parse(junit).getroot().find("testsuite").find("testcase")
+    assert "internal error (RuntimeError: the runner broke)" in case.find("error").get("message")

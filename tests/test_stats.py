@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from harness.stats import (holm, is_binary, mcnemar_exact, min_detectable_effect, paired_bootstrap_ci,
-                           paired_comparisons, paired_difference, paired_permutation_p)
+                           paired_comparisons, paired_difference, paired_permutation_p, tost)
 
 
 def test_holm_matches_published_adjustment():
@@ -125,3 +125,45 @@ def test_comparisons_pair_by_example_id_and_correct_for_multiplicity():
     # The detectable effect is computed at Holm's strictest level, alpha / 3.
     strictest = min_detectable_effect(base.astype(float), better.astype(float), alpha=0.05 / 3)
     assert first.mde == pytest.approx(strictest)
+
+
+def test_tost_agrees_with_the_paired_t_tost_on_many_graded_scores():
+    # On 2,000 examples the bootstrap distribution of the mean difference is normal, so its two
+    # one-sided tests match scipy's one-sample t-tests of the differences against each margin.
+    rng = np.random.default_rng(11)
+    a = rng.random(2000)
+    b = a + rng.normal(0.004, 0.1, 2000)
+    d = b - a
+    for margin, equivalent in [(0.004, False), (0.012, True), (0.02, True)]:
+        result = tost(a, b, margin, alpha=0.05, seed=0)
+        t_p = max(sps.ttest_1samp(d, -margin, alternative="greater").pvalue,
+                  sps.ttest_1samp(d, margin, alternative="less").pvalue)
+        assert result.p_value == pytest.approx(t_p, abs=0.01)
+        assert result.equivalent == equivalent == (t_p < 0.05)
+
+
+def test_tost_is_the_paired_interval_at_one_minus_two_alpha_inside_the_margin():
+    rng = np.random.default_rng(4)
+    a = (rng.random(300) < 0.7).astype(float)
+    b = np.where(rng.random(300) < 0.05, 1 - a, a)
+    interval = paired_bootstrap_ci(a, b, seed=3, confidence=0.9)
+    assert tost(a, b, 0.05, alpha=0.05, seed=3)[2:] == pytest.approx(interval)
+    for margin in (0.01, 0.02, 0.03, 0.05):
+        result = tost(a, b, margin, alpha=0.05, seed=3)
+        assert result.equivalent == (-margin < result.ci_low and result.ci_high < margin)
+        # The p-value decides the same, up to one resample of the 2,000.
+        assert result.equivalent == (result.p_value < 0.05) or abs(result.p_value - 0.05) <= 1 / 2000
+    # At alpha = (1 - 0.95) / 2 with the same seed, the interval is the one a comparison stores:
+    # the one the recommendation reads.
+    ids = [f"ex{i}" for i in range(300)]
+    pair = paired_comparisons({"a": dict(zip(ids, a)), "b": dict(zip(ids, b))}, seed=3, alpha=0.05, power=0.8)[0]
+    assert tost(a, b, 0.05, alpha=0.025, seed=3)[2:] == pytest.approx((pair.ci_low, pair.ci_high))
+
+
+def test_tost_without_spread_in_the_differences():
+    # Identical arms: the interval is the point 0, inside any margin.
+    same = [1.0, 0.0, 1.0, 1.0]
+    assert tost(same, same, 0.02) == (True, 0.0, 0.0, 0.0)
+    # Every example 1 point better: outside a margin below 1, inside one above.
+    assert tost([0.0] * 5, [1.0] * 5, 0.5) == (False, 1.0, 1.0, 1.0)
+    assert tost([0.0] * 5, [1.0] * 5, 1.5).equivalent

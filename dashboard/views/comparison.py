@@ -62,19 +62,30 @@ def _pairs(report: ComparisonReport) -> None:
 def _forgetting(report: ComparisonReport) -> None:
     budget = report.assumptions.decision.forgetting_budget
     rows = [{"strategy": s.name, "weights_changed": f.weights_changed, "delta_loss": f.delta_loss,
-             "over": f.delta_loss > budget, "delta_perplexity": f.delta_perplexity,
-             "delta_qa_f1": 100 * f.delta_qa_f1, "base_loss": f.base.loss, "adapted_loss": f.adapted.loss}
+             "loss_ci_low": f.delta_loss_ci_low, "loss_ci_high": f.delta_loss_ci_high,
+             "over": f.delta_loss_ci_high > budget, "delta_perplexity": f.delta_perplexity,
+             "delta_qa_logprob": f.delta_qa_logprob, "qa_ci_low": f.delta_qa_logprob_ci_low,
+             "qa_ci_high": f.delta_qa_logprob_ci_high, "base_loss": f.base.loss, "adapted_loss": f.adapted.loss}
             for s in report.strategies if (f := s.forgetting)]
     if not rows:
         st.info("Forgetting was not measured in this comparison.")
         return
+    st.caption("Adapted minus base on the forgetting probe, with 95% paired bootstrap intervals (over probe "
+               "passages for the loss, over questions for the gold answers' log-probability).")
     cfg = st.column_config
     st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
         "weights_changed": cfg.CheckboxColumn("weights changed"),
         "delta_loss": cfg.NumberColumn("Δ loss (nats/token)", format="%+.3f"),
-        "over": cfg.CheckboxColumn(f"over budget ({budget:g})"),
+        "loss_ci_low": cfg.NumberColumn("CI low", format="%+.3f"),
+        "loss_ci_high": cfg.NumberColumn("CI high", format="%+.3f"),
+        "over": cfg.CheckboxColumn(f"over budget ({budget:g})",
+                                   help="the Δ loss interval's upper bound is above the budget"),
         "delta_perplexity": cfg.NumberColumn("Δ perplexity", format="%+.2f"),
-        "delta_qa_f1": cfg.NumberColumn("Δ general QA F1 (points)", format="%+.1f"),
+        "delta_qa_logprob": cfg.NumberColumn("Δ gold-answer log-prob (nats/token)", format="%+.3f",
+                                             help="general questions' gold answers, teacher-forced; "
+                                                  "negative: the model finds them less likely"),
+        "qa_ci_low": cfg.NumberColumn("CI low", format="%+.3f"),
+        "qa_ci_high": cfg.NumberColumn("CI high", format="%+.3f"),
         "base_loss": cfg.NumberColumn("base loss", format="%.3f"),
         "adapted_loss": cfg.NumberColumn("adapted loss", format="%.3f"),
     })

@@ -85,15 +85,15 @@ def _examples(rng: random.Random, name: str, golds: list[str], texts: list[str],
 def _forgetting(name: str):
     from harness.results import Forgetting, ProbeScores
 
-    base = ProbeScores(loss=2.91, perplexity=18.4, qa_logprob=-2.10, tokens=4800)
+    base = ProbeScores(loss=2.91, perplexity=18.4, qa_contains=0.70, tokens=4800)
     if name != "lora":
         return Forgetting(probe="shipped", weights_changed=False, base=base, adapted=base, delta_loss=0.0,
-                          delta_loss_ci_low=0.0, delta_loss_ci_high=0.0, delta_perplexity=0.0, delta_qa_logprob=0.0,
-                          delta_qa_logprob_ci_low=0.0, delta_qa_logprob_ci_high=0.0)
-    adapted = ProbeScores(loss=2.95, perplexity=19.1, qa_logprob=-2.16, tokens=4800)
+                          delta_loss_ci_low=0.0, delta_loss_ci_high=0.0, delta_perplexity=0.0, delta_qa_contains=0.0,
+                          delta_qa_contains_ci_low=0.0, delta_qa_contains_ci_high=0.0)
+    adapted = ProbeScores(loss=2.95, perplexity=19.1, qa_contains=0.675, tokens=4800)
     return Forgetting(probe="shipped", weights_changed=True, base=base, adapted=adapted, delta_loss=0.04,
-                      delta_loss_ci_low=0.03, delta_loss_ci_high=0.05, delta_perplexity=0.7, delta_qa_logprob=-0.06,
-                      delta_qa_logprob_ci_low=-0.11, delta_qa_logprob_ci_high=-0.01)
+                      delta_loss_ci_low=0.03, delta_loss_ci_high=0.05, delta_perplexity=0.7, delta_qa_contains=-0.025,
+                      delta_qa_contains_ci_low=-0.1, delta_qa_contains_ci_high=0.05)
 
 
 def _strategy_fields(name: str, n_train: int) -> dict:

@@ -128,8 +128,8 @@ def _forgetting(row: ArmResult, budget: float) -> tuple[str, str]:
             "unsure": ": the interval straddles it, more probe text would tell"}[status]
     return status, (f"forgetting: {row.name} changes loss on general text by {f.delta_loss:+.3f} nats/token "
                     f"[95% CI {f.delta_loss_ci_low:+.3f}, {f.delta_loss_ci_high:+.3f}] (budget {budget:.3f}{note}), "
-                    f"gold-answer log-prob by {f.delta_qa_logprob:+.3f} [95% CI {f.delta_qa_logprob_ci_low:+.3f}, "
-                    f"{f.delta_qa_logprob_ci_high:+.3f}]")
+                    f"general questions answered by {pts(f.delta_qa_contains)} points [95% CI "
+                    f"{pts(f.delta_qa_contains_ci_low)}, {pts(f.delta_qa_contains_ci_high)}]")
 
 
 def _too_few(pair: Pair) -> tuple[str, str] | None:

@@ -1,11 +1,14 @@
 """Forgetting: how much an adapted model lost of what the base model could do outside the task.
 
-The probe is general text scored by loss (and perplexity) plus a small set of general questions
-scored by the teacher-forced log-probability of their gold answers rather than by generating
-them: token F1 of generations rose by tens of points after an adapter merely taught the model to
-answer in one word. The same probe runs on the base model and on each strategy's model; the
-report gives the deltas with paired bootstrap intervals, over passages for the loss and over
-questions for the answers. Prompting strategies do not touch weights: their model's weight
+The probe is general text scored by loss (and perplexity), plus general questions answered by
+greedy generation and scored by lenient containment: does the answer contain the gold answer (or
+one of its aliases), after SQuAD normalisation, wherever it says it? Both "Paris" and "The capital
+of France is Paris." answer the first question, so the score does not depend on the answer's form.
+Token F1 of the generations rose by tens of points after an adapter merely taught the model to
+answer in one word; scoring the gold answers' log-probabilities did too, even against every other
+probe answer (a model that answers tersely puts its mass on short answers, right or wrong). The
+same probe runs on the base model and on each strategy's model; the report gives the deltas with
+paired bootstrap intervals, over passages for the loss and over questions for the answers. Prompting strategies do not touch weights: their model's weight
 fingerprint equals the base's, so their probe results are the base's own measurement and every
 delta and interval is exactly zero; a changed fingerprint triggers a new measurement."""
 
@@ -31,7 +34,7 @@ DEFAULT_QUESTIONS = PROBES / "general_qa.jsonl"
 class Probe:
     name: str
     texts: list[str]
-    questions: list[tuple[str, str]]
+    questions: list[tuple[str, list[str]]]  # the question, then its gold answer and aliases
 
 
 def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
@@ -49,6 +52,9 @@ def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
             missing = [f for f in fields if not str(row.get(f) or "").strip()]
             if missing:
                 raise HarnessError(f"{path}: row {i}", f"missing field '{missing[0]}'")
+            aliases = row.get("aliases", [])
+            if not isinstance(aliases, list) or not all(isinstance(a, str) and a.strip() for a in aliases):
+                raise HarnessError(f"{path}: row {i}", "aliases: expected a list of other accepted answers")
             rows.append(row)
     if not rows:
         raise HarnessError(str(path), "forgetting probe file is empty")
@@ -62,7 +68,8 @@ def load_probe(task) -> Probe:
     return Probe(
         name=f"{text.name}+{questions.name}",
         texts=[r["text"] for r in _read_jsonl(text, ("text",))],
-        questions=[(r["question"], r["answer"]) for r in _read_jsonl(questions, ("question", "answer"))],
+        questions=[(r["question"], [r["answer"], *r.get("aliases", [])])
+                   for r in _read_jsonl(questions, ("question", "answer"))],
     )
 
 
@@ -86,14 +93,12 @@ class Measurement:
 
     nll: np.ndarray  # summed over each passage's predicted tokens
     tokens: np.ndarray  # predicted tokens per passage
-    # Per question: the gold answer's mean log-probability per token, relative to every other probe
-    # answer given the same question (log-softmax over the probe's answers).
-    answer_logprob: np.ndarray
+    answered: np.ndarray  # per question: 1.0 when the answer contains the gold answer or an alias
 
     @property
     def scores(self) -> ProbeScores:
         loss = float(self.nll.sum() / self.tokens.sum())
-        return ProbeScores(loss=loss, perplexity=math.exp(loss), qa_logprob=float(self.answer_logprob.mean()),
+        return ProbeScores(loss=loss, perplexity=math.exp(loss), qa_contains=float(self.answered.mean()),
                            tokens=int(self.tokens.sum()))
 
 
@@ -101,32 +106,34 @@ def question_prompt(backend, question: str):
     return backend.render([{"role": "user", "content": f"{question} Reply with the answer only."}])
 
 
+# Room for an answer in a sentence ("The largest planet in the Solar System is Jupiter.").
+ANSWER_TOKENS = 24
+
+
 def measure(backend, probe: Probe, max_tokens: int, batch_size: int) -> Measurement:
     # One passage per call: text_nll sums over its batch, and the interval resamples passages.
     per_passage = [backend.text_nll([text], max_tokens) for text in probe.texts]
     return Measurement(nll=np.array([nll for nll, _ in per_passage], dtype=float),
                        tokens=np.array([n for _, n in per_passage], dtype=float),
-                       answer_logprob=relative_answer_logprobs(backend, probe.questions, batch_size))
+                       answered=answered(backend, probe.questions, batch_size))
 
 
-def relative_answer_logprobs(backend, questions: list[tuple[str, str]], batch_size: int) -> np.ndarray:
-    """Per question, the gold answer's mean per-token log-probability minus the log-sum-exp of the
-    same score for every probe answer, all teacher-forced after that question's prompt.
+def contains(answer: str, gold: list[str]) -> bool:
+    """Lenient containment: a gold answer's normalised words appear, in order and whole, in the
+    normalised answer."""
+    from harness.metrics._text import normalize_answer
 
-    Scoring the gold alone rewards format: a model that learned to answer in one word skips the
-    preamble ("The capital of France is ...") and gains on every gold answer, whatever it knows.
-    Every candidate answer is short, so that gain cancels here; what remains is which answer the
-    model prefers."""
-    from scipy.special import logsumexp
+    said = f" {normalize_answer(answer)} "
+    return any(f" {normalize_answer(g)} " in said for g in gold)
 
-    answers = [a for _, a in questions]
-    pairs = [(question_prompt(backend, q), a) for q, _ in questions for a in answers]
-    scores = []
-    for i in range(0, len(pairs), batch_size):
-        chunk = pairs[i:i + batch_size]
-        scores += [sum(lp) / len(lp) for lp in backend.answer_logprobs([p for p, _ in chunk], [a for _, a in chunk])]
-    matrix = np.array(scores).reshape(len(questions), len(answers))
-    return np.diag(matrix) - logsumexp(matrix, axis=1)
+
+def answered(backend, questions: list[tuple[str, list[str]]], batch_size: int) -> np.ndarray:
+    out = []
+    for i in range(0, len(questions), batch_size):
+        chunk = questions[i:i + batch_size]
+        gens = backend.generate([question_prompt(backend, q) for q, _ in chunk], ANSWER_TOKENS)
+        out += [float(contains(g.text, gold)) for g, (_, gold) in zip(gens, chunk)]
+    return np.array(out)
 
 
 def _loss_delta(base_nll, base_tokens, nll, tokens, axis=-1):
@@ -171,9 +178,9 @@ class ForgettingMeter:
         base, adapted = self._by_weights[self.base_fingerprint], self._by_weights[fp]
         before, after = base.scores, adapted.scores
         loss_low, loss_high = loss_delta_ci(base, adapted, self.seed)
-        qa_low, qa_high = paired_bootstrap_ci(base.answer_logprob, adapted.answer_logprob, self.seed)
+        qa_low, qa_high = paired_bootstrap_ci(base.answered, adapted.answered, self.seed)
         return Forgetting(probe=self.probe.name, weights_changed=fp != self.base_fingerprint, base=before,
                           adapted=after, delta_loss=after.loss - before.loss, delta_loss_ci_low=loss_low,
                           delta_loss_ci_high=loss_high, delta_perplexity=after.perplexity - before.perplexity,
-                          delta_qa_logprob=after.qa_logprob - before.qa_logprob, delta_qa_logprob_ci_low=qa_low,
-                          delta_qa_logprob_ci_high=qa_high)
+                          delta_qa_contains=after.qa_contains - before.qa_contains, delta_qa_contains_ci_low=qa_low,
+                          delta_qa_contains_ci_high=qa_high)

@@ -94,7 +94,7 @@ def _forgetting_rule(rules: GateConfig, f: Forgetting) -> Rule:
     return _rule("max_forgetting", outcome, limit, f.delta_loss,
                  f"general-text loss {f.base.loss:.3f} -> {f.adapted.loss:.3f} nats/token ({f.delta_loss:+.3f} "
                  f"[95% CI {f.delta_loss_ci_low:+.3f}, {f.delta_loss_ci_high:+.3f}]; limit +{limit:g}), "
-                 f"gold-answer log-prob {f.delta_qa_logprob:+.3f}: {why}")
+                 f"general questions answered {pts(f.delta_qa_contains)} points: {why}")
 
 
 def evaluate_rules(rules: GateConfig, metric: str, candidate: ArmResult, baseline: ArmResult,

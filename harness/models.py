@@ -160,33 +160,13 @@ class TransformersBackend:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return enc["input_ids"].to(self.device), mask, positions
 
-    def answer_ids(self, answer: str, end_of_turn: bool = True) -> list[int]:
+    def answer_ids(self, answer: str) -> list[int]:
         # A chat answer is the text and then the end-of-turn token: scoring that token too keeps a
         # label that is a prefix of another ("sport" / "sports") from winning by being shorter.
         prefix = "" if self.chat else " "
         ids = self.tokenizer(prefix + answer, add_special_tokens=False)["input_ids"]
         eos = self.tokenizer.eos_token_id
-        return ids + [eos] if end_of_turn and self.chat and eos is not None else ids
-
-    def answer_logprobs(self, prompts, answers) -> list[list[float]]:
-        """Teacher-forced log-probability of each answer's own tokens as the continuation of its
-        prompt (prompt i with answer i), one value per token.
-
-        The end-of-turn token is not scored: a model that has learned to stop early would otherwise
-        gain on every answer, whatever it knows."""
-        torch = self._torch
-        answer = [self.answer_ids(a, end_of_turn=False) for a in answers]
-        prompt = self.tokenizer([p.text for p in prompts], add_special_tokens=False)["input_ids"]
-        enc = self.tokenizer.pad({"input_ids": [p + a for p, a in zip(prompt, answer)]}, return_tensors="pt")
-        ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        width = max(map(len, answer))
-        with torch.inference_mode():
-            # Left padding puts every answer at the end, so only the last positions' logits matter.
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                logits_to_keep=width + 1).logits[:, :-1].float()
-        token = torch.gather(torch.log_softmax(logits, -1), 2, ids[:, -width:, None]).squeeze(-1)
-        return [token[i, width - len(a):].tolist() for i, a in enumerate(answer)]
+        return ids + [eos] if self.chat and eos is not None else ids
 
     def loglikelihood(self, prompts, choices):
         """Score every choice as the continuation of every prompt.

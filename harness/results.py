@@ -46,10 +46,9 @@ class Tokens(_Result):
 class ProbeScores(_Result):
     loss: float  # nats per token on the general-text probe
     perplexity: float
-    # The general questions' gold answers, teacher-forced: mean per-token log-probability relative
-    # to the probe's other answers (log-softmax over them), so what it measures is what the model
-    # knows, not the format it has learned to answer in.
-    qa_logprob: float
+    # Share of the general questions whose generated answer contains the gold answer, in whatever
+    # form the model answers, so it measures what the model knows, not the format it answers in.
+    qa_contains: float
     tokens: int
 
 
@@ -65,9 +64,9 @@ class Forgetting(_Result):
     delta_loss_ci_low: float
     delta_loss_ci_high: float
     delta_perplexity: float
-    delta_qa_logprob: float
-    delta_qa_logprob_ci_low: float
-    delta_qa_logprob_ci_high: float
+    delta_qa_contains: float
+    delta_qa_contains_ci_low: float
+    delta_qa_contains_ci_high: float
 
     def against(self, limit: float) -> Literal["within", "over", "unsure"]:
         """The rise in general-text loss judged by its interval, as the verdict and the gate both do:
@@ -121,7 +120,7 @@ class Retrieval(_Result):
 
 class CheckpointInfo(_Result):
     path: str
-    kind: Literal["harness_adapter", "peft_adapter", "full_model"]
+    kind: Literal["harness_adapter", "harness_model", "peft_adapter", "full_model"]
     base_model: str | None
     verified_digests: bool
 
@@ -167,7 +166,13 @@ class ArmResult(_Result):
     throughput_eps: float | None
     tokens: Tokens
     params: dict[str, Any] = {}
-    # Which weights answered: the base model's, or ones changed by training ("lora", "checkpoint").
+    # What the arm is made of (harness/armspec.py ArmSpec.axes) and in a few words.
+    axes: dict[str, Any] = {}
+    made_of: str = ""
+    # Which model answered, and its size (None on rows built by hand: the task's model).
+    model: str | None = None
+    model_params: int | None = None
+    # Which weights answered: the base model's, or ones changed by training ("lora", "full", "checkpoint").
     weights: str = "base"
     peak_memory_mb: float = 0.0
     prepare_s: float = 0.0

@@ -137,7 +137,7 @@ def arm(name: str, *, value: float = 0.5, metric: str = "accuracy", n: int = 100
     from harness.results import ArmResult
 
     q = {"value": value, "ci_low": max(0.0, value - 0.05), "ci_high": min(1.0, value + 0.05)}
-    probe = {"loss": 3.0, "perplexity": 20.0, "qa_logprob": -2.0, "tokens": 1000}
+    probe = {"loss": 3.0, "perplexity": 20.0, "qa_contains": 0.7, "tokens": 1000}
     row = {"name": name, "run_id": run_id, "n_examples": n, "quality": {"metric": metric, **q},
            "metrics": {metric: q}, "throughput_eps": 1000 / latency_mean_ms,
            "latency_ms": {"p50": latency_mean_ms, "p95": p95 or latency_mean_ms, "mean": latency_mean_ms},
@@ -149,8 +149,8 @@ def arm(name: str, *, value: float = 0.5, metric: str = "accuracy", n: int = 100
         row["forgetting"] = {"probe": "probe", "weights_changed": forgetting != 0.0, "base": probe,
                              "adapted": {**probe, "loss": probe["loss"] + forgetting}, "delta_loss": forgetting,
                              "delta_loss_ci_low": forgetting, "delta_loss_ci_high": forgetting,
-                             "delta_perplexity": 0.0, "delta_qa_logprob": 0.0, "delta_qa_logprob_ci_low": 0.0,
-                             "delta_qa_logprob_ci_high": 0.0}
+                             "delta_perplexity": 0.0, "delta_qa_contains": 0.0, "delta_qa_contains_ci_low": 0.0,
+                             "delta_qa_contains_ci_high": 0.0}
     if retrieval is not None:
         row["retrieval"] = {"index": "flat", "embedder": "e", "documents": 1, "chunks": 1, "chunks_embedded": 1,
                             "chunks_reused": 0, "index_from_cache": False, "embed_s": 0.0, "index_build_s": 0.0,

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from harness.compare import compare
 from harness.format import points_with_ci, table_cells, with_ci
-from harness.results import ComparisonReport, GateResult
+from harness.results import ComparisonReport, Curve, GateResult
 from harness.store import Store
 from tests.conftest import load_benchmark
 
@@ -217,6 +217,76 @@ def test_forgetting_training_and_an_older_comparison(open_app, synthetic):
     at.selectbox(key="comparison_id").set_value(older).run()
     assert not at.exception and f"Comparison {older}," in text(at)
     assert f"Verdict: {stored_report(path, older).recommendation.verdict}" in text(at)
+
+
+def learning_curve(strategy: str, param: str, fine_tuning: bool, points: list[tuple]) -> Curve:
+    """A curve of (parameter value, labelled examples, accuracy) points, each interval ±5 points."""
+    def point(value, labelled, q):
+        m = {"value": q, "ci_low": q - 0.05, "ci_high": q + 0.05}
+        return {"value": value, "labelled_examples": labelled, "run_id": 1, "n_examples": 20,
+                "quality": {"metric": "accuracy", **m}, "metrics": {"accuracy": m}}
+
+    return Curve(strategy=strategy, param=param, fine_tuning=fine_tuning, points=[point(*p) for p in points])
+
+
+# The best in-context point is k=4: 52% [47%, 57%]; lora's interval clears it at 500 examples.
+FEW_SHOT_CURVE = learning_curve("few_shot", "demos.k", False, [(0, 0, 0.40), (1, 1, 0.45), (4, 4, 0.52), (8, 8, 0.50)])
+LORA_CURVE = learning_curve("lora", "weights.lora.train_fraction", True,
+                            [(0.125, 250, 0.48), (0.25, 500, 0.70), (1.0, 2000, 0.80)])
+
+
+def store_with_curves(path: Path, curves: list[Curve]) -> tuple[Path, ComparisonReport]:
+    """A synthetic store whose newest comparison has `curves` as its learning curves."""
+    (cid,) = fill_store(path, comparisons=1, examples=20)
+    report = stored_report(path, cid).model_copy(update={"learning_curves": curves})
+    store = Store(path)
+    try:
+        store.save_comparison(report.task, report.model_dump(mode="json", exclude={"comparison_id"}))
+    finally:
+        store.close()
+    return path, report
+
+
+def test_learning_curves_show_where_fine_tuning_overtakes(open_app, tmp_path):
+    rank = learning_curve("lora", "weights.lora.rank", True, [(4, None, 0.61), (16, None, 0.66)])
+    path, report = store_with_curves(tmp_path / "store.sqlite", [FEW_SHOT_CURVE, LORA_CURVE, rank])
+    at = open_app(path)
+    assert "Learning curves" in [h.value for h in at.subheader]
+    (spec,) = [c for c in charts(at) if c["title"] == "quality vs labelled train examples"]
+    layers = {layer["name"]: layer for layer in spec["layer"]}
+    runs = layers["compared_runs"]["data"]["values"]
+    assert [r["line"] for r in runs] == [f"{s.name} (compared run)" for s in report.strategies]
+    assert [r["quality"] for r in runs] == pytest.approx([100 * s.value("accuracy") for s in report.strategies])
+    points = layers["curves"]["data"]["values"]
+    assert [(p["line"], p["labelled_examples"]) for p in points] == [
+        ("few_shot (demos.k)", n) for n in (0, 1, 4, 8)] + [
+        ("lora (weights.lora.train_fraction)", n) for n in (250, 500, 2000)]
+    assert [(p["quality"], p["ci_low"], p["ci_high"]) for p in points][5] == pytest.approx((70, 65, 75))
+    assert layers["overtake"]["data"]["values"] == [{"labelled_examples": 500,
+                                                     "label": "lora overtakes in-context learning at 500"}]
+    assert ("lora overtakes the best in-context result (few_shot demos.k=4: 52.0% accuracy [95% CI 47.0%, 57.0%]) "
+            "at 500 labelled examples (weights.lora.train_fraction=0.25: 70.0% accuracy [95% CI 65.0%, 75.0%]), "
+            "its 95% interval entirely above.") in text(at)
+    # The rank sweep has no number of labelled examples: a table, not a line.
+    (table,) = [d.value for d in at.dataframe if "line" in d.value]
+    assert table["point"].tolist() == ["weights.lora.rank=4", "weights.lora.rank=16"]
+    assert table["quality"].tolist() == pytest.approx([61, 66])
+
+
+def test_learning_curves_without_fine_tuning_say_so_without_a_marker(open_app, tmp_path):
+    path, _ = store_with_curves(tmp_path / "store.sqlite", [FEW_SHOT_CURVE])
+    at = open_app(path)
+    (spec,) = [c for c in charts(at) if c["title"] == "quality vs labelled train examples"]
+    assert [layer["name"] for layer in spec["layer"]] == ["compared_runs", "curves"]
+    assert ("No fine-tuning learning curve, so nothing shows where fine-tuning overtakes in-context learning."
+            in text(at))
+
+
+def test_no_learning_curves_section_without_curves(open_app, synthetic):
+    at = open_app(synthetic[0])
+    assert "Learning curves" not in [h.value for h in at.subheader]
+    assert [c["title"] for c in charts(at)] == ["quality vs cost", "quality vs latency"]
+    assert "overtakes" not in text(at)
 
 
 def test_explorer_filters_examples_where_strategies_disagree(open_app, synthetic):

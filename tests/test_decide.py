@@ -232,13 +232,13 @@ def with_forgetting(strategy_and_scores, **deltas):
 
 def test_forgetting_is_judged_by_its_interval():
     few, lora = paired(300, both=180, only_a=5, only_b=50)
-    measured = dict(delta_loss=0.032, delta_loss_ci_low=0.02, delta_loss_ci_high=0.04, delta_qa_logprob=-0.05,
-                    delta_qa_logprob_ci_low=-0.09, delta_qa_logprob_ci_high=-0.01)
+    measured = dict(delta_loss=0.032, delta_loss_ci_low=0.02, delta_loss_ci_high=0.04, delta_qa_contains=-0.05,
+                    delta_qa_contains_ci_low=-0.09, delta_qa_contains_ci_high=-0.01)
     rec = decide(strategy("few_shot", few), with_forgetting(strategy("lora", lora, training=True), **measured),
                  decision=DecisionConfig(forgetting_budget=0.1))
     assert rec.verdict == "fine-tune"
     assert ("forgetting: lora changes loss on general text by +0.032 nats/token [95% CI +0.020, +0.040] "
-            "(budget 0.100), gold-answer log-prob by -0.050 [95% CI -0.090, -0.010]") in rec.reasons
+            "(budget 0.100), general questions answered by -5.0 points [95% CI -9.0, -1.0]") in rec.reasons
     # The same point estimate with an interval reaching over a 0.035 budget: it cannot be told.
     rec = decide(strategy("few_shot", few), with_forgetting(strategy("lora", lora, training=True), **measured),
                  decision=DecisionConfig(forgetting_budget=0.035))

@@ -13,8 +13,8 @@ import pytest
 
 import harness.forgetting as forgetting
 from harness.errors import HarnessError
-from harness.forgetting import (DEFAULT_QUESTIONS, DEFAULT_TEXT, ForgettingMeter, Measurement, load_probe,
-                                loss_delta_ci, question_prompt, weights_fingerprint)
+from harness.forgetting import (DEFAULT_QUESTIONS, DEFAULT_TEXT, ForgettingMeter, Measurement, contains,
+                                load_probe, loss_delta_ci, question_prompt, weights_fingerprint)
 from harness.models import TransformersBackend, load_backend
 from harness.task import load_task
 from tests.conftest import build_tiny_model
@@ -56,7 +56,7 @@ def test_default_probe(make_task):
     probe = load_probe(load_task(make_task()))
     assert probe.name == f"{DEFAULT_TEXT.name}+{DEFAULT_QUESTIONS.name}"
     assert len(probe.texts) == 40 and all(t.strip() for t in probe.texts)
-    assert len(probe.questions) == 24 and ("What is the capital of France?", "Paris") in probe.questions
+    assert len(probe.questions) == 40 and ("What is the capital of France?", ["Paris"]) in probe.questions
 
 
 def test_custom_probe_files_relative_to_the_task(small_probe_task, tmp_path, monkeypatch):
@@ -64,13 +64,13 @@ def test_custom_probe_files_relative_to_the_task(small_probe_task, tmp_path, mon
     probe = load_probe(load_task(small_probe_task))
     assert probe.name == "text.jsonl+qa.jsonl"
     assert probe.texts == ["the team won the match", "market shares rose"]  # the blank line is skipped
-    assert probe.questions == [("capital of france ?", "paris"), ("capital of italy ?", "rome")]
+    assert probe.questions == [("capital of france ?", ["paris"]), ("capital of italy ?", ["rome"])]
 
 
 def test_only_one_custom_file_keeps_the_other_default(make_task, tmp_path):
     write_lines(tmp_path / "qa.jsonl", [json.dumps({"question": "q ?", "answer": "a"})])
     probe = load_probe(load_task(make_task(forgetting={"questions": "qa.jsonl"})))
-    assert probe.name == f"{DEFAULT_TEXT.name}+qa.jsonl" and len(probe.texts) == 40 and probe.questions == [("q ?", "a")]
+    assert probe.name == f"{DEFAULT_TEXT.name}+qa.jsonl" and len(probe.texts) == 40 and probe.questions == [("q ?", ["a"])]
 
 
 def test_probe_row_missing_a_field(make_task, tmp_path):
@@ -125,10 +125,10 @@ def test_same_weights_forget_exactly_nothing(small_probe_task, backend):
         result = meter.delta(other)
         assert result.weights_changed is False
         assert result.delta_loss == result.delta_loss_ci_low == result.delta_loss_ci_high == 0.0
-        assert result.delta_qa_logprob == result.delta_qa_logprob_ci_low == result.delta_qa_logprob_ci_high == 0.0
+        assert result.delta_qa_contains == result.delta_qa_contains_ci_low == result.delta_qa_contains_ci_high == 0.0
         assert result.delta_perplexity == 0.0
         assert result.base.loss == result.adapted.loss > 0
-        assert result.base.qa_logprob == result.adapted.qa_logprob < 0
+        assert result.base.qa_contains == result.adapted.qa_contains
         assert result.probe == "text.jsonl+qa.jsonl"
 
 
@@ -147,44 +147,42 @@ def test_changed_weights_are_measured_against_the_base(small_probe_task, backend
     assert result.base.perplexity == pytest.approx(math.exp(base))
     # Both texts count, every token after the first is predicted, and the cut is at max_tokens (16).
     assert result.base.tokens == result.adapted.tokens == (5 - 1) + (3 - 1)
-    # Per question, the gold answer's mean log-probability per token, given the chat prompt, as a
-    # log-softmax over every probe answer's.
-    questions, answers = meter.probe.questions, [a for _, a in meter.probe.questions]
+    # Per question, whether the greedy answer to the chat prompt contains the gold answer.
+    questions = meter.probe.questions
     for model, scores in ((backend, result.base), (changed, result.adapted)):
-        per_token = [[np.mean(lp) for lp in model.answer_logprobs([question_prompt(model, q)] * len(answers),
-                                                                   answers)] for q, _ in questions]
-        relative = [row[i] - np.log(np.sum(np.exp(row))) for i, row in enumerate(per_token)]
-        assert scores.qa_logprob == pytest.approx(np.mean(relative))
-    assert result.delta_qa_logprob == pytest.approx(result.adapted.qa_logprob - result.base.qa_logprob)
+        said = [g.text for g in model.generate([question_prompt(model, q) for q, _ in questions],
+                                               forgetting.ANSWER_TOKENS)]
+        assert scores.qa_contains == pytest.approx(np.mean([contains(t, gold) for t, (_, gold) in zip(said, questions)]))
+    assert result.delta_qa_contains == pytest.approx(result.adapted.qa_contains - result.base.qa_contains)
 
 
-@pytest.mark.parametrize("fixture", ["tiny_model_dir", "tiny_base_model_dir"])
-def test_answer_logprobs_score_the_answer_tokens_and_not_the_end_of_turn(fixture, request):
-    import torch
+def test_containment_accepts_any_form_of_the_right_answer_and_nothing_else():
+    assert contains("The capital of France is Paris.", ["Paris"])
+    assert contains("paris", ["Paris"])
+    assert contains("It was written by Shakespeare", ["William Shakespeare", "Shakespeare"])
+    assert contains("the sun", ["the Sun"])  # articles and case are normalised away on both sides
+    assert not contains("Parisian cafes", ["Paris"])  # whole words only
+    assert not contains("Shakespeare William", ["William Shakespeare"])  # in order
+    assert not contains("", ["Paris"])
 
-    model = load_backend(str(request.getfixturevalue(fixture)))
-    # Prompts and answers of different lengths in one batch: left padding must not move any score.
-    prompts = [question_prompt(model, q) for q in ("capital of france ?", "what is the capital city of italy ?")]
-    answers = ["paris", "rome italy"]
-    for prompt, answer, scored in zip(prompts, answers, model.answer_logprobs(prompts, answers)):
-        own = model.answer_ids(answer, end_of_turn=False)
-        assert len(scored) == len(own) == len(answer.split())
-        if model.chat:
-            assert model.answer_ids(answer) == own + [model.tokenizer.eos_token_id]
-        ids = model.tokenizer(prompt.text, add_special_tokens=False)["input_ids"]
-        with torch.no_grad():
-            logp = torch.log_softmax(model.model(torch.tensor([ids + own])).logits[0].float(), -1)
-        assert scored == pytest.approx([logp[len(ids) - 1 + j, t].item() for j, t in enumerate(own)], abs=1e-5)
+
+def test_shipped_questions_have_enough_for_an_interval(make_task):
+    # The same minimum the verdict asks of paired comparisons (harness.stats.MIN_EXAMPLES).
+    from harness.stats import MIN_EXAMPLES
+
+    questions = load_probe(load_task(make_task())).questions
+    assert len(questions) >= MIN_EXAMPLES
+    assert all(gold and all(g.strip() for g in gold) for _, gold in questions)
 
 
 def test_changed_weights_get_intervals_that_hold_the_delta(make_task, backend):
-    """On the shipped probe (40 passages, 24 questions), with the task's seed."""
+    """On the shipped probe (40 passages, 40 questions), with the task's seed."""
     changed = perturbed(backend, scale=0.5)
     meter = ForgettingMeter(load_task(make_task()), backend)
     result = meter.delta(changed)
-    assert result.delta_loss != 0 and result.delta_qa_logprob != 0
+    assert result.delta_loss != 0
     assert result.delta_loss_ci_low < result.delta_loss < result.delta_loss_ci_high
-    assert result.delta_qa_logprob_ci_low < result.delta_qa_logprob < result.delta_qa_logprob_ci_high
+    assert result.delta_qa_contains_ci_low <= result.delta_qa_contains <= result.delta_qa_contains_ci_high
     assert meter.delta(changed) == result  # seeded: the same intervals every time
     other_seed = ForgettingMeter(load_task(make_task(seed=7)), backend).delta(changed)
     assert other_seed.delta_loss == result.delta_loss and other_seed.delta_loss_ci_low != result.delta_loss_ci_low
@@ -192,15 +190,15 @@ def test_changed_weights_get_intervals_that_hold_the_delta(make_task, backend):
 
 def test_loss_interval_pairs_passages_and_weighs_them_by_tokens():
     base = Measurement(nll=np.array([2.0, 30.0, 9.0, 60.0]), tokens=np.array([1.0, 10.0, 3.0, 20.0]),
-                       answer_logprob=np.array([-1.0]))
+                       answered=np.array([-1.0]))
     assert base.scores.loss == pytest.approx(101 / 34)  # not the mean of the passages' losses (2.75)
     # Every token loses exactly 0.5 nats, on passages of very different losses: only if passages
     # are resampled in pairs is every resample's delta 0.5.
-    worse = Measurement(nll=base.nll + 0.5 * base.tokens, tokens=base.tokens, answer_logprob=base.answer_logprob)
+    worse = Measurement(nll=base.nll + 0.5 * base.tokens, tokens=base.tokens, answered=base.answered)
     assert worse.scores.loss - base.scores.loss == pytest.approx(0.5)
     assert loss_delta_ci(base, worse, seed=0) == pytest.approx((0.5, 0.5))
-    one = Measurement(nll=base.nll[:1], tokens=base.tokens[:1], answer_logprob=base.answer_logprob)
-    one_worse = Measurement(nll=one.nll + 1.0, tokens=one.tokens, answer_logprob=base.answer_logprob)
+    one = Measurement(nll=base.nll[:1], tokens=base.tokens[:1], answered=base.answered)
+    one_worse = Measurement(nll=one.nll + 1.0, tokens=one.tokens, answered=base.answered)
     assert loss_delta_ci(one, one_worse, seed=0) == (1.0, 1.0)  # nothing to resample: the point
 
 
@@ -212,8 +210,8 @@ QUESTIONS = [("what is the capital of france ?", "paris"), ("what is the capital
 
 def test_learning_to_answer_one_wrong_word_is_no_gain(make_task, tmp_path):
     """An adapter that taught the model to reply with one short word, a wrong one, must not look
-    like it gained knowledge. Scoring the end-of-turn token as part of the answer would be fooled:
-    the model has learned to stop after one word, so that token gains after any answer."""
+    like it gained knowledge: token F1 of such answers rose, and so did the gold answers'
+    log-probabilities, which a model that answers tersely raises for every short answer."""
     import torch
 
     write_lines(tmp_path / "probe" / "qa.jsonl", [json.dumps({"question": q, "answer": a}) for q, a in QUESTIONS])
@@ -242,13 +240,8 @@ def test_learning_to_answer_one_wrong_word_is_no_gain(make_task, tmp_path):
     # The random base knew none of the answers, so there is nothing to lose either: what must not
     # happen is a gain shown by the interval.
     result = ForgettingMeter(task, base).delta(tuned)
-    assert result.delta_qa_logprob_ci_low <= 0 <= result.delta_qa_logprob_ci_high
-
-    def with_end_of_turn(model):
-        return np.mean([model.loglikelihood([p], [a])[0].logprobs[0] / len(model.answer_ids(a))
-                        for p, (_, a) in zip(prompts, QUESTIONS)])
-
-    assert with_end_of_turn(tuned) > with_end_of_turn(base)
+    assert result.adapted.qa_contains == 0.0
+    assert result.delta_qa_contains <= 0 and result.delta_qa_contains_ci_low <= 0 <= result.delta_qa_contains_ci_high
 
 
 def test_max_tokens_cuts_the_probe_texts(make_task, tmp_path, backend):

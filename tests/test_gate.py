@@ -111,7 +111,7 @@ def test_forgetting_is_judged_on_its_interval(low, high, outcome):
     rule = judge(*pairs(30, 2, 48, 20), forgetting=(0.08, low, high), max_forgetting=0.1)["max_forgetting"]
     assert rule.outcome == outcome and rule.observed == 0.08
     assert rule.message.startswith(f"general-text loss 3.000 -> 3.080 nats/token (+0.080 [95% CI {low:+.3f}, "
-                                   f"{high:+.3f}]; limit +0.1), gold-answer log-prob +0.000")
+                                   f"{high:+.3f}]; limit +0.1), general questions answered +0.0 points")
 
 
 def test_the_gate_fails_on_any_failure_else_is_inconclusive_on_any_undecided_rule():

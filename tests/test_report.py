@@ -161,3 +161,82 @@ def test_report_help_imports_nothing_heavy():
             "heavy = [m for m in ('torch', 'scipy', 'matplotlib', 'markdown_it') if m in sys.modules]\n"
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+# --- where fine-tuning overtakes in-context learning ---------------------------------------------
+
+def curve(strategy: str, fine_tuning: bool, points: list[tuple[int, float, float]]):
+    """A learning curve of (labelled examples, accuracy, half-width of its interval) points, each
+    point's parameter value being its number of labelled examples."""
+    from harness.results import Curve
+
+    def point(labelled, value, half):
+        m = {"value": value, "ci_low": value - half, "ci_high": value + half}
+        return {"value": labelled, "labelled_examples": labelled, "run_id": 1, "n_examples": 300,
+                "quality": {"metric": "accuracy", **m}, "metrics": {"accuracy": m}}
+
+    return Curve(strategy=strategy, param="k" if not fine_tuning else "n", fine_tuning=fine_tuning,
+                 points=[point(*p) for p in points])
+
+
+# The best in-context point is k=4: 71% [66%, 76%], above k=8.
+FEW_SHOT = [(0, 0.50, 0.05), (4, 0.71, 0.05), (8, 0.70, 0.05)]
+BEST_ICL = "the best in-context result (few_shot k=4: 71.0% accuracy [95% CI 66.0%, 76.0%])"
+
+
+@pytest.mark.parametrize("lora, at, clear, text", [
+    # Above on the estimate at 250 (74% > 71%), but the interval clears 76% only at 500.
+    ([(250, 0.74, 0.03), (500, 0.80, 0.03), (1000, 0.85, 0.03)], 500, True,
+     f"lora overtakes {BEST_ICL} at 500 labelled examples (n=500: 80.0% accuracy [95% CI 77.0%, 83.0%]), "
+     f"its 95% interval entirely above."),
+    ([(250, 0.74, 0.05), (1000, 0.78, 0.05)], 250, False,
+     f"lora overtakes {BEST_ICL} at 250 labelled examples (n=250: 74.0% accuracy [95% CI 69.0%, 79.0%]) on point "
+     f"estimate only: the 95% intervals overlap at every number of labelled examples tried."),
+    ([(250, 0.60, 0.05), (1000, 0.71, 0.05)], None, None,
+     f"Fine-tuning never overtakes {BEST_ICL}, up to 1,000 labelled examples."),
+])
+def test_overtake_is_the_first_point_above_the_best_in_context_point(lora, at, clear, text):
+    from harness.report import overtake, overtake_text
+
+    curves = [curve("few_shot", False, FEW_SHOT), curve("lora", True, lora)]
+    over = overtake(curves, "accuracy")
+    found = over and (over.curve.strategy, over.labelled_examples, over.clear)
+    assert found == (None if at is None else ("lora", at, clear))
+    if over:
+        assert (over.best_curve.strategy, over.best.value) == ("few_shot", 4)
+    assert overtake_text(curves, "accuracy") == text
+
+
+def test_overtake_takes_the_fewest_examples_over_every_fine_tuning_curve():
+    from harness.report import overtake
+
+    curves = [curve("lora", True, [(250, 0.74, 0.03), (500, 0.80, 0.03)]), curve("few_shot", False, FEW_SHOT),
+              curve("full", True, [(100, 0.60, 0.03), (200, 0.90, 0.03)])]
+    over = overtake(curves, "accuracy")
+    assert (over.curve.strategy, over.labelled_examples, over.clear) == ("full", 200, True)
+    assert over.label() == "full overtakes in-context learning at 200"
+
+
+@pytest.mark.parametrize("curves, text", [
+    ([curve("lora", True, [(250, 0.9, 0.01)])],
+     "No in-context learning curve, so nothing shows where fine-tuning overtakes in-context learning."),
+    ([curve("few_shot", False, FEW_SHOT)],
+     "No fine-tuning learning curve, so nothing shows where fine-tuning overtakes in-context learning."),
+    ([], "No fine-tuning learning curve, so nothing shows where fine-tuning overtakes in-context learning."),
+])
+def test_no_overtake_without_both_kinds_of_curve(curves, text):
+    from harness.report import overtake, overtake_text
+
+    assert overtake(curves, "accuracy") is None
+    assert overtake_text(curves, "accuracy") == text
+
+
+def test_learning_curve_plot_marks_the_overtake(compared):
+    from harness.report import figures, overtake, plotted_curves
+    from harness.results import ComparisonReport
+
+    _, report, _ = compared
+    report = ComparisonReport.model_validate(report)
+    report.learning_curves.append(curve("lora", True, [(4, 0.0, 0.0), (12, 1.0, 0.0)]))
+    assert overtake(plotted_curves(report), "accuracy").labelled_examples == 12
+    assert figures(report)["learning_curves"].startswith(PNG_MAGIC)

@@ -1,6 +1,7 @@
 """One comparison: the verdict, the strategy table (the column spec every renderer shares) and the
-paired differences, quality against cost and against latency with the Pareto front, forgetting,
-training cost, and the report as a download."""
+paired differences, quality against cost and against latency with the Pareto front, learning curves
+with where fine-tuning overtakes in-context learning, forgetting, training cost, and the report as a
+download."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import streamlit as st
 
 from dashboard.views.common import md
 from harness.format import table_cells, usd
-from harness.report import figures, pareto_front, render_html, render_markdown
-from harness.results import ComparisonReport
+from harness.report import (Overtake, figures, overtake, overtake_text, pareto_front, plotted_curves, render_html,
+                            render_markdown)
+from harness.results import ComparisonReport, Curve, CurvePoint
 
 
 def _verdict_card(report: ComparisonReport) -> None:
@@ -64,14 +66,14 @@ def _forgetting(report: ComparisonReport) -> None:
     rows = [{"strategy": s.name, "weights_changed": f.weights_changed, "delta_loss": f.delta_loss,
              "loss_ci_low": f.delta_loss_ci_low, "loss_ci_high": f.delta_loss_ci_high,
              "over": f.delta_loss_ci_high > budget, "delta_perplexity": f.delta_perplexity,
-             "delta_qa_logprob": f.delta_qa_logprob, "qa_ci_low": f.delta_qa_logprob_ci_low,
-             "qa_ci_high": f.delta_qa_logprob_ci_high, "base_loss": f.base.loss, "adapted_loss": f.adapted.loss}
+             "delta_qa_contains": 100 * f.delta_qa_contains, "qa_ci_low": 100 * f.delta_qa_contains_ci_low,
+             "qa_ci_high": 100 * f.delta_qa_contains_ci_high, "base_loss": f.base.loss, "adapted_loss": f.adapted.loss}
             for s in report.strategies if (f := s.forgetting)]
     if not rows:
         st.info("Forgetting was not measured in this comparison.")
         return
     st.caption("Adapted minus base on the forgetting probe, with 95% paired bootstrap intervals (over probe "
-               "passages for the loss, over questions for the gold answers' log-probability).")
+               "passages for the loss, over questions for the share of general questions answered).")
     cfg = st.column_config
     st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
         "weights_changed": cfg.CheckboxColumn("weights changed"),
@@ -81,11 +83,11 @@ def _forgetting(report: ComparisonReport) -> None:
         "over": cfg.CheckboxColumn(f"over budget ({budget:g})",
                                    help="the Δ loss interval's upper bound is above the budget"),
         "delta_perplexity": cfg.NumberColumn("Δ perplexity", format="%+.2f"),
-        "delta_qa_logprob": cfg.NumberColumn("Δ gold-answer log-prob (nats/token)", format="%+.3f",
-                                             help="general questions' gold answers, teacher-forced; "
-                                                  "negative: the model finds them less likely"),
-        "qa_ci_low": cfg.NumberColumn("CI low", format="%+.3f"),
-        "qa_ci_high": cfg.NumberColumn("CI high", format="%+.3f"),
+        "delta_qa_contains": cfg.NumberColumn("Δ general questions answered (points)", format="%+.1f",
+                                              help="share of general questions whose answer contains the gold "
+                                                   "answer, in any form; negative: the model answers fewer"),
+        "qa_ci_low": cfg.NumberColumn("CI low", format="%+.1f"),
+        "qa_ci_high": cfg.NumberColumn("CI high", format="%+.1f"),
         "base_loss": cfg.NumberColumn("base loss", format="%.3f"),
         "adapted_loss": cfg.NumberColumn("adapted loss", format="%.3f"),
     })
@@ -173,6 +175,81 @@ def _tradeoff_chart(report: ComparisonReport, against: str) -> dict:
     }
 
 
+def _curve_point(curve: Curve, point: CurvePoint, metric: str) -> dict:
+    q = point.metrics[metric]
+    return {"line": f"{curve.strategy} ({curve.param})", "point": f"{curve.param}={point.value}",
+            "labelled_examples": point.labelled_examples, "quality": 100 * q.value, "ci_low": 100 * q.ci_low,
+            "ci_high": 100 * q.ci_high}
+
+
+def _curves_chart(report: ComparisonReport, curves: list[Curve], over: Overtake | None) -> dict:
+    """A Vega-Lite spec of the report's learning-curve plot: quality with its interval against
+    labelled train examples, one line per curve, the compared runs as dotted horizontal rules, and
+    a dashed rule where fine-tuning overtakes in-context learning."""
+    metric = report.comparisons.metric
+    points = [_curve_point(c, p, metric) for c in curves for p in c.points]
+    runs = [{"line": f"{r.name} (compared run)", "quality": 100 * r.value(metric)} for r in report.strategies]
+    # symlog, as in the report's plot: k=0 stays on an axis that also spans thousands of examples.
+    x = {"field": "labelled_examples", "type": "quantitative", "title": "labelled train examples",
+         "scale": {"type": "symlog", "constant": 1},
+         "axis": {"values": sorted({p["labelled_examples"] for p in points}), "format": ",d"}}
+    # The axis spans the intervals and the compared runs, not just the points.
+    qualities = [r["quality"] for r in runs]
+    domain = [max(0, min([p["ci_low"] for p in points] + qualities) - 5),
+              min(100, max([p["ci_high"] for p in points] + qualities) + 5)]
+    y = {"field": "quality", "type": "quantitative", "title": f"{metric} % (95% CI)", "scale": {"domain": domain}}
+    # Below the plot, in full: curve names carry dotted parameter paths.
+    color = {"field": "line", "type": "nominal", "title": None,
+             "legend": {"orient": "bottom", "columns": 3, "labelLimit": 400}}
+    tooltip = [{"field": "line", "title": "curve"}, {"field": "point"},
+               {"field": "labelled_examples", "title": "labelled examples"},
+               {"field": "quality", "format": ".1f", "title": f"{metric} %"},
+               {"field": "ci_low", "format": ".1f", "title": "CI low"},
+               {"field": "ci_high", "format": ".1f", "title": "CI high"}]
+    layers = [
+        {"data": {"values": runs}, "mark": {"type": "rule", "strokeDash": [2, 3]}, "name": "compared_runs",
+         "encoding": {"y": y, "color": color, "tooltip": [{"field": "line", "title": "run"},
+                                                          {"field": "quality", "format": ".1f",
+                                                           "title": f"{metric} %"}]}},
+        {"data": {"values": points}, "name": "curves", "layer": [
+            {"mark": "rule", "encoding": {"x": x, "y": {**y, "field": "ci_low"}, "y2": {"field": "ci_high"},
+                                          "color": color}},
+            {"mark": {"type": "line", "point": {"filled": True, "size": 60}},
+             "encoding": {"x": x, "y": y, "color": color, "tooltip": tooltip}},
+        ]},
+    ]
+    if over:
+        layers.append({"data": {"values": [{"labelled_examples": over.labelled_examples, "label": over.label()}]},
+                       "name": "overtake", "layer": [
+                           {"mark": {"type": "rule", "strokeDash": [6, 4], "color": "black"}, "encoding": {"x": x}},
+                           {"mark": {"type": "text", "align": "right", "baseline": "top", "dx": -4, "y": 4},
+                            "encoding": {"x": x, "text": {"field": "label"}}},
+                       ]})
+    return {"title": "quality vs labelled train examples", "height": 360, "layer": layers}
+
+
+def _learning_curves(report: ComparisonReport) -> None:
+    metric = report.comparisons.metric
+    curves = plotted_curves(report)
+    if curves:
+        st.vega_lite_chart(_curves_chart(report, curves, overtake(curves, metric)))
+        st.caption("Lines: quality with its 95% interval against the labelled train examples each point learned "
+                   "from (demonstrations in the prompt, or the fine-tuning set). Dotted: the compared runs.")
+        st.markdown(md(overtake_text(curves, metric)))
+    unplotted = [c for c in report.learning_curves if c not in curves]
+    if unplotted:
+        st.caption("Curves over a parameter that does not set the number of labelled examples:")
+        cfg = st.column_config
+        st.dataframe(pd.DataFrame([_curve_point(c, p, metric) for c in unplotted for p in c.points]),
+                     hide_index=True, column_config={
+                         "line": cfg.TextColumn("curve"),
+                         "labelled_examples": cfg.NumberColumn("labelled examples"),
+                         "quality": cfg.NumberColumn(f"{metric} %", format="%.1f"),
+                         "ci_low": cfg.NumberColumn("CI low", format="%.1f"),
+                         "ci_high": cfg.NumberColumn("CI high", format="%.1f"),
+                     })
+
+
 def view(report: ComparisonReport) -> None:
     _verdict_card(report)
     with st.container(key="strategies"):
@@ -184,6 +261,9 @@ def view(report: ComparisonReport) -> None:
             st.vega_lite_chart(_tradeoff_chart(report, against))
     st.caption("Dots: each strategy's quality with its 95% interval. Dashed line and rings: the Pareto front, "
                "the strategies no other beats on both quality and the x-axis.")
+    if report.learning_curves:
+        st.subheader("Learning curves")
+        _learning_curves(report)
     st.subheader("Forgetting")
     _forgetting(report)
     st.subheader("Training cost")

@@ -34,12 +34,14 @@ def gemm_peak_gflops(n: int = 2048, reps: int = 10) -> float:
 
 
 def ours(task, data, backend, params, steps: int) -> tuple[float, int]:
-    from strategies.lora import train_adapter
+    from harness.arm import build
+    from harness.armspec import parse_arm
 
     run = params.model_copy(update={"max_steps": steps, "eval_steps": steps + 1})
+    arm = build(parse_arm("lora", run.model_dump(), task.config.model, "strategies"), task)
     with tempfile.TemporaryDirectory() as tmp:
-        t = train_adapter(task, data, backend, run, Path(tmp), progress=False)["training"]
-    return t["tokens_seen"] / t["wall_s"], t["tokens_seen"]
+        t = arm.train(data, backend, Path(tmp), progress=False)
+    return t.tokens_seen / t.wall_s, t.tokens_seen
 
 
 def plain(task, data, backend, params, steps: int) -> tuple[float, int]:
@@ -89,7 +91,7 @@ def main() -> None:
     task = load_task(TASK)
     data = load_data(task)
     backend = load_backend(task.config.model)
-    params = task.strategy_configs["lora"]
+    params = task.arms["lora"].weights.config
     n = backend.n_params
     peak, tok_ours, tok_plain = [], [], []
     for _ in range(args.repeats):  # interleaved, so load drift hits both arms alike

@@ -32,7 +32,7 @@ def embedding_throughput() -> None:
     from strategies.rag import chunk_documents, load_embedder, read_corpus
 
     task = load_task(TASK)
-    cfg = task.strategy_configs["rag"]
+    cfg = task.arms["rag"].context.config
     model = load_embedder(cfg.embedder, TASK.parent, "speed_rag")
     chunks = chunk_documents(read_corpus(cfg.corpus, TASK.parent), model.tokenizer, cfg.chunk_size, cfg.chunk_overlap)
     passages = [c.passage for c in chunks]
@@ -84,7 +84,7 @@ def rerun() -> None:
     from harness.data import load_data
     from harness.models import load_backend
     from harness.task import load_task
-    from harness.registry import build
+    from harness.arm import build
 
     task = load_task(TASK)
     data = load_data(task)
@@ -92,10 +92,10 @@ def rerun() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["HARNESS_CACHE"] = tmp
         for run in ("first", "second"):
-            strategy = build("rag", task.strategy_configs["rag"], task)
+            strategy = build(task.arms["rag"], task)
             with timer() as prepared:
                 strategy.prepare(data, backend)
-            s = strategy.stats
+            s = strategy.context.stats
             print(f"elements task, {run} run: {s['chunks_embedded']} of {s['chunks']} chunks embedded, "
                   f"index {'loaded from cache' if s['index_from_cache'] else 'built'}, "
                   f"prepare {prepared.s:.1f} s (embedding {s['embed_s']:.1f} s)")

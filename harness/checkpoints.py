@@ -2,8 +2,9 @@
 
 Three layouts are accepted, all safetensors:
 
-    harness adapter   manifest.json + adapter/ (what `harness train` and the lora strategy write);
-                      the manifest records the base model and a SHA-256 of every adapter file
+    harness weights   manifest.json + adapter/ or model/ (what `harness train` and the lora and
+                      full weight methods write); the manifest records the base model and a
+                      SHA-256 of every weight file
     peft adapter      adapter_config.json + adapter_model.safetensors (any peft-trained LoRA)
     full model        config.json + model*.safetensors (a fully fine-tuned model)
 
@@ -25,6 +26,8 @@ from harness.errors import HarnessError
 from harness.results import Training
 
 MANIFEST = "manifest.json"
+# Where harness training puts its weights, by method.
+WEIGHTS_FOLDER = {"lora": "adapter", "full": "model"}
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # Formats torch.load would unpickle: arbitrary code on load, so never read.
 PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
@@ -32,7 +35,7 @@ PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 
 @dataclass(frozen=True)
 class Checkpoint:
-    kind: str  # "harness_adapter" | "peft_adapter" | "full_model"
+    kind: str  # "harness_adapter" | "harness_model" | "peft_adapter" | "full_model"
     folder: Path  # what the user named
     weights_dir: Path  # the folder holding the weights and their config
     base_model: str | None  # as the checkpoint names it (None for a full model)
@@ -118,10 +121,15 @@ def inspect(path: str | Path, task) -> Checkpoint:
         raise HarnessError(str(folder), "checkpoint folder not found")
     if (folder / MANIFEST).is_file():
         manifest = _read_json(folder / MANIFEST)
-        weights_dir = folder / "adapter"
-        if not (weights_dir / ADAPTER_WEIGHTS).is_file():
+        # Manifests written before full fine-tuning existed have no method: they are adapters.
+        method = manifest.get("method", "lora")
+        weights_dir = folder / WEIGHTS_FOLDER.get(method, "adapter")
+        weights = sorted(weights_dir.glob("*.safetensors")) if method == "full" else (
+            [weights_dir / ADAPTER_WEIGHTS] if (weights_dir / ADAPTER_WEIGHTS).is_file() else [])
+        if not weights:
             _refuse_pickles(weights_dir if weights_dir.is_dir() else folder, [])
-        kind, base, recorded = "harness_adapter", manifest.get("base_model"), manifest.get("files")
+        kind = "harness_model" if method == "full" else "harness_adapter"
+        base, recorded = manifest.get("base_model"), manifest.get("files")
     elif (folder / "adapter_config.json").is_file():
         weights_dir = folder
         _refuse_pickles(folder, [folder / ADAPTER_WEIGHTS] if (folder / ADAPTER_WEIGHTS).is_file() else [])
@@ -144,6 +152,9 @@ def inspect(path: str | Path, task) -> Checkpoint:
 
     if kind == "full_model":
         _check_architecture(weights_dir, task)
+    elif kind == "harness_model" and not _same_model(base, task):
+        raise HarnessError(str(folder), f"model was fine-tuned from '{base}', but the task's model is "
+                                        f"'{task.config.model}'")
     elif not _same_model(base, task):
         raise HarnessError(str(folder), f"adapter was trained on '{base}', but the task's model is "
                                         f"'{task.config.model}'")
@@ -171,12 +182,13 @@ def load(ckpt: Checkpoint, base):
 
     An adapter is merged into a copy of `base`, the task's model as already loaded, which goes on
     serving other runs unchanged; a full model is other weights, so it is read from its folder."""
+    full = ckpt.kind in ("full_model", "harness_model")
     from safetensors import SafetensorError
 
     from harness.models import default_device
 
     try:
-        if ckpt.kind == "full_model":
+        if full:
             from transformers import AutoModelForCausalLM
 
             device, dtype = default_device()

@@ -99,29 +99,31 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from harness import registry
+    from harness.arm import build
     from harness.data import load_data
     from harness.models import load_backend
     from harness.strategy import Trainable
     from harness.task import load_task
 
     task = load_task(args.task)
-    strategies = {name: registry.build(name, params, task) for name, params in task.strategy_configs.items()}
-    trainable = {name: s for name, s in strategies.items() if isinstance(s, Trainable)}
+    # Only arms that change weights can train: the others are not built at all.
+    candidates = {name: build(spec, task) for name, spec in task.arms.items() if spec.weights or spec.plugin}
+    trainable = {name: s for name, s in candidates.items() if isinstance(s, Trainable)}
     if not trainable:
-        raise HarnessError(f"{task.path}: strategies", "no strategy that trains (e.g. lora); add `lora: {}`")
+        raise HarnessError(f"{task.path}: strategies", "no arm that trains (e.g. lora); add `lora: {}`")
     if len(trainable) > 1 and args.strategy is None:
         raise HarnessError("--strategy", f"the task trains {', '.join(trainable)}; name one")
     name = args.strategy or next(iter(trainable))
     if name not in trainable:
-        raise HarnessError("--strategy", f"'{name}' is not a strategy of the task that trains; "
+        raise HarnessError("--strategy", f"'{name}' is not an arm of the task that trains; "
                                          f"these do: {', '.join(trainable)}")
     data = load_data(task)
     strategy = trainable[name]
     out = Path(args.output) if args.output else strategy.output_dir(data)
-    t = strategy.train(data, load_backend(task.config.model, task.path.parent), out, progress=not args.no_progress)
+    model = task.arms[name].model
+    t = strategy.train(data, load_backend(model, task.path.parent), out, progress=not args.no_progress)
     if t is not None:  # only the main process of a distributed run writes and reports
-        print(f"adapter saved to {out / 'adapter'}: {t.steps} steps, {t.tokens_seen} tokens, "
+        print(f"weights saved to {out}: {t.steps} steps, {t.tokens_seen} tokens, "
               f"{t.wall_s:.0f} s, final loss {t.final_loss:.3f}")
     return 0
 

@@ -1,4 +1,4 @@
-"""`harness compare`: validate everything, then run each strategy through the runner into the store.
+"""`harness compare`: validate everything, then run each arm through the runner into the store.
 
 Order matters for "nothing half-written": the task, its data, its metrics and the model are all
 checked before the store is opened."""
@@ -6,10 +6,11 @@ checked before the store is opened."""
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import registry
+from harness.arm import build
+from harness.armspec import SHORTHANDS, ArmSpec, parse_arm
 from harness.cost import add_costs
 from harness.data import TaskData, config_fingerprint, load_data
 from harness.decide import recommend
@@ -17,7 +18,7 @@ from harness.errors import HarnessError
 from harness.forgetting import ForgettingMeter
 from harness.measure import latency_mean_ci, peak_memory_mb, provenance, timer
 from harness.metrics import MetricError, load_metric
-from harness.models import load_backend
+from harness.models import Backend, load_backend
 from harness.results import (ArmResult, Assumptions, Comparisons, ComparisonReport, Curve, CurvePoint, Forgetting,
                              Provenance)
 from harness.runner import run_strategy
@@ -27,7 +28,7 @@ from harness.task import LoadedTask, load_task
 
 
 # Bumped whenever a stored row's fields or the way one is measured change.
-ROW_SCHEMA = 2
+ROW_SCHEMA = 3
 
 
 def _percentile(values, q):
@@ -66,17 +67,26 @@ def summarise(task, name: str, run_id: int, examples: list[dict], extra: dict) -
 
 @dataclass
 class Session:
-    """Everything one compare shares across its strategy runs."""
+    """Everything one compare shares across its arm runs: each model is loaded once."""
 
     task: LoadedTask
     data: TaskData
-    backend: object
+    backend: Backend  # the task's model
     store: Store
     provenance: Provenance
+    arms: list[ArmSpec] = field(default_factory=list)
     force: bool = False
     progress: bool = True
 
-    _forgetting: ForgettingMeter | None = None
+    _backends: dict[str, Backend] = field(default_factory=dict)
+    _forgetting: dict[str, ForgettingMeter] = field(default_factory=dict)
+
+    def backend_for(self, model: str) -> Backend:
+        if model == self.task.config.model:
+            return self.backend
+        if model not in self._backends:
+            self._backends[model] = load_backend(model, self.task.path.parent)
+        return self._backends[model]
 
     @property
     def task_config(self) -> dict:
@@ -85,35 +95,43 @@ class Session:
         return self.task.config.model_dump(mode="json", exclude={"description", "strategies", "cost", "decision",
                                                                   "learning_curves", "gate"})
 
-    def forgetting(self, backend) -> Forgetting:
+    def forgetting(self, model: str, backend: Backend) -> Forgetting:
+        """The change on the probe from `model`'s base weights to `backend`'s."""
         # Created on first use: a compare whose runs all come from the store measures nothing.
-        if self._forgetting is None:
-            self._forgetting = ForgettingMeter(self.task, self.backend)
-        return self._forgetting.delta(backend)
+        if model not in self._forgetting:
+            self._forgetting[model] = ForgettingMeter(self.task, self.backend_for(model))
+        return self._forgetting[model].delta(backend)
 
 
-def run_one(session: Session, name: str, params) -> ArmResult:
-    """One strategy with one parameter set: reused from the store when finished, resumed when
-    interrupted, otherwise prepared and evaluated. Returns its report row."""
+def run_key(session: Session, spec: ArmSpec, strategy) -> str:
+    """The store's key of one arm's run: what its results depend on. The arm's name is not in it,
+    so two arms that are the same configuration share one run. Inputs beyond the parameters and the
+    task data (a corpus's content, a checkpoint's digests) are in it too, so editing them makes a new
+    run instead of reusing a stale one; so is the row's schema, so a run measured the way an older
+    harness measured is measured again rather than misread."""
+    return config_fingerprint({"task": session.task_config, "arm": spec.axes(), "data": session.data.hash,
+                               "schema": ROW_SCHEMA, **strategy.fingerprint()})
+
+
+def run_one(session: Session, spec: ArmSpec) -> ArmResult:
+    """One arm: reused from the store when finished, resumed when interrupted, otherwise prepared
+    and evaluated. Returns its report row."""
     from tqdm.auto import tqdm
 
-    cfg, store, data = session.task.config, session.store, session.data
-    strategy = registry.build(name, params, session.task)
-    # Inputs beyond the parameters and the task data (a RAG corpus's content) are in the key too, so
-    # editing them makes a new run instead of reusing a stale one; so is the row's schema, so a run
-    # measured the way an older harness measured is measured again rather than misread.
-    key = config_fingerprint({"task": session.task_config, "strategy": name,
-                              "params": params.model_dump(mode="json"), "data": data.hash,
-                              "schema": ROW_SCHEMA, **strategy.fingerprint()})
+    cfg, store, data, name = session.task.config, session.store, session.data, spec.name
+    strategy = build(spec, session.task)
+    key = run_key(session, spec, strategy)
     existing = store.run_by_key(key)
     if existing is not None and existing["status"] == "finished" and not session.force:
-        return ArmResult.model_validate(store.run(existing["id"])["summary"]).model_copy(update={"reused": True})
-    # Prepare before the run row exists: a strategy that fails on bad input (an empty corpus, a
+        return ArmResult.model_validate(store.run(existing["id"])["summary"]).model_copy(
+            update={"reused": True, "name": name, "params": spec.params})
+    backend = session.backend_for(spec.model)
+    # Prepare before the run row exists: an arm that fails on bad input (an empty corpus, a
     # missing target module) leaves nothing half-written in the store.
     with timer() as prepared:
-        eval_backend = strategy.prepare(data, session.backend)
-    run_id = store.start_run(key, task=cfg.name, strategy=name, model=cfg.model,
-                             config={"task": session.task_config, "params": params.model_dump(mode="json")},
+        eval_backend = strategy.prepare(data, backend)
+    run_id = store.start_run(key, task=cfg.name, strategy=name, model=spec.model,
+                             config={"task": session.task_config, "arm": spec.axes()},
                              provenance=session.provenance.model_dump(mode="json"), force=session.force)
     done = store.done_ids(run_id)
     todo = [ex for ex in data.eval if ex.id not in done]
@@ -123,24 +141,27 @@ def run_one(session: Session, name: str, params) -> ArmResult:
                      on_batch=lambda results: store.add_examples(run_id, results), progress=bar.update)
     examples = store.examples(run_id)
     summary = summarise(session.task, name, run_id, examples,
-                        {"params": params.model_dump(mode="json"), "weights": strategy.weights,
+                        {"params": spec.params, "axes": spec.axes(), "made_of": spec.describe(),
+                         "model": spec.model, "model_params": backend.n_params, "weights": strategy.weights,
                          "prepare_s": prepared.s, "peak_memory_mb": peak_memory_mb(), "resumed_from": len(done),
-                         "forgetting": session.forgetting(eval_backend), **strategy.summary(examples)})
+                         "forgetting": session.forgetting(spec.model, eval_backend), **strategy.summary(examples)})
     store.finish_run(run_id, summary.model_dump(mode="json"), strategy.record())
     return summary
 
 
 def _labelled_examples(row: ArmResult) -> int | None:
     """How many labelled train examples a run learned from: a fine-tuned model's training set, or
-    an in-context strategy's `k` demonstrations."""
+    an in-context arm's demonstrations (none: zero)."""
     if row.training is not None:
         return row.training.train_examples
-    return row.params.get("k")
+    if row.axes.get("plugin"):
+        return None
+    return (row.axes.get("demos") or {}).get("k", 0)
 
 
-def learning_curve(session: Session, curve, points: list) -> Curve:
+def learning_curve(session: Session, curve, points: list[ArmSpec]) -> Curve:
     """One run per point of a learning curve; a point equal to a run already done is reused."""
-    rows = [run_one(session, curve.strategy, params) for params in points]
+    rows = [run_one(session, spec) for spec in points]
     return Curve(strategy=curve.strategy, param=curve.param, fine_tuning=any(r.fine_tuned for r in rows),
                  points=[CurvePoint(value=value, labelled_examples=_labelled_examples(r), run_id=r.run_id,
                                     n_examples=r.n_examples, quality=r.quality, metrics=r.metrics, reused=r.reused)
@@ -148,16 +169,17 @@ def learning_curve(session: Session, curve, points: list) -> Curve:
 
 
 @contextmanager
-def open_session(task_path: str | Path, *, strategies: list[str] = (), limit: int | None = None,
+def open_session(task_path: str | Path, *, strategies: list[str] | None = None, limit: int | None = None,
                  store_path: str | Path, force: bool = False, progress: bool = True):
     """Validate the task, its data, metrics and model (everything that can be wrong with the input),
-    and only then open the store."""
+    and only then open the store. `strategies`: the arms to run (empty: the task's), checked here
+    too; None for a session that builds its own (the gate's)."""
     task = load_task(task_path, limit=limit)
     cfg = task.config
-    for name in strategies:
-        if name not in registry.known_strategies():
-            raise HarnessError("--strategies",
-                               f"unknown strategy '{name}'; known: {', '.join(registry.known_strategies())}")
+    for name in strategies or ():
+        if name not in task.arms and name not in SHORTHANDS:
+            raise HarnessError("--strategies", f"unknown arm '{name}'; the task's arms: {', '.join(task.arms)} "
+                                               f"(or a shorthand: {', '.join(SHORTHANDS)})")
     data = load_data(task)
     for m in cfg.metric_names:
         try:
@@ -165,11 +187,12 @@ def open_session(task_path: str | Path, *, strategies: list[str] = (), limit: in
         except MetricError as e:
             raise HarnessError(f"{task.path}: metrics", str(e)) from None
     backend = load_backend(cfg.model, task.path.parent)
+    arms = [] if strategies is None else arms_to_run(task, strategies)
 
     store = Store(store_path)
     prov = Provenance(**provenance(), task_file=str(task.path), data_hash=data.hash, data_source=cfg.data.source)
     try:
-        yield Session(task, data, backend, store, prov, force=force, progress=progress)
+        yield Session(task, data, backend, store, prov, arms, force=force, progress=progress)
     finally:
         store.close()
 
@@ -179,27 +202,35 @@ def stored_scores(store: Store, run_id: int, metric: str) -> dict[str, float]:
     return {e["example_id"]: e["scores"][metric] for e in store.examples(run_id)}
 
 
-def _default_params(name: str, task: LoadedTask):
-    """Parameters for a strategy asked for on the command line but absent from the task file."""
-    from pydantic import ValidationError
-
-    try:
-        return registry.config_class(name)()
-    except ValidationError as e:
-        field = e.errors()[0]["loc"][0]
-        raise HarnessError(f"{task.path}: strategies.{name}.{field}",
-                           f"required to run {name}; add `{name}: {{{field}: ...}}` to the task's strategies") from None
+def arms_to_run(task: LoadedTask, names: list[str] = ()) -> list[ArmSpec]:
+    """The arms named on the command line (default: the task's), each built and checked, so that a
+    missing corpus or embedder fails before the store is opened. A shorthand absent from the task
+    file runs with its defaults."""
+    specs = []
+    for name in names or task.arms:
+        spec = task.arms.get(name)
+        if spec is None:
+            try:
+                spec = parse_arm(name, {}, task.config.model, f"{task.path}: strategies")
+            except HarnessError as e:
+                field = e.where.rpartition(".")[2]
+                raise HarnessError(e.where, f"required to run {name}; add `{name}: {{{field}: ...}}` to the "
+                                            f"task's strategies") from None
+        specs.append(spec)
+    for spec in specs + [point for _, points in task.curves for point in points]:
+        strategy = build(spec, task)
+        if hasattr(strategy, "check"):
+            strategy.check()
+    return specs
 
 
 def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit: int | None = None,
             store_path: str | Path, force: bool = False, progress: bool = True) -> ComparisonReport:
-    with open_session(task_path, strategies=strategies or (), limit=limit, store_path=store_path, force=force,
+    with open_session(task_path, strategies=strategies or [], limit=limit, store_path=store_path, force=force,
                       progress=progress) as session:
         task, data, store, backend = session.task, session.data, session.store, session.backend
         cfg = task.config
-        names = strategies or list(cfg.strategies)
-        rows = [run_one(session, name, task.strategy_configs.get(name) or _default_params(name, task))
-                for name in names]
+        rows = [run_one(session, spec) for spec in session.arms]
         curves = [learning_curve(session, curve, points) for curve, points in task.curves]
         decision = cfg.decision
         metric = decision.metric or cfg.metric_names[0]

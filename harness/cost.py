@@ -2,11 +2,11 @@
 and in analytic FLOPs, what that comes to in a month, and after how many requests fine-tuning's
 one-time cost is paid back by its cheaper requests.
 
-A request's money follows the tokens it processes (prompt plus output). Self-hosted, every arm runs
-the same architecture (the base model or a merged adapter, with or without demonstrations or
-retrieved passages), so a token costs the same in every arm: one price per token, calibrated from
-the compare's pooled measurements (all arms' measured seconds at the machine's hourly price, over
-all the tokens they processed). Pricing each arm's own seconds made two arms of equal FLOPs differ
+A request's money follows the tokens it processes (prompt plus output). Self-hosted, the arms that
+run one model (the base or a merged adapter, with or without demonstrations or retrieved passages)
+share its architecture, so a token costs the same in each of them: one price per token and model,
+calibrated from the compare's pooled measurements (those arms' measured seconds at the machine's
+hourly price, over all the tokens they processed). Pricing each arm's own seconds made two arms of equal FLOPs differ
 by whichever run happened to be faster. Prompt and output tokens share that one price; generating
 a token costs more than reading one, and no measurement here separates the two. API serving prices
 tokens at the task's API prices, one pair for every arm.
@@ -81,12 +81,12 @@ def strategy_cost(row: ArmResult, prices: CostConfig, n_params: int, monthly_req
 
 
 def saving_interval(mine: ExampleTokens, other: ExampleTokens, prices: CostConfig, rate: float | None,
-                    seed: int) -> tuple[float, float]:
+                    other_rate: float | None, seed: int) -> tuple[float, float]:
     """Paired bootstrap interval of the saving per request, other's cost minus mine, over the
     examples both arms answered."""
     ids = sorted(mine.keys() & other.keys())
     return paired_bootstrap_ci([request_usd(*mine[i], prices, rate) for i in ids],
-                               [request_usd(*other[i], prices, rate) for i in ids], seed)
+                               [request_usd(*other[i], prices, other_rate) for i in ids], seed)
 
 
 def add_costs(rows: list[ArmResult], prices: CostConfig, n_params: int, monthly_requests: int,
@@ -98,8 +98,11 @@ def add_costs(rows: list[ArmResult], prices: CostConfig, n_params: int, monthly_
     `tokens` (arm -> example id -> (prompt, output) tokens) gives the saving its paired interval,
     and a break-even needs that interval above zero. Without it (hand-built rows) the saving has no
     interval, and a break-even needs only the saving itself above zero."""
-    rate = None if prices.serving == "api" else usd_per_token(rows, prices.hardware_usd_per_hour)
-    costs = {r.name: strategy_cost(r, prices, n_params, monthly_requests, rate) for r in rows}
+    rates = {} if prices.serving == "api" else {
+        model: usd_per_token([r for r in rows if r.model == model], prices.hardware_usd_per_hour)
+        for model in {r.model for r in rows}}
+    costs = {r.name: strategy_cost(r, prices, r.model_params or n_params, monthly_requests, rates.get(r.model))
+             for r in rows}
     for r in rows:
         if not r.fine_tuned:
             continue
@@ -108,8 +111,9 @@ def add_costs(rows: list[ArmResult], prices: CostConfig, n_params: int, monthly_
             if other.fine_tuned:
                 continue
             theirs = costs[other.name].per_request_usd
-            low, high = (None, None) if tokens is None else saving_interval(tokens[r.name], tokens[other.name],
-                                                                             prices, rate, seed)
+            # A token of another model costs another price: each side at its own model's rate.
+            low, high = (None, None) if tokens is None else saving_interval(
+                tokens[r.name], tokens[other.name], prices, rates.get(r.model), rates.get(other.model), seed)
             shown = low is None or low > 0
             n = break_even_requests(mine.one_time_usd, mine.per_request_usd, theirs) if shown else None
             mine.break_even[other.name] = BreakEven(requests=n, months=None if n is None else n / monthly_requests,

@@ -34,6 +34,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from harness.curves import overtake_text, plotted_curves
 from harness.format import pct, pts, usd
 from harness.results import Recommendation
 from harness.stats import MIN_EXAMPLES
@@ -214,28 +215,14 @@ def _alternative(others: list[ArmResult], comparisons: Comparisons, min_gain: fl
 
 
 def _curves_text(curves: list[Curve], metric: str) -> list[str]:
-    """How much labelled data fine-tuning needs to beat in-context learning, from the curves."""
-    def q(point: CurvePoint) -> float:
-        return point.metrics[metric].value
-
-    tuned = [c for c in curves if c.fine_tuning]
-    in_context = [(c, p) for c in curves if not c.fine_tuning for p in c.points]
-    if not (tuned and in_context):
-        return [f"learning curve {c.strategy}: " + ", ".join(f"{c.param}={p.value} {pct(q(p))}" for p in c.points)
-                for c in curves]
-    icl_curve, icl = max(in_context, key=lambda cp: q(cp[1]))
-    best_icl = f"the best in-context result ({icl_curve.strategy} {icl_curve.param}={icl.value}: {pct(q(icl))})"
-    out = []
-    for c in tuned:
-        points = sorted(c.points, key=lambda p: p.labelled_examples)
-        wins = [p for p in points if q(p) > q(icl)]
-        if wins:
-            out.append(f"learning curves: {c.strategy} beats {best_icl} from {wins[0].labelled_examples} "
-                       f"labelled examples ({pct(q(wins[0]))})")
-        else:
-            out.append(f"learning curves: {c.strategy} stays below {best_icl} up to "
-                       f"{points[-1].labelled_examples} labelled examples ({pct(q(points[-1]))})")
-    return out
+    """How much labelled data fine-tuning needs to beat in-context learning, from the curves; a
+    curve that cannot answer that (no labelled-example count, or no curve of the other kind) is
+    listed as it is."""
+    plotted = plotted_curves(curves)
+    compared = plotted if any(c.fine_tuning for c in plotted) and not all(c.fine_tuning for c in plotted) else []
+    out = ["learning curves: " + overtake_text(compared, metric)] if compared else []
+    return out + [f"learning curve {c.strategy}: " + ", ".join(f"{c.param}={p.value} {pct(p.metrics[metric].value)}"
+                                                               for p in c.points) for c in curves if c not in compared]
 
 
 def recommend(rows: list[ArmResult], comparisons: Comparisons, curves: list[Curve],

@@ -18,3 +18,21 @@ class HarnessError(Exception):
         self.where = where
         self.message = message
         super().__init__(f"{where}: {message}")
+
+
+def first_error(e) -> tuple[str, str]:
+    """The dotted field and the message of a pydantic ValidationError's first error, worded for a
+    task file's author."""
+    err = e.errors()[0]
+    loc = tuple(p for p in err["loc"] if p not in ("str", "HubSplit", "str-constraint"))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field (check the spelling; see the task reference in the README)"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+    where = ".".join(str(p) for p in loc if not str(p).startswith("function-"))
+    # A validator on a whole model reports its own field as "field: message".
+    if not where and ": " in msg:
+        field, msg = msg.split(": ", 1)
+        return field, msg
+    return where, msg

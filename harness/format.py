@@ -65,6 +65,7 @@ def strategy_columns(metric: str) -> list[Column]:
     """The strategy table, one column per figure, in display order."""
     return [
         Column("strategy", lambda r: r.name),
+        Column("made of", lambda r: r.made_of or "-", "the arm's weights, retrieved context and demonstrations"),
         Column(f"{metric} % [95% CI]", lambda r: with_ci(r.metrics[metric]),
                "the decision metric with its 95% percentile-bootstrap interval"),
         Column("p50 ms", lambda r: f"{r.latency_ms.p50:.0f}", "median latency per example"),

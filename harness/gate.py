@@ -18,7 +18,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness import registry
+from harness.armspec import parse_arm
 from harness.errors import HarnessError
 from harness.format import pct, pts
 from harness.results import (ArmResult, Forgetting, GateBaseline, GateCandidate, GateResult, PairedDifference,
@@ -135,7 +135,8 @@ def verdict(rules: list[Rule]) -> str:
 def _checkpoint_run(session, path: str | Path) -> ArmResult:
     from harness.compare import run_one
 
-    return run_one(session, "checkpoint", registry.config_class("checkpoint")(path=str(Path(path).resolve())))
+    return run_one(session, parse_arm("checkpoint", {"path": str(Path(path).resolve())}, session.task.config.model,
+                                      "gate"))
 
 
 def _baseline(session, baseline_run: int | None, baseline_checkpoint: str | None) -> tuple[ArmResult, dict]:
@@ -155,7 +156,7 @@ def _baseline(session, baseline_run: int | None, baseline_checkpoint: str | None
                                                           "label": f"run {baseline_run} ({run['strategy']})"}
     if baseline_checkpoint is not None:
         return _checkpoint_run(session, baseline_checkpoint), {"kind": "checkpoint", "label": str(baseline_checkpoint)}
-    return run_one(session, "zero_shot", registry.config_class("zero_shot")()), {
+    return run_one(session, parse_arm("zero_shot", {}, task.config.model, "gate")), {
         "kind": "base_model", "label": f"{task.config.model} zero-shot"}
 
 

@@ -1,8 +1,9 @@
 """What every strategy provides. Strategies build prompts (and may adapt the model); the runner
 alone executes and measures them, so every row of the comparison is measured the same way.
 
-The protocol lives in the core and strategy modules implement it: the core never imports a
-strategy module except through the registry (harness/registry.py)."""
+Every arm is run by harness/arm.py's strategy, composed of its axes' components; a plugin may
+provide a whole strategy instead. The protocols live in the core and the strategies/ modules
+implement them: the core never imports one except through the registry (harness/registry.py)."""
 
 from __future__ import annotations
 
@@ -35,10 +36,8 @@ class Prompted:
 class Strategy(Protocol):
     name: str
     # Which weights the strategy evaluates with: "base", or the kind of changed weights ("lora",
-    # "checkpoint"). The report row's `fine_tuned` follows from it.
+    # "full", "checkpoint"). The report row's `fine_tuned` follows from it.
     weights: str
-
-    def __init__(self, config: StrategyConfig, task: LoadedTask) -> None: ...
 
     def fingerprint(self) -> dict[str, Any]:
         """What the results depend on beyond the parameters and the task data (e.g. a hash of the RAG
@@ -80,24 +79,25 @@ class Trainable(Protocol):
         ...
 
 
-class BaseStrategy:
-    """Defaults for the parts of the protocol most strategies do not need."""
+class Component:
+    """One axis of an arm (harness/armspec.py): a weights method (`Weights`: `prepare(data, backend)`
+    returns the backend with those weights), a context method (`Context`: `prepare(data, backend)`,
+    then `room` and `passages` per question) or the demonstrations (`Demos`). Defaults for the parts
+    most components do not need."""
 
-    name = "base"
-    weights = "base"
+    def __init__(self, config: StrategyConfig, task: LoadedTask, where: str):
+        # `where`: the component's place in the task file, for errors ("x.yaml: strategies.a.context.retrieval").
+        self.config, self.task, self.where = config, task, where
 
-    def __init__(self, config: StrategyConfig, task: LoadedTask):
-        self.config, self.task = config, task
-
-    def fingerprint(self):
+    def fingerprint(self) -> dict[str, Any]:
+        """Inputs beyond the parameters that the results depend on (a corpus's hash)."""
         return {}
 
-    def prepare(self, data, backend):
-        self.backend = backend
-        return backend
+    def check(self) -> None:
+        """Fail on bad input before any run starts (a missing corpus or embedder)."""
 
-    def record(self):
+    def record(self) -> dict[str, Any]:
         return {}
 
-    def summary(self, examples):
+    def summary(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         return {}

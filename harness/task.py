@@ -10,8 +10,8 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError,
                       field_validator, model_validator)
 
-from harness import registry
-from harness.errors import HarnessError
+from harness.armspec import SHORTHANDS, ArmSpec, parameters, parse_arm, with_param
+from harness.errors import HarnessError, first_error
 from harness.metrics import DEFAULT_METRICS
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -128,8 +128,9 @@ class GateConfig(_Strict):
 
 
 class LearningCurve(_Strict):
-    strategy: str = Field(description="a registered strategy")
-    param: str = Field(description="the parameter varied, e.g. few_shot's k or lora's train_fraction")
+    strategy: str = Field(description="an arm of the task, or a shorthand (few_shot, lora, ...)")
+    param: str = Field(description="the parameter varied: a shorthand's own (few_shot's k, lora's train_fraction) "
+                                   "or an axis parameter, dotted (demos.k, weights.lora.train_fraction)")
     values: list[Any] = Field(min_length=1, description="one run per value, the other parameters as in strategies")
 
 
@@ -143,7 +144,8 @@ class Task(_Strict):
     prompt: PromptConfig
     labels: list[str] | None = Field(None, description="the label set (classification only)")
     metrics: list[str] | None = Field(None, description="metric names; the first is the headline metric")
-    strategies: dict[str, dict[str, Any]] = Field(description="strategy name -> its parameters")
+    strategies: dict[str, dict[str, Any]] = Field(description="arm name -> its axes (model, weights, context, "
+                                                              "demos), or a shorthand's parameters")
     seed: int = 1234
     limits: Limits = Limits()
     cost: CostConfig = CostConfig()
@@ -214,35 +216,22 @@ class Task(_Strict):
 class LoadedTask:
     """A validated task plus where it came from (paths in it are relative to the YAML file)."""
 
-    def __init__(self, config: Task, path: Path, strategy_configs: dict[str, BaseModel],
-                 curves: list[tuple[LearningCurve, list[BaseModel]]]):
+    def __init__(self, config: Task, path: Path, arms: dict[str, ArmSpec],
+                 curves: list[tuple[LearningCurve, list[ArmSpec]]]):
         self.config = config
         self.path = path
-        self.strategy_configs = strategy_configs
-        # Each learning curve with the validated parameter set of every point.
+        self.arms = arms
+        # Each learning curve with the arm of every point.
         self.curves = curves
+
+    def with_model(self, model: str) -> LoadedTask:
+        """The same task answered by another model (an arm's `model` axis)."""
+        if model == self.config.model:
+            return self
+        return LoadedTask(self.config.model_copy(update={"model": model}), self.path, self.arms, self.curves)
 
     def resolve(self, split: Split) -> Split:
         return str((self.path.parent / split).resolve()) if isinstance(split, str) else split
-
-
-def _where(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if not str(p).startswith("function-")) or "(top level)"
-
-
-def _first_error(e: ValidationError) -> tuple[str, str]:
-    err = e.errors()[0]
-    loc = tuple(p for p in err["loc"] if p not in ("str", "HubSplit", "str-constraint"))
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown field (check the spelling; see the task reference in the README)"
-    elif err["type"] == "missing":
-        msg = "required field is missing"
-    # A validator on the whole task reports its own field as "field: message".
-    if not loc and ": " in msg:
-        field, msg = msg.split(": ", 1)
-        return field, msg
-    return _where(loc), msg
 
 
 def load_task(path: str | Path, *, limit: int | None = None) -> LoadedTask:
@@ -268,39 +257,32 @@ def load_task(path: str | Path, *, limit: int | None = None) -> LoadedTask:
     try:
         config = Task.model_validate(raw)
     except ValidationError as e:
-        field, msg = _first_error(e)
-        raise HarnessError(f"{where}: {field}", msg) from None
+        field, msg = first_error(e)
+        raise HarnessError(f"{where}: {field or '(top level)'}", msg) from None
 
-    strategy_configs = {}
-    for name, params in config.strategies.items():
-        if name not in registry.known_strategies():
-            raise HarnessError(f"{where}: strategies.{name}",
-                               f"unknown strategy; known: {', '.join(sorted(registry.known_strategies()))}")
-        try:
-            strategy_configs[name] = registry.config_class(name).model_validate(params or {})
-        except ValidationError as e:
-            field, msg = _first_error(e)
-            raise HarnessError(f"{where}: strategies.{name}.{field}", msg) from None
-    curves = [(curve, _curve_points(curve, config, f"{where}: learning_curves.{i}"))
+    arms = {name: parse_arm(name, params, config.model, f"{where}: strategies")
+            for name, params in config.strategies.items()}
+    curves = [(curve, _curve_points(curve, config, arms, f"{where}: learning_curves.{i}"))
               for i, curve in enumerate(config.learning_curves)]
-    return LoadedTask(config, path, strategy_configs, curves)
+    return LoadedTask(config, path, arms, curves)
 
 
-def _curve_points(curve: LearningCurve, config: Task, where: str) -> list[BaseModel]:
-    """One validated parameter set per value: the task's parameters for the strategy, with the curve's
-    parameter replaced."""
-    if curve.strategy not in registry.known_strategies():
-        raise HarnessError(f"{where}.strategy", f"unknown strategy '{curve.strategy}'; "
-                                                f"known: {', '.join(sorted(registry.known_strategies()))}")
-    cls = registry.config_class(curve.strategy)
-    if curve.param not in cls.model_fields:
-        raise HarnessError(f"{where}.param", f"{curve.strategy} has no parameter '{curve.param}'; "
-                                             f"its parameters: {', '.join(cls.model_fields)}")
-    base = config.strategies.get(curve.strategy) or {}
+def _curve_points(curve: LearningCurve, config: Task, arms: dict[str, ArmSpec], where: str) -> list[ArmSpec]:
+    """One arm per value: the task's arm (or a shorthand with its defaults), with the curve's
+    parameter set."""
+    name = curve.strategy
+    if name not in arms and name not in SHORTHANDS:
+        raise HarnessError(f"{where}.strategy", f"unknown arm '{name}'; the task's arms: {', '.join(arms)} "
+                                                f"(or a shorthand: {', '.join(SHORTHANDS)})")
+    arm = arms.get(name) or parse_arm(name, {}, config.model, f"{where}.strategy")
+    names = parameters(arm)
+    if curve.param not in names:
+        raise HarnessError(f"{where}.param", f"{name} has no parameter '{curve.param}'; its parameters: "
+                                             f"{', '.join(names) or 'none'}")
     points = []
     for j, value in enumerate(curve.values):
         try:
-            points.append(cls.model_validate({**base, curve.param: value}))
-        except ValidationError as e:
-            raise HarnessError(f"{where}.values.{j}", _first_error(e)[1]) from None
+            points.append(parse_arm(name, with_param(arm.params, curve.param, value), config.model, "strategies"))
+        except HarnessError as e:
+            raise HarnessError(f"{where}.values.{j}", e.message) from None
     return points

@@ -1,60 +1,22 @@
-"""LoRA fine-tuning with peft through the HF Trainer, evaluated with merged weights.
-
-Training goes through `transformers.Trainer`, so the same code runs on one CPU here and under
-`accelerate launch` on many GPUs (`harness train TASK.yaml` is the entry point for that). The
-model learns to answer the zero-shot prompt: loss is on the answer tokens only, in the model's
-chat format. Adapters live under the cache, one folder per (task, data, config):
-
-    <cache>/adapters/<task>-<key>/
-        checkpoints/      Trainer checkpoints while training: a killed run resumes from the last
-        adapter/          adapter_config.json + adapter_model.safetensors, when finished
-        manifest.json     written last: its presence means the adapter is complete
-
-An identical config reuses the finished adapter; a changed config is a different key.
-"""
+"""LoRA: low-rank adapters trained with peft (see strategies/finetune.py for the training itself),
+merged into a copy of the base for evaluation, so inference costs exactly what the base costs."""
 
 from __future__ import annotations
 
-import copy
-import json
-import random
-import shutil
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from harness.checkpoints import file_digests, inspect, load
 from harness.errors import HarnessError
-from harness.files import atomic_write_text, cache_dir
-from harness.measure import FLOPS_FORMULA, package_versions, peak_memory_mb, timer, training_flops, utc_now
-from harness.prompting import build_messages
-from harness.results import Training
-from harness.strategy import BaseStrategy, Prompted, StrategyConfig
-
-MIN_TRAIN_EXAMPLES = 8
+from strategies.finetune import FineTuned, TrainingConfig
 
 
-class Config(StrategyConfig):
+class Config(TrainingConfig):
     r: int = Field(8, ge=1, description="LoRA rank")
     alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r)")
     dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA branch")
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="module names to adapt, or every linear layer but the output head")
-    learning_rate: float = Field(1e-3, gt=0, description="peak learning rate (linear decay)")
-    epochs: float = Field(1.0, gt=0, description="passes over the training examples")
-    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (a compute budget)")
-    batch_size: int = Field(8, ge=1, description="examples per device per step")
-    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
-    max_length: int = Field(256, ge=8, description="longest prompt + answer in tokens")
-    eval_steps: int = Field(20, ge=1, description="validation loss and a checkpoint every this many steps")
-    early_stopping_patience: int = Field(3, ge=1, description="stop after this many evaluations without improvement")
-    validation_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out when the task "
-                                                                    "has no validation split")
-    max_validation: int = Field(64, ge=1, description="cap on validation examples (each evaluation costs time)")
-    train_fraction: float = Field(1.0, gt=0, le=1, description="use this share of the training examples "
-                                                               "(for learning curves)")
-    seed: int | None = Field(None, description="training seed (default: the task's seed)")
 
     @model_validator(mode="after")
     def _lists_are_not_empty(self):
@@ -63,221 +25,16 @@ class Config(StrategyConfig):
         return self
 
 
-def adapter_dir(task, params: Config, data_hash: str) -> Path:
-    from harness.data import config_fingerprint
+class Weights(FineTuned):
+    method = "lora"
 
-    cfg = task.config
-    key = config_fingerprint({
-        "model": cfg.model, "type": cfg.type, "fields": cfg.fields.model_dump(), "labels": cfg.labels,
-        "prompt": cfg.prompt.model_dump(), "seed": cfg.seed, "data": data_hash, "params": params.model_dump(),
-    })
-    return cache_dir() / "adapters" / f"{cfg.name}-{key}"
+    def trainable(self, model):
+        from peft import LoraConfig, get_peft_model
 
-
-def _split(task, data, params: Config):
-    """Training and validation examples: the task's validation split, or a seeded hold-out of train."""
-    seed = task.config.seed if params.seed is None else params.seed
-    train = list(data.train)
-    random.Random(seed).shuffle(train)
-    if data.validation:
-        validation = list(data.validation)[: params.max_validation]
-    else:
-        n_val = min(params.max_validation, max(1, int(len(train) * params.validation_fraction)))
-        validation, train = train[:n_val], train[n_val:]
-    train = train[: max(1, round(len(train) * params.train_fraction))]
-    if len(train) < MIN_TRAIN_EXAMPLES:
-        raise HarnessError(f"{task.path}: strategies.lora",
-                           f"only {len(train)} training examples after holding out validation "
-                           f"(need at least {MIN_TRAIN_EXAMPLES}); add training data or raise train_fraction")
-    return train, validation
-
-
-def _tokenize(task, backend, examples, max_length: int) -> list[dict]:
-    """Prompt in the chat format the runner uses, then the answer; loss only on the answer."""
-    rows, too_long = [], []
-    for ex in examples:
-        prompt = backend.tokenizer(backend.render(build_messages(task, ex, backend)).text,
-                                   add_special_tokens=False)["input_ids"]
-        answer = backend.answer_ids(ex.target)
-        if len(answer) >= max_length:
-            raise HarnessError(f"{task.path}: strategies.lora.max_length",
-                               f"the answer of example '{ex.id}' is {len(answer)} tokens, longer than "
-                               f"max_length={max_length}; raise max_length")
-        if len(prompt) + len(answer) > max_length:
-            too_long.append(ex.id)
-            continue
-        rows.append({"input_ids": prompt + answer, "labels": [-100] * len(prompt) + answer,
-                     "length": len(prompt) + len(answer)})
-    if too_long:
-        raise HarnessError(f"{task.path}: strategies.lora.max_length",
-                           f"{len(too_long)} example(s) (e.g. '{too_long[0]}') do not fit max_length={max_length} "
-                           f"tokens; raise max_length or set prompt.max_input_tokens")
-    return rows
-
-
-def _last_complete_checkpoint(folder: Path) -> str | None:
-    """The newest checkpoint the Trainer finished writing. transformers' get_last_checkpoint
-    returns the newest folder even when a kill interrupted its writing; the Trainer writes
-    trainer_state.json last, so its presence marks a complete checkpoint."""
-    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return str(max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]))) if done else None
-
-
-def train_adapter(task, data, backend, params: Config, out: Path, progress: bool = True) -> dict | None:
-    """Train (or resume training) a LoRA adapter on the backend's model into `out`; returns the
-    manifest, or None on a process of a distributed run that does not write."""
-    import torch
-    from datasets import Dataset
-    from peft import LoraConfig, get_peft_model
-    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer, TrainingArguments
-
-    train, validation = _split(task, data, params)
-    train_rows = _tokenize(task, backend, train, params.max_length)
-    val_rows = _tokenize(task, backend, validation, params.max_length)
-
-    checkpoints = out / "checkpoints"
-    started = out / "training_config.json"
-    config_json = params.model_dump(mode="json")
-    last = _last_complete_checkpoint(checkpoints)
-    if last and started.is_file() and json.loads(started.read_text()) != config_json:
-        raise HarnessError(str(out), "the checkpoints here were started with a different training config; "
-                                     "delete the folder to start over")
-    out.mkdir(parents=True, exist_ok=True)
-    started.write_text(json.dumps(config_json, indent=1))
-
-    lora = LoraConfig(task_type="CAUSAL_LM", r=params.r, lora_alpha=params.alpha, lora_dropout=params.dropout,
-                      target_modules=params.target_modules)
-    try:
-        # peft wraps the model it is given in place: a copy keeps the backend's model the base that
-        # the other strategies and the forgetting probe evaluate.
-        model = get_peft_model(copy.deepcopy(backend.model), lora)
-    except ValueError as e:
-        raise HarnessError(f"{task.path}: strategies.lora.target_modules", str(e).splitlines()[0]) from None
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-    cuda = torch.cuda.is_available()
-    seed = task.config.seed if params.seed is None else params.seed
-    args = TrainingArguments(
-        output_dir=str(checkpoints),
-        per_device_train_batch_size=params.batch_size,
-        per_device_eval_batch_size=params.batch_size,
-        gradient_accumulation_steps=params.grad_accum,
-        learning_rate=params.learning_rate,
-        num_train_epochs=params.epochs,
-        max_steps=params.max_steps or -1,
-        lr_scheduler_type="linear",
-        eval_strategy="steps",
-        eval_steps=params.eval_steps,
-        save_strategy="steps",
-        save_steps=params.eval_steps,
-        save_total_limit=2,
-        load_best_model_at_end=True,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
-        logging_steps=max(1, params.eval_steps // 4),
-        report_to="none",
-        seed=seed,
-        data_seed=seed,
-        use_cpu=not cuda,
-        bf16=cuda and torch.cuda.is_bf16_supported(),
-        # Batches of similar length waste less compute on padding.
-        train_sampling_strategy="group_by_length",
-        include_num_input_tokens_seen="non_padding",
-        remove_unused_columns=False,
-        disable_tqdm=not progress,
-        dataloader_num_workers=0,
-    )
-    # Training batches pad on the right, after the answer; the backend pads on the left for inference.
-    collate_tok = copy.deepcopy(backend.tokenizer)
-    collate_tok.padding_side = "right"
-    trainer = Trainer(
-        model=model, args=args,
-        train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows),
-        data_collator=DataCollatorForSeq2Seq(collate_tok, padding=True, label_pad_token_id=-100),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=params.early_stopping_patience)],
-    )
-    with timer() as wall:
-        result = trainer.train(resume_from_checkpoint=last)
-    tokens = int(trainer.state.num_input_tokens_seen)
-    if not trainer.is_world_process_zero():
-        return None
-
-    final = out / "adapter"
-    trainer.model.save_pretrained(final)
-    # Name the base as the task does (an alias or hub id), not as this machine's cache path, so
-    # the gate can check the adapter against a task anywhere. Done after saving: peft looks the
-    # base's config up by this name while saving, which works only with the local path.
-    adapter_config = final / "adapter_config.json"
-    adapter_config.write_text(json.dumps({**json.loads(adapter_config.read_text()),
-                                          "base_model_name_or_path": task.config.model}, indent=2))
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    manifest = {
-        "base_model": task.config.model,
-        "base_params": backend.n_params,
-        "task": task.config.name,
-        "data_hash": data.hash,
-        "training_config": config_json,
-        "packages": package_versions(("torch", "transformers", "peft", "accelerate")),
-        # What `harness gate` checks before loading: an altered or truncated file is refused.
-        "files": file_digests(final),
-        "created_at": utc_now(),
-        "training": {
-            "wall_s": wall.s,
-            "resumed_from_step": int(Path(last).name.split("-")[-1]) if last else 0,
-            "steps": trainer.state.global_step,
-            "epochs": trainer.state.epoch,
-            "train_examples": len(train_rows),
-            "validation_examples": len(val_rows),
-            "tokens_seen": tokens,
-            "tokens_per_s": tokens / wall.s if wall.s else None,
-            "flops": training_flops(backend.n_params, tokens, "lora"),
-            "flops_formula": FLOPS_FORMULA["lora"],
-            "peak_memory_mb": peak_memory_mb(),
-            "trainable_params": trainable,
-            "adapter_bytes": sum(f.stat().st_size for f in final.iterdir()),
-            "first_loss": losses[0] if losses else None,
-            "final_loss": losses[-1] if losses else result.training_loss,
-            "best_eval_loss": trainer.state.best_metric,
-            "loss_history": losses,
-        },
-    }
-    # The adapter counts as finished only once this exists, so it must never appear half-written.
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1))
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    return manifest
-
-
-class Strategy(BaseStrategy):
-    name = "lora"
-    weights = "lora"
-
-    def output_dir(self, data) -> Path:
-        return adapter_dir(self.task, self.config, data.hash)
-
-    def train(self, data, backend, output: Path | None, progress: bool) -> Training | None:
-        out = output or self.output_dir(data)
-        if train_adapter(self.task, data, backend, self.config, out, progress) is None:
-            return None
-        # Read back through the checks compare applies, so what is reported is what compare will load.
-        return inspect(out, self.task).training(reused=False)
-
-    def prepare(self, data, backend):
-        from harness.models import TransformersBackend
-
-        self.backend = backend
-        folder = self.output_dir(data)
-        self.reused = (folder / "manifest.json").is_file()
-        if not self.reused:
-            train_adapter(self.task, data, backend, self.config, folder)
-        self.checkpoint = inspect(folder, self.task)
-        return TransformersBackend(load(self.checkpoint, backend.model), backend.tokenizer,
-                                   name=f"{backend.name}+lora")
-
-    def messages(self, example):
-        return Prompted(build_messages(self.task, example, self.backend))
-
-    def record(self):
-        return {"adapter": str(self.checkpoint.folder), "manifest": self.checkpoint.manifest}
-
-    def summary(self, examples):
-        return {"training": self.checkpoint.training(reused=self.reused)}
+        cfg = self.config
+        lora = LoraConfig(task_type="CAUSAL_LM", r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                          target_modules=cfg.target_modules)
+        try:
+            return get_peft_model(model, lora)
+        except ValueError as e:
+            raise HarnessError(f"{self.where}.target_modules", str(e).splitlines()[0]) from None

@@ -43,9 +43,10 @@ def test_bad_strategy_parameter(make_task, capsys, tmp_path):
     expect_error(capsys, tmp_path, path, "task.yaml: strategies.few_shot.k")
 
 
-def test_unknown_strategy(make_task, capsys, tmp_path):
-    path = make_task(strategies={"zero_shot": {}, "telepathy": {}})
-    expect_error(capsys, tmp_path, path, "strategies.telepathy", "unknown strategy", "zero_shot")
+def test_unknown_axis(make_task, capsys, tmp_path):
+    # Any name is an arm; what it is made of must be one of the axes.
+    path = make_task(strategies={"zero_shot": {}, "telepathy": {"mind": {"reading": True}}})
+    expect_error(capsys, tmp_path, path, "task.yaml: strategies.telepathy.mind", "unknown axis", "demos")
 
 
 def test_unknown_strategy_on_command_line(make_task, capsys, tmp_path):
@@ -158,7 +159,7 @@ def test_bad_decision_threshold(make_task, capsys, tmp_path):
 
 def test_learning_curve_of_unknown_strategy(make_task, capsys, tmp_path):
     path = make_task(learning_curves=[{"strategy": "telepathy", "param": "k", "values": [1]}])
-    expect_error(capsys, tmp_path, path, "task.yaml: learning_curves.0.strategy", "unknown strategy 'telepathy'")
+    expect_error(capsys, tmp_path, path, "task.yaml: learning_curves.0.strategy", "unknown arm 'telepathy'")
 
 
 def test_learning_curve_of_unknown_parameter(make_task, capsys, tmp_path):

@@ -11,7 +11,7 @@ from harness.compare import compare
 from harness.data import load_data
 from harness.store import Store
 from harness.task import load_task
-from strategies.few_shot import select_demos
+from strategies.demos import select_demos
 
 
 def test_compare_writes_report_and_store(make_task, tmp_path, capsys):
@@ -108,25 +108,30 @@ def test_few_shot_pool_is_train_only_and_balanced(make_task):
 
 
 def test_few_shot_k_larger_than_pool_is_refused(make_task):
-    data = load_data(load_task(make_task()))
-    with pytest.raises(ValueError, match="only 12"):
-        select_demos(data.train, 13, seed=0, by_label=False)
+    from harness.arm import build
+    from harness.errors import HarnessError
+
+    task = load_task(make_task(strategies={"few_shot": {"k": 13}}))
+    with pytest.raises(HarnessError, match="only 12") as info:
+        build(task.arms["few_shot"], task).prepare(load_data(task), None)
+    assert info.value.where.endswith("strategies.few_shot.k")
 
 
 def test_few_shot_prompt_contains_demos_not_the_query_answer(make_task, tiny_model_dir):
+    from harness.arm import build
     from harness.models import load_backend
-    from harness.registry import build
 
     task = load_task(make_task())
     data = load_data(task)
     backend = load_backend(str(tiny_model_dir))
-    few = build("few_shot", task.strategy_configs["few_shot"], task)
+    few = build(task.arms["few_shot"], task)
     few.prepare(data, backend)
     turns = few.messages(data.eval[0]).messages
+    demos = few.demos.fixed
     assert [t["role"] for t in turns] == ["system"] + ["user", "assistant"] * 3 + ["user"]
-    assert [t["content"] for t in turns[2:-1:2]] == [d.target for d in few.demos]
+    assert [t["content"] for t in turns[2:-1:2]] == [d.target for d in demos]
     assert data.eval[0].input in turns[-1]["content"]
-    assert few.record() == {"demo_ids": [d.id for d in few.demos]}
+    assert few.record() == {"axes": task.arms["few_shot"].axes(), "demo_ids": [d.id for d in demos]}
 
 
 def test_help_imports_nothing_heavy():

@@ -318,9 +318,13 @@ def test_only_fine_tuning_run():
 
 
 @pytest.mark.parametrize("lora_quality, expected", [
-    ((0.6, 0.8, 0.9), "lora beats the best in-context result (few_shot k=4: 71.0%) from 250 labelled examples (80.0%)"),
-    ((0.5, 0.6, 0.7), "lora stays below the best in-context result (few_shot k=4: 71.0%) up to 1000 labelled "
-                      "examples (70.0%)"),
+    # 80% at 250 examples is above 71% only on the estimates: the intervals overlap. 90% at 1,000 is
+    # above it clearly, and that is where the curve is said to overtake.
+    ((0.6, 0.8, 0.9), "lora overtakes the best in-context result (few_shot k=4: 71.0% accuracy [95% CI 66.0%, "
+                      "76.0%]) at 1,000 labelled examples (train_fraction=1.0: 90.0% accuracy [95% CI 85.0%, 95.0%]), "
+                      "its 95% interval entirely above."),
+    ((0.5, 0.6, 0.7), "Fine-tuning never overtakes the best in-context result (few_shot k=4: 71.0% accuracy [95% CI "
+                      "66.0%, 76.0%]), up to 1,000 labelled examples."),
 ])
 def test_learning_curves_say_how_much_data_fine_tuning_needs(lora_quality, expected):
     def point(value, labelled, q):

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from harness import registry
+from harness.arm import build
 from harness.checkpoints import inspect, load
 from harness.cli import main
 from harness.compare import compare
@@ -24,7 +24,6 @@ from harness.errors import HarnessError
 from harness.models import load_backend
 from harness.strategy import Trainable
 from harness.task import load_task
-from strategies.lora import adapter_dir, train_adapter
 from tests.conftest import topic_rows
 
 # A learning rate far above the default: a random tiny model must move visibly in 30 steps.
@@ -67,9 +66,9 @@ def test_lora_learns_and_changes_the_model(make_task, tmp_path):
 def test_identical_config_reuses_the_adapter(make_task, tmp_path, monkeypatch):
     path = lora_task(make_task)
     compare(path, store_path=tmp_path / "a.sqlite", progress=False)
-    import strategies.lora as lora_mod
+    import strategies.finetune as finetune
 
-    monkeypatch.setattr(lora_mod, "train_adapter", lambda *a, **k: pytest.fail("retrained an identical config"))
+    monkeypatch.setattr(finetune, "train_weights", lambda *a, **k: pytest.fail("retrained an identical config"))
     # A fresh store forces evaluation again; the adapter itself must come from the cache.
     report = compare(path, store_path=tmp_path / "b.sqlite", progress=False, strategies=["lora"])
     assert report.strategies[0].training.reused_adapter is True
@@ -86,7 +85,7 @@ def test_trains_and_merges_on_copies_of_the_loaded_model(make_task, monkeypatch)
     for cls in (AutoModelForCausalLM, AutoTokenizer):
         monkeypatch.setattr(cls, "from_pretrained", lambda *a, **k: pytest.fail(f"loaded {a[0]} again"))
 
-    strategy = registry.build("lora", task.strategy_configs["lora"], task)
+    strategy = build(task.arms["lora"], task)
     assert isinstance(strategy, Trainable)
     adapted = strategy.prepare(data, backend)
     assert all(torch.equal(before[k], v) for k, v in backend.model.state_dict().items())
@@ -104,7 +103,7 @@ def _train_in_subprocess(task_path: Path, env: dict) -> subprocess.Popen:
 def test_killed_training_resumes_from_its_last_checkpoint(make_task, tmp_path):
     path = lora_task(make_task, max_steps=400, eval_steps=5)
     task = load_task(path)
-    folder = adapter_dir(task, task.strategy_configs["lora"], load_data(task).hash)
+    folder = build(task.arms["lora"], task).output_dir(load_data(task))
     env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
 
     proc = _train_in_subprocess(path, env)
@@ -157,7 +156,7 @@ def _trained_folder(make_task, tmp_path):
     path = lora_task(make_task)
     compare(path, store_path=tmp_path / "first.sqlite", progress=False, strategies=["lora"])
     task = load_task(path)
-    return path, adapter_dir(task, task.strategy_configs["lora"], load_data(task).hash)
+    return path, build(task.arms["lora"], task).output_dir(load_data(task))
 
 
 def test_corrupted_adapter_is_refused(make_task, capsys, tmp_path):
@@ -178,13 +177,13 @@ def test_resume_with_a_changed_config_is_refused(make_task, tmp_path):
     path = lora_task(make_task)
     task = load_task(path)
     data = load_data(task)
-    params = task.strategy_configs["lora"]
+    params = task.arms["lora"].weights.config
     folder = tmp_path / "adapter"
     (folder / "checkpoints" / "checkpoint-10").mkdir(parents=True)
     (folder / "checkpoints" / "checkpoint-10" / "trainer_state.json").write_text("{}")
     (folder / "training_config.json").write_text(json.dumps({**params.model_dump(mode="json"), "r": 64}))
     with pytest.raises(HarnessError, match="different training config"):
-        train_adapter(task, data, load_backend(task.config.model), params, folder, progress=False)
+        build(task.arms["lora"], task).train(data, load_backend(task.config.model), folder, progress=False)
 
 
 def test_scales_out_with_accelerate_launch(make_task, tmp_path):
@@ -197,7 +196,7 @@ def test_scales_out_with_accelerate_launch(make_task, tmp_path):
                            "-m", "harness", "train", str(path), "--output", str(out), "--no-progress"],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "adapter saved" in proc.stdout
+    assert "weights saved" in proc.stdout
     task = load_task(path)
     base = load_backend(task.config.model)
     merged = load(inspect(out, task), base.model)

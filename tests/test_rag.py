@@ -15,7 +15,7 @@ from harness.errors import HarnessError
 from harness.models import load_backend
 from harness.store import Store
 from harness.task import load_task
-from harness.registry import build
+from harness.arm import build
 from strategies.rag import (Document, build_index, chunk_documents, embed_passages, load_embedder, read_corpus,
                             retrieval_scores)
 from tests.conftest import WORDS, write_jsonl
@@ -68,7 +68,7 @@ def rag_task(make_task, tmp_path, private_cache):
 def prepared(path: Path, backend=None):
     task = load_task(path)
     data = load_data(task)
-    strategy = build("rag", task.strategy_configs["rag"], task)
+    strategy = build(task.arms["rag"], task)
     strategy.prepare(data, backend or load_backend(str(task.config.model)))
     return strategy, data
 
@@ -108,21 +108,21 @@ def test_chunks_overlap_and_keep_their_document(embedder):
 
 def test_rerun_embeds_nothing_and_changed_corpus_reembeds_only_changed_chunks(rag_task, tmp_path, tiny_model_dir):
     backend = load_backend(str(tiny_model_dir))
-    first, _ = prepared(rag_task(), backend)
+    first = prepared(rag_task(), backend)[0].context
     n = first.stats["chunks"]
     assert first.stats["chunks_embedded"] == n and not first.stats["index_from_cache"]
 
-    again, _ = prepared(rag_task(), backend)
+    again = prepared(rag_task(), backend)[0].context
     assert again.stats["chunks_embedded"] == 0 and again.stats["index_from_cache"]
 
     # Same corpus, another index type: vectors come from the cache, nothing is embedded.
-    hnsw, _ = prepared(rag_task({"index": "hnsw"}), backend)
+    hnsw = prepared(rag_task({"index": "hnsw"}), backend)[0].context
     assert hnsw.stats["chunks_embedded"] == 0 and not hnsw.stats["index_from_cache"]
 
     changed = dict(FACTS, spain="the capital city of spain is madrid . it is sunny .")
     write_corpus(tmp_path, changed)
     path = tmp_path / "task.yaml"
-    edited, _ = prepared(path, backend)
+    edited = prepared(path, backend)[0].context
     spain_chunks = [c for c in edited.chunks if c.doc_id == "spain"]
     assert edited.stats["chunks_embedded"] == len(spain_chunks) > 0
     assert edited.stats["chunks_reused"] == edited.stats["chunks"] - len(spain_chunks)
@@ -156,10 +156,10 @@ def test_passages_are_cut_to_the_budget_best_first(rag_task, tiny_model_dir):
     prompted = strategy.messages(example)
     turns, trace = prompted.messages, prompted.trace
     assert len(trace["retrieved"]) == 5 and 1 <= trace["n_shown"] < 5
-    shown = [c for c in strategy.chunks if c.id in {h["chunk_id"] for h in trace["retrieved"][:trace["n_shown"]]}]
-    assert sum(strategy.costs[strategy.chunks.index(c)] for c in shown) <= 40
+    shown = [c for c in strategy.context.chunks if c.id in {h["chunk_id"] for h in trace["retrieved"][:trace["n_shown"]]}]
+    assert sum(strategy.context.costs[strategy.context.chunks.index(c)] for c in shown) <= 40
     assert all(c.text in turns[-1]["content"] for c in shown)
-    hidden = strategy.chunks[[c.id for c in strategy.chunks].index(trace["retrieved"][trace["n_shown"]]["chunk_id"])]
+    hidden = strategy.context.chunks[[c.id for c in strategy.context.chunks].index(trace["retrieved"][trace["n_shown"]]["chunk_id"])]
     assert hidden.text not in turns[-1]["content"]
     # The scores are cosine similarities, best first.
     scores = [h["score"] for h in trace["retrieved"]]
@@ -227,7 +227,7 @@ def test_chunk_larger_than_the_model_context(rag_task, tmp_path, tiny_model_dir)
 
 def test_question_longer_than_the_budget(rag_task, tiny_model_dir):
     long_q = dict(QA[2], text="what is the capital of italy ? " + "the " * 500)
-    expect(rag_task(eval=[long_q, QA[3]]), "eval example 'q-italy'", "leaves 0", "max_input_tokens")
+    expect(rag_task(eval=[long_q, QA[3]]), "example 'q-italy'", "leaves 0", "max_input_tokens")
 
 
 def test_budget_smaller_than_a_chunk(rag_task):

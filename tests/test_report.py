@@ -196,7 +196,7 @@ BEST_ICL = "the best in-context result (few_shot k=4: 71.0% accuracy [95% CI 66.
      f"Fine-tuning never overtakes {BEST_ICL}, up to 1,000 labelled examples."),
 ])
 def test_overtake_is_the_first_point_above_the_best_in_context_point(lora, at, clear, text):
-    from harness.report import overtake, overtake_text
+    from harness.curves import overtake, overtake_text
 
     curves = [curve("few_shot", False, FEW_SHOT), curve("lora", True, lora)]
     over = overtake(curves, "accuracy")
@@ -208,7 +208,7 @@ def test_overtake_is_the_first_point_above_the_best_in_context_point(lora, at, c
 
 
 def test_overtake_takes_the_fewest_examples_over_every_fine_tuning_curve():
-    from harness.report import overtake
+    from harness.curves import overtake
 
     curves = [curve("lora", True, [(250, 0.74, 0.03), (500, 0.80, 0.03)]), curve("few_shot", False, FEW_SHOT),
               curve("full", True, [(100, 0.60, 0.03), (200, 0.90, 0.03)])]
@@ -225,18 +225,19 @@ def test_overtake_takes_the_fewest_examples_over_every_fine_tuning_curve():
     ([], "No fine-tuning learning curve, so nothing shows where fine-tuning overtakes in-context learning."),
 ])
 def test_no_overtake_without_both_kinds_of_curve(curves, text):
-    from harness.report import overtake, overtake_text
+    from harness.curves import overtake, overtake_text
 
     assert overtake(curves, "accuracy") is None
     assert overtake_text(curves, "accuracy") == text
 
 
 def test_learning_curve_plot_marks_the_overtake(compared):
-    from harness.report import figures, overtake, plotted_curves
+    from harness.curves import overtake, plotted_curves
+    from harness.report import figures
     from harness.results import ComparisonReport
 
     _, report, _ = compared
     report = ComparisonReport.model_validate(report)
     report.learning_curves.append(curve("lora", True, [(4, 0.0, 0.0), (12, 1.0, 0.0)]))
-    assert overtake(plotted_curves(report), "accuracy").labelled_examples == 12
+    assert overtake(plotted_curves(report.learning_curves), "accuracy").labelled_examples == 12
     assert figures(report)["learning_curves"].startswith(PNG_MAGIC)

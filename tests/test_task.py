@@ -37,9 +37,11 @@ def test_defaults_are_filled(make_task):
     assert cfg.learning_curves == [] and task.curves == []
     assert cfg.data.validation is None and cfg.fields.id == "id"
     assert task.path == path
-    # Every strategy's parameters are validated into its own config, defaults filled.
-    assert list(task.strategy_configs) == ["zero_shot", "few_shot"]
-    assert task.strategy_configs["few_shot"].k == 3 and task.strategy_configs["few_shot"].balanced is True
+    # Every arm's parameters are validated, defaults filled; a shorthand becomes its axes.
+    assert list(task.arms) == ["zero_shot", "few_shot"]
+    assert task.arms["few_shot"].params == {"k": 3, "balanced": True}
+    assert task.arms["few_shot"].demos.config.k == 3 and task.arms["few_shot"].demos.config.select == "balanced"
+    assert task.arms["zero_shot"].components() == []
 
 
 def test_model_defaults_to_the_builtin_alias(make_task):
@@ -114,17 +116,18 @@ def test_learning_curve_points_are_validated_per_value(make_task):
     task = load_task(path)
     ((curve, points),) = task.curves
     assert curve.strategy == "few_shot" and curve.param == "k"
-    assert [p.k for p in points] == [0, 1, 5]
-    # The other parameters come from the task's own entry for the strategy.
-    assert all(p.balanced is False for p in points)
-    assert all(type(p) is type(task.strategy_configs["few_shot"]) for p in points)
+    assert [p.params["k"] for p in points] == [0, 1, 5]
+    # The other parameters come from the task's own entry for the arm; k=0 is the zero-shot prompt.
+    assert all(p.params["balanced"] is False for p in points)
+    assert [p.demos.config.select if p.demos else None for p in points] == [None, "random", "random"]
+    assert points[0].axes() == task.arms["zero_shot"].axes()
 
 
 def test_learning_curve_of_a_strategy_not_in_the_comparison_uses_its_defaults(make_task):
     path = make_task(strategies={"zero_shot": {}},
                      learning_curves=[{"strategy": "few_shot", "param": "k", "values": [2]}])
     ((_, (point,)),) = load_task(path).curves
-    assert point.k == 2 and point.balanced is True
+    assert point.params == {"k": 2, "balanced": True}
 
 
 def test_learning_curve_value_of_the_wrong_type(make_task):

@@ -10,8 +10,8 @@ import streamlit as st
 
 from dashboard.views.common import md
 from harness.format import table_cells, usd
-from harness.report import (Overtake, figures, overtake, overtake_text, pareto_front, plotted_curves, render_html,
-                            render_markdown)
+from harness.curves import Overtake, overtake, overtake_text, plotted_curves
+from harness.report import figures, pareto_front, render_html, render_markdown
 from harness.results import ComparisonReport, Curve, CurvePoint
 
 
@@ -230,7 +230,7 @@ def _curves_chart(report: ComparisonReport, curves: list[Curve], over: Overtake 
 
 def _learning_curves(report: ComparisonReport) -> None:
     metric = report.comparisons.metric
-    curves = plotted_curves(report)
+    curves = plotted_curves(report.learning_curves)
     if curves:
         st.vega_lite_chart(_curves_chart(report, curves, overtake(curves, metric)))
         st.caption("Lines: quality with its 95% interval against the labelled train examples each point learned "

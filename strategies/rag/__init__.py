@@ -1,20 +1,20 @@
-"""Retrieval-augmented generation: passages from a knowledge corpus, placed before the question.
+"""Retrieval: passages from a knowledge corpus, placed before the question (an arm's `context`).
 
-`prepare` reads the corpus (files, folders, JSONL documents), cuts each document into overlapping
+`Context.prepare` reads the corpus (files, folders, JSONL documents), cuts each document into overlapping
 chunks of the embedder's tokens, embeds them with sentence-transformers and indexes them with faiss.
-`messages` embeds the question, searches, and packs the best chunks into the model's context
+`passages` embeds the question, searches, and packs the best chunks into the model's context
 budget; it runs inside the runner's timing, so retrieval is billed in latency like any other work.
 
 - corpus.py: documents, their hash, chunking;
 - index.py: the embedder, the vector and index caches under `<HARNESS_CACHE>/rag/`, faiss;
 - metrics.py: recall@k and MRR against gold documents;
-- strategy.py: the parameters and the strategy (context budget, retrieval, prompt, report).
+- strategy.py: the parameters and the context (budget, retrieval, report).
 """
 
 from strategies.rag.corpus import Chunk, Document, chunk_documents, read_corpus
 from strategies.rag.index import build_index, embed_passages, load_embedder
 from strategies.rag.metrics import retrieval_scores
-from strategies.rag.strategy import Config, Strategy
+from strategies.rag.strategy import Config, Context
 
-__all__ = ["Chunk", "Config", "Document", "Strategy", "build_index", "chunk_documents", "embed_passages",
+__all__ = ["Chunk", "Config", "Context", "Document", "build_index", "chunk_documents", "embed_passages",
            "load_embedder", "read_corpus", "retrieval_scores"]

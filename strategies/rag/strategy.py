@@ -1,5 +1,6 @@
-"""The rag strategy: its parameters, and the per-question work of retrieving chunks and packing the
-best of them into what the model's context leaves after the prompt and the answer."""
+"""Retrieval as an arm's context: its parameters, and the per-question work of retrieving chunks and
+packing the best of them into what the model's context leaves after the rest of the prompt (the
+question, any demonstrations) and the answer."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from harness.errors import HarnessError
 from harness.measure import timer
-from harness.prompting import build_messages
 from harness.results import Retrieval
-from harness.strategy import BaseStrategy, Prompted, StrategyConfig
+from harness.strategy import Component, StrategyConfig
 from strategies.rag.corpus import Document, corpus_hash, read_corpus
 from strategies.rag.index import load_embedder, load_or_build, set_search_params
 from strategies.rag.metrics import gold_documents, retrieval_quality
@@ -46,12 +46,9 @@ class Config(StrategyConfig):
         return self
 
 
-class Strategy(BaseStrategy):
-    name = "rag"
-
-    def __init__(self, config: Config, task):
-        super().__init__(config, task)
-        self.where = f"{task.path}: strategies.rag"
+class Context(Component):
+    def __init__(self, config: Config, task, where: str):
+        super().__init__(config, task, where)
         self.documents: list[Document] | None = None
 
     def _docs(self) -> list[Document]:
@@ -63,6 +60,9 @@ class Strategy(BaseStrategy):
     def fingerprint(self):
         self._docs()
         return {"corpus": self.corpus_hash}
+
+    def check(self) -> None:
+        self._docs()
 
     def prepare(self, data, backend):
         cfg, docs = self.config, self._docs()
@@ -77,12 +77,12 @@ class Strategy(BaseStrategy):
         self.stats = {"index": cfg.index, "embedder": cfg.embedder, "documents": len(docs), "chunks": len(self.chunks),
                       "chunks_embedded": built.embedded, "chunks_reused": len(self.chunks) - built.embedded,
                       "index_from_cache": built.from_cache, "embed_s": built.embed_s, "index_build_s": build.s}
-        self._plan_budget(data.eval)
+        self.header_cost = backend.count_tokens([CONTEXT_HEADER + "\n\n"])[0]
+        self.costs = backend.count_tokens([c.passage + "\n\n" for c in self.chunks])
         self.gold = {}
         if cfg.gold_field is not None:
             self.gold = gold_documents(data.eval, cfg.gold_field, {c.doc_id for c in self.chunks},
                                        f"{self.where}.gold_field")
-        return backend
 
     def _answer_room(self) -> int:
         cfg = self.task.config
@@ -90,20 +90,16 @@ class Strategy(BaseStrategy):
             return 1 + max(self.backend.count_tokens(cfg.labels))
         return cfg.limits.max_new_tokens
 
-    def _room(self, example) -> int:
-        """Tokens left for retrieved passages in this example's prompt."""
-        base = self.backend.render(build_messages(self.task, example, self.backend)).n_tokens
-        room = self.backend.context_length - self._answer_room() - base - self.header_cost
+    def room(self, prompt_tokens: int) -> int:
+        """Tokens left for passages in a prompt that takes `prompt_tokens` without them."""
+        room = self.backend.context_length - self._answer_room() - prompt_tokens - self.header_cost
         return min(room, self.config.max_context_tokens) if self.config.max_context_tokens else room
 
-    def _plan_budget(self, examples) -> None:
-        """Every chunk's cost in model tokens, and a check that the longest one fits every eval
-        example's budget, so the best-ranked passage is always shown and no context is ever empty."""
-        backend = self.backend
-        self.header_cost = backend.count_tokens([CONTEXT_HEADER + "\n\n"])[0]
-        self.costs = backend.count_tokens([c.passage + "\n\n" for c in self.chunks])
+    def check_budget(self, rooms: dict[str, int]) -> None:
+        """The longest chunk fits every prompt's room (example id -> room), so the best-ranked
+        passage is always shown and no context is ever empty."""
         longest = max(self.costs)
-        ctx = backend.context_length
+        ctx = self.backend.context_length
         if longest > ctx - self._answer_room() - self.header_cost:
             raise HarnessError(f"{self.where}.chunk_size",
                                f"chunks take up to {longest} model tokens, more than the model's {ctx}-token context "
@@ -112,13 +108,12 @@ class Strategy(BaseStrategy):
             raise HarnessError(f"{self.where}.max_context_tokens",
                                f"{self.config.max_context_tokens} is less than the longest chunk ({longest} model "
                                f"tokens); raise it or lower chunk_size")
-        for ex in examples:
-            room = self._room(ex)
+        for example_id, room in rooms.items():
             if room < longest:
                 raise HarnessError(self.where,
-                                   f"eval example '{ex.id}': its prompt leaves {max(room, 0)} of the model's {ctx} "
+                                   f"example '{example_id}': its prompt leaves {max(room, 0)} of the model's {ctx} "
                                    f"tokens for passages, less than the longest chunk ({longest}); shorten the input "
-                                   f"(prompt.max_input_tokens) or lower chunk_size")
+                                   f"(prompt.max_input_tokens), use fewer demonstrations or lower chunk_size")
 
     def retrieve(self, query: str) -> list[tuple[int, float]]:
         """(chunk position, score) of the top_k chunks, best first."""
@@ -130,11 +125,12 @@ class Strategy(BaseStrategy):
                                            f"raise nprobe or ef_search")
         return hits
 
-    def messages(self, example):
+    def passages(self, example, room: int) -> tuple[str, dict]:
+        """The context for one question, packed into `room` tokens, and its trace."""
         hits = self.retrieve(example.input)
-        room, shown = self._room(example), 0
+        shown = 0
         # Best first; the first passage that does not fit ends the list, so the model never sees a
-        # lower-ranked passage in place of a better one. The best one always fits (see _plan_budget).
+        # lower-ranked passage in place of a better one. The best one always fits (see check_budget).
         for i, _ in hits:
             if self.costs[i] > room:
                 break
@@ -144,7 +140,7 @@ class Strategy(BaseStrategy):
         trace = {"retrieved": [{"chunk_id": self.chunks[i].id, "doc_id": self.chunks[i].doc_id,
                                 "score": round(s, 4)} for i, s in hits],
                  "n_shown": shown}
-        return Prompted(build_messages(self.task, example, self.backend, context=context), trace)
+        return context, trace
 
     def record(self):
         return {"index_key": self.index_key, "corpus_hash": self.corpus_hash, "embedder": self.config.embedder}

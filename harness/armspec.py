@@ -1,0 +1,205 @@
+"""Arms: what a task's `strategies:` entries mean, validated when the task is loaded.
+
+An arm is made of independent axes, every one optional:
+- `model`: which model answers (default: the task's);
+- `weights`: `base`, or one method that changes them: `lora: {...}`, `full: {...}`, `checkpoint: {path}`;
+- `context`: `retrieval: {...}`, passages placed before the question;
+- `demos`: `{k, select}`, solved train examples shown before the question.
+
+The built-in names are shorthands with flat parameters: `zero_shot: {}`, `few_shot: {k, balanced}`,
+`rag: {...retrieval}`, `lora: {...}`, `checkpoint: {path}`. Any other name is an arm defined by its
+axes (no axes: the base model prompted zero-shot), or a strategy an installed package registers
+(harness/registry.py).
+
+`axes()` is the arm's normal form: two arms that are the same configuration have equal axes, so
+the store's run key (built from it) gives them one run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field, ValidationError
+
+from harness import registry
+from harness.errors import HarnessError, first_error
+from harness.strategy import StrategyConfig
+
+AXES = ("model", "weights", "context", "demos")
+
+
+class ZeroShot(StrategyConfig):
+    pass
+
+
+class FewShot(StrategyConfig):
+    k: int = Field(4, ge=0, le=64, description="number of demonstrations (0, for learning curves: the "
+                                                "zero-shot prompt)")
+    balanced: bool = Field(True, description="classification: spread demos over labels round-robin")
+
+
+# Shorthand -> (its flat parameters' model, or the axis and method they configure).
+SHORTHANDS: dict[str, type[StrategyConfig] | tuple[str, str]] = {
+    "zero_shot": ZeroShot,
+    "few_shot": FewShot,
+    "rag": ("context", "retrieval"),
+    "lora": ("weights", "lora"),
+    "checkpoint": ("weights", "checkpoint"),
+}
+
+
+@dataclass(frozen=True)
+class Component:
+    """One axis of an arm: its method and validated parameters, and where they are in the task file."""
+
+    axis: str
+    method: str
+    config: StrategyConfig
+    where: str
+
+    def dump(self) -> dict[str, Any]:
+        params = self.config.model_dump(mode="json")
+        return params if self.axis == "demos" else {self.method: params}
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    name: str
+    params: dict[str, Any]  # as written, validated: the report row's `params`, what curves vary
+    model: str
+    weights: Component | None = None
+    context: Component | None = None
+    demos: Component | None = None
+    plugin: Component | None = None
+
+    @property
+    def weights_kind(self) -> str:
+        return self.weights.method if self.weights else "base"
+
+    def components(self) -> list[Component]:
+        return [c for c in (self.context, self.demos, self.weights) if c is not None]
+
+    def axes(self) -> dict[str, Any]:
+        if self.plugin:
+            return {"model": self.model, "plugin": self.plugin.dump()}
+        return {"model": self.model, "weights": self.weights.dump() if self.weights else "base",
+                "context": self.context.dump() if self.context else None,
+                "demos": self.demos.dump() if self.demos else None}
+
+    def describe(self) -> str:
+        """What the arm is made of, in a few words for tables."""
+        if self.plugin:
+            return f"plugin {self.plugin.method}"
+        parts = [self.weights.method if self.weights else "base"]
+        if "model" in self.params:
+            parts[0] += f" of {self.model}"
+        if self.context:
+            parts.append(f"{self.context.method} (top {self.context.config.top_k})")
+        if self.demos:
+            parts.append(f"{self.demos.config.k} {self.demos.config.select} demos")
+        return " + ".join(parts)
+
+
+def _validate(cls, params: Any, where: str):
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise HarnessError(where, "expected a mapping of parameters")
+    try:
+        return cls.model_validate(params)
+    except ValidationError as e:
+        field, msg = first_error(e)
+        raise HarnessError(f"{where}.{field}" if field else where, msg) from None
+
+
+def _method(axis: str, entry: Any, where: str) -> Component:
+    """`{method: {params}}` of one axis (a bare method name means its defaults)."""
+    known = registry.AXES[axis]
+    if isinstance(entry, str):
+        entry = {entry: {}}
+    if not isinstance(entry, dict) or not entry:
+        raise HarnessError(where, f"expected one of {', '.join(known)} with its parameters, e.g. "
+                                  f"`{axis}: {{{next(iter(known))}: {{...}}}}`")
+    if len(entry) > 1:
+        raise HarnessError(where, f"one {axis} method per arm, got {' and '.join(entry)}")
+    (method, params), = entry.items()
+    if method not in known:
+        raise HarnessError(f"{where}.{method}", f"unknown {axis} method; known: {', '.join(known)}")
+    return Component(axis, method, _validate(registry.config_class(axis, method), params, f"{where}.{method}"),
+                     f"{where}.{method}")
+
+
+def _demos(config: StrategyConfig, where: str) -> Component | None:
+    # No demonstrations is the zero-shot prompt: k=0 is not a different arm (a learning curve's k=0
+    # point shares the zero-shot run).
+    return Component("demos", "demos", config, where) if config.k else None
+
+
+def parse_arm(name: str, params: Any, task_model: str, where: str) -> ArmSpec:
+    """The arm `name` of a task file, or a HarnessError naming the file, the arm and the field.
+    `where` is the task file's `strategies` section, e.g. "tasks/x.yaml: strategies"."""
+    here = f"{where}.{name}"
+    if name in SHORTHANDS:
+        shape = SHORTHANDS[name]
+        if isinstance(shape, tuple):
+            axis, method = shape
+            config = _validate(registry.config_class(axis, method), params, here)
+            return ArmSpec(name, config.model_dump(mode="json"), task_model,
+                           **{axis: Component(axis, method, config, here)})
+        config = _validate(shape, params, here)
+        demos = None
+        if isinstance(config, FewShot):
+            demos_config = registry.config_class("demos", "demos")(
+                k=config.k, select="balanced" if config.balanced else "random")
+            demos = _demos(demos_config, here)
+        return ArmSpec(name, config.model_dump(mode="json"), task_model, demos=demos)
+    if name in registry.plugins():
+        config = _validate(registry.config_class("plugin", name), params, here)
+        return ArmSpec(name, config.model_dump(mode="json"), task_model,
+                       plugin=Component("plugin", name, config, here))
+
+    params = {} if params is None else params
+    if not isinstance(params, dict):
+        raise HarnessError(here, "expected a mapping of axes (model, weights, context, demos)")
+    for key in params:
+        if key not in AXES:
+            raise HarnessError(f"{here}.{key}", f"unknown axis; an arm is made of {', '.join(AXES)}, or is one of "
+                                                f"the shorthands {', '.join(SHORTHANDS)}")
+    model = params.get("model") or task_model
+    if not isinstance(model, str):
+        raise HarnessError(f"{here}.model", "expected a model name: a built-in alias, hub id or local folder")
+    weights = params.get("weights", "base")
+    parts = {
+        "weights": None if weights in ("base", None) else _method("weights", weights, f"{here}.weights"),
+        "context": None if params.get("context") is None else _method("context", params["context"],
+                                                                       f"{here}.context"),
+        "demos": None if params.get("demos") is None else _demos(
+            _validate(registry.config_class("demos", "demos"), params["demos"], f"{here}.demos"), f"{here}.demos"),
+    }
+    axes = ArmSpec(name, {}, model, **parts).axes()
+    # The validated form of what was written, for the report and for learning curves to vary.
+    written = {key: axes[key] for key in params if axes.get(key) is not None}
+    return ArmSpec(name, written, model, **parts)
+
+
+def parameters(spec: ArmSpec) -> list[str]:
+    """The dotted parameter names a learning curve can vary on this arm."""
+    if spec.name in SHORTHANDS or spec.plugin:
+        shape = SHORTHANDS.get(spec.name)
+        cls = shape if isinstance(shape, type) else type((spec.plugin or spec.weights or spec.context).config)
+        return list(cls.model_fields)
+    # Demonstrations can be added to any arm; a weights or context method only varies if the arm has it.
+    out = [f"demos.{f}" for f in registry.config_class("demos", "demos").model_fields]
+    for c in (spec.weights, spec.context):
+        if c is not None:
+            out += [f"{c.axis}.{c.method}.{f}" for f in type(c.config).model_fields]
+    return out
+
+
+def with_param(params: dict, dotted: str, value: Any) -> dict:
+    """A copy of an arm's parameters with one dotted parameter set."""
+    head, _, rest = dotted.partition(".")
+    if not rest:
+        return {**params, head: value}
+    inner = params.get(head)
+    return {**params, head: with_param(inner if isinstance(inner, dict) else {}, rest, value)}

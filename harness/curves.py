@@ -1,0 +1,91 @@
+"""Learning curves read as the question they answer: from how many labelled examples does
+fine-tuning overtake in-context learning? One definition, used by the verdict's reasons, the
+report's plot and the dashboard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.format import pct
+from harness.results import Curve, CurvePoint
+
+
+def plotted_curves(curves: list[Curve]) -> list[Curve]:
+    """The curves drawn against labelled train examples: those with that number at every point."""
+    # A curve over a parameter that does not set the number of labelled examples has no place on
+    # this axis; it stays in the table.
+    return [c for c in curves if all(p.labelled_examples is not None for p in c.points)]
+
+
+@dataclass(frozen=True)
+class Overtake:
+    """The first point of a fine-tuning curve above the best in-context point (see `overtake`)."""
+    curve: Curve
+    point: CurvePoint
+    best_curve: Curve
+    best: CurvePoint
+    # False: above on the point estimate only, the two intervals overlap.
+    clear: bool
+
+    @property
+    def labelled_examples(self) -> int:
+        return self.point.labelled_examples
+
+    def label(self) -> str:
+        return (f"{self.curve.strategy} overtakes in-context learning at {self.labelled_examples:,}"
+                + ("" if self.clear else " (point estimate only)"))
+
+
+def _best_in_context(curves: list[Curve], metric: str) -> tuple[Curve, CurvePoint] | None:
+    points = [(c, p) for c in curves if not c.fine_tuning for p in c.points]
+    return max(points, key=lambda cp: cp[1].metrics[metric].value, default=None)
+
+
+def overtake(curves: list[Curve], metric: str) -> Overtake | None:
+    """Where fine-tuning overtakes in-context learning on `curves` as plotted (`plotted_curves`:
+    every point has its number of labelled examples).
+
+    The fewest labelled examples at which a fine-tuning curve's point beats the best in-context
+    point: the highest `metric` on any in-context curve, at any number of demonstrations, because
+    demonstrations cost every request and more of them do not always help. A point beats it clearly
+    when its 95% interval's lower bound is above the best in-context point's upper bound; the curves'
+    runs are not paired on examples, so overlapping intervals show no difference. Without a clear
+    win, the first point above on its estimate alone is returned with `clear=False`. None when there
+    is no fine-tuning or no in-context curve, or no fine-tuning point is above even on its estimate."""
+    found = _best_in_context(curves, metric)
+    if found is None:
+        return None
+    best_curve, best = found
+    tuned = sorted(((c, p) for c in curves if c.fine_tuning for p in c.points), key=lambda cp: cp[1].labelled_examples)
+    clear = [(c, p) for c, p in tuned if p.metrics[metric].ci_low > best.metrics[metric].ci_high]
+    above = [(c, p) for c, p in tuned if p.metrics[metric].value > best.metrics[metric].value]
+    if not above:
+        return None
+    curve, point = (clear or above)[0]
+    return Overtake(curve=curve, point=point, best_curve=best_curve, best=best, clear=bool(clear))
+
+
+def overtake_text(curves: list[Curve], metric: str) -> str:
+    """`overtake(curves, metric)` as one sentence, which says why when there is no overtaking point."""
+    def quality(point: CurvePoint) -> str:
+        q = point.metrics[metric]
+        return f"{pct(q.value)} {metric} [95% CI {pct(q.ci_low)}, {pct(q.ci_high)}]"
+
+    tuned = [c for c in curves if c.fine_tuning]
+    found = _best_in_context(curves, metric)
+    if not tuned:
+        return "No fine-tuning learning curve, so nothing shows where fine-tuning overtakes in-context learning."
+    if found is None:
+        return "No in-context learning curve, so nothing shows where fine-tuning overtakes in-context learning."
+    best_curve, best = found
+    against = f"the best in-context result ({best_curve.strategy} {best_curve.param}={best.value}: {quality(best)})"
+    over = overtake(curves, metric)
+    if over is None:
+        most = max(p.labelled_examples for c in tuned for p in c.points)
+        return f"Fine-tuning never overtakes {against}, up to {most:,} labelled examples."
+    at = (f"at {over.labelled_examples:,} labelled examples ({over.curve.param}={over.point.value}: "
+          f"{quality(over.point)})")
+    if over.clear:
+        return f"{over.curve.strategy} overtakes {against} {at}, its 95% interval entirely above."
+    return (f"{over.curve.strategy} overtakes {against} {at} on point estimate only: the 95% intervals "
+            f"overlap at every number of labelled examples tried.")

@@ -79,6 +79,9 @@ class Session:
     progress: bool = True
 
     _backends: dict[str, Backend] = field(default_factory=dict)
+    # Runs finished by this session: with --force, a later arm of the same configuration reuses
+    # the run just made instead of replacing it under the earlier arm's row.
+    _finished: set[str] = field(default_factory=set)
     _forgetting: dict[str, ForgettingMeter] = field(default_factory=dict)
 
     def backend_for(self, model: str) -> Backend:
@@ -122,7 +125,7 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
     strategy = build(spec, session.task)
     key = run_key(session, spec, strategy)
     existing = store.run_by_key(key)
-    if existing is not None and existing["status"] == "finished" and not session.force:
+    if existing is not None and existing["status"] == "finished" and (not session.force or key in session._finished):
         return ArmResult.model_validate(store.run(existing["id"])["summary"]).model_copy(
             update={"reused": True, "name": name, "params": spec.params})
     backend = session.backend_for(spec.model)
@@ -146,6 +149,7 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
                          "prepare_s": prepared.s, "peak_memory_mb": peak_memory_mb(), "resumed_from": len(done),
                          "forgetting": session.forgetting(spec.model, eval_backend), **strategy.summary(examples)})
     store.finish_run(run_id, summary.model_dump(mode="json"), strategy.record())
+    session._finished.add(key)
     return summary
 
 

@@ -101,7 +101,9 @@ class DecisionConfig(_Strict):
     monthly_requests: PositiveInt = Field(100_000, description="expected requests per month")
     payback_months: PositiveFloat = Field(12, description="months within which a one-time cost must be "
                                                           "paid back by cheaper requests")
-    alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the paired tests (after Holm)")
+    # Below 0.5: the one-sided bounds the verdict and the gate use are at 1 - alpha, and at or above
+    # 0.5 a "lower" bound would sit above the estimate.
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="significance level of the paired tests (after Holm)")
     power: float = Field(0.8, gt=0, lt=1, description="power used for the smallest detectable effect")
 
 
@@ -124,7 +126,7 @@ class GateConfig(_Strict):
                                                                       "model, nats per token (default: "
                                                                       "decision.forgetting_budget)")
     max_latency_p95_ms: PositiveFloat | None = Field(None, description="p95 latency ceiling per request in ms")
-    alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the paired test")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="significance level of the paired test (below 0.5)")
 
 
 class LearningCurve(_Strict):
@@ -282,7 +284,10 @@ def _curve_points(curve: LearningCurve, config: Task, arms: dict[str, ArmSpec], 
     points = []
     for j, value in enumerate(curve.values):
         try:
-            points.append(parse_arm(name, with_param(arm.params, curve.param, value), config.model, "strategies"))
+            # Named by the curve's value, so a later error of the point's components (an embedder that
+            # cannot load) names the file and the curve too.
+            points.append(parse_arm(name, with_param(arm.params, curve.param, value), config.model,
+                                    f"{where}.values.{j}"))
         except HarnessError as e:
             raise HarnessError(f"{where}.values.{j}", e.message) from None
     return points

@@ -225,7 +225,7 @@ def test_gate_metric_the_task_does_not_have(make_task):
 
 
 def test_gate_alpha_out_of_range(make_task):
-    expect_error(make_task(gate={"alpha": 1.5}), "gate.alpha", "less than 1")
+    expect_error(make_task(gate={"alpha": 0.5}), "gate.alpha", "less than 0.5")
 
 
 def test_api_serving_with_both_prices_loads(make_task):

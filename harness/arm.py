@@ -61,7 +61,7 @@ class Arm:
     def messages(self, example):
         demos = self._demos_for(example)
         messages, trace = self.compose(example, demos)
-        if self.demos is not None and not self.demos.record():
+        if self.demos is not None and self.demos.config.select == "similar":
             # Chosen per question (similar): each example's trace says which.
             trace = {**trace, "demo_ids": [d.id for d in demos]}
         return Prompted(messages, trace)

@@ -28,21 +28,15 @@ from strategies.demos import select_demos
 from strategies.finetune import weights_dir
 from strategies.rag.strategy import CONTEXT_HEADER
 from tests.conftest import TOPICS, topic_rows, write_jsonl
+from tests.test_rag import FACTS, QA, embedder, write_corpus  # noqa: F401 (embedder: a fixture)
 
 # Two steps: the LoRA test looks at what is trained on and where it is kept, not at what is learned.
 QUICK_LORA = {"max_steps": 2, "eval_steps": 1, "learning_rate": 0.01, "batch_size": 4}
 WHERE = "tasks/x.yaml: strategies"
 MODEL = "some-model"
 
-FACTS = {
-    "france": "the capital city of france is paris . paris is on the river .",
-    "germany": "the capital city of germany is berlin . berlin has one famous wall .",
-    "italy": "the capital city of italy is rome . rome is an old city .",
-    "spain": "the capital city of spain is madrid . madrid is in the middle of spain .",
-    "portugal": "the capital city of portugal is lisbon . lisbon is on the sea .",
-}
-CAPITALS = {"france": "paris", "germany": "berlin", "italy": "rome", "spain": "madrid", "portugal": "lisbon"}
-QA = [{"id": f"q-{c}", "text": f"what is the capital of {c} ?", "label": a, "doc": c} for c, a in CAPITALS.items()]
+# The capitals corpus and questions of the retrieval tests.
+CAPITALS = {q["doc"]: q["label"] for q in QA}
 RETRIEVAL = {"corpus": "corpus.jsonl", "chunk_size": 16, "chunk_overlap": 4, "top_k": 2}
 
 
@@ -50,17 +44,6 @@ RETRIEVAL = {"corpus": "corpus.jsonl", "chunk_size": 16, "chunk_overlap": 4, "to
 def _own_cache(tmp_path, monkeypatch):
     # Adapters, vectors and indexes of this test only.
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    from strategies.rag.index import load_embedder
-
-    return load_embedder("all-MiniLM-L6-v2", Path("."), "test")
-
-
-def write_corpus(folder: Path, facts: dict[str, str] = FACTS) -> Path:
-    return write_jsonl(folder / "corpus.jsonl", [{"id": k, "title": k, "text": v} for k, v in facts.items()])
 
 
 @pytest.fixture

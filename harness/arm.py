@@ -12,7 +12,7 @@ from pathlib import Path
 
 from harness import registry
 from harness.armspec import ArmSpec
-from harness.prompting import build_messages
+from harness.prompting import build_messages, render
 from harness.strategy import Prompted, Trainable
 
 
@@ -49,7 +49,7 @@ class Arm:
 
     def _room(self, example, demos) -> int:
         prompt = build_messages(self.task, example, self.backend, demos=demos)
-        return self.context.room(self.backend.render(prompt).n_tokens)
+        return self.context.room(render(self.task, self.backend, prompt).n_tokens)
 
     def compose(self, example, demos) -> tuple[list[dict[str, str]], dict]:
         """The chat turns for one example with these demonstrations, and the retrieval trace."""
@@ -96,6 +96,6 @@ def build(spec: ArmSpec, task):
     """The strategy that runs one arm: a plugin's own, or the arm composed from its axes."""
     if spec.plugin:
         return registry.build_plugin(spec.plugin.method, spec.plugin.config, task)
-    task = task.with_model(spec.model)
+    task = task.for_arm(spec)
     parts = {c.axis: registry.component(c.axis, c.method, c.config, task, c.where) for c in spec.components()}
     return (TrainableArm if isinstance(parts.get("weights"), Trainable) else Arm)(spec, task, parts)

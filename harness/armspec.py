@@ -4,7 +4,8 @@ An arm is made of independent axes, every one optional:
 - `model`: which model answers (default: the task's);
 - `weights`: `base`, or one method that changes them: `lora: {...}`, `full: {...}`, `checkpoint: {path}`;
 - `context`: `retrieval: {...}`, passages placed before the question;
-- `demos`: `{k, select}`, solved train examples shown before the question.
+- `demos`: `{k, select}`, solved train examples shown before the question;
+- `prompt`: the task's prompt settings this arm changes (`format: raw`, `calibrate: true`, a template).
 
 The built-in names are shorthands with flat parameters: `zero_shot: {}`, `few_shot: {k, balanced}`,
 `rag: {...retrieval}`, `lora: {...}`, `checkpoint: {path}`. Any other name is an arm defined by its
@@ -16,16 +17,17 @@ the store's run key (built from it) gives them one run."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import Field, ValidationError
 
 from harness import registry
 from harness.errors import HarnessError, first_error
+from harness.prompting import PROMPT_FIELDS, PromptConfig
 from harness.strategy import StrategyConfig
 
-AXES = ("model", "weights", "context", "demos")
+AXES = ("model", "weights", "context", "demos", "prompt")
 
 
 class ZeroShot(StrategyConfig):
@@ -71,6 +73,8 @@ class ArmSpec:
     context: Component | None = None
     demos: Component | None = None
     plugin: Component | None = None
+    # The prompt settings that differ from the task's (so restating the task's changes nothing).
+    prompt: dict[str, Any] = field(default_factory=dict)
 
     @property
     def weights_kind(self) -> str:
@@ -82,12 +86,14 @@ class ArmSpec:
     def axes(self) -> dict[str, Any]:
         if self.plugin:
             return {"model": self.model, "plugin": self.plugin.dump()}
-        return {"model": self.model, "weights": self.weights.dump() if self.weights else "base",
-                "context": self.context.dump() if self.context else None,
-                "demos": self.demos.dump() if self.demos else None}
+        out = {"model": self.model, "weights": self.weights.dump() if self.weights else "base",
+               "context": self.context.dump() if self.context else None,
+               "demos": self.demos.dump() if self.demos else None}
+        # Only when set: an arm on the task's own prompt keeps the run key it always had.
+        return {**out, "prompt": self.prompt} if self.prompt else out
 
-    def describe(self) -> str:
-        """What the arm is made of, in a few words for tables."""
+    def describe(self, prompt: PromptConfig) -> str:
+        """What the arm is made of, in a few words for tables; `prompt` is the arm's prompt settings."""
         if self.plugin:
             return f"plugin {self.plugin.method}"
         parts = [self.weights.method if self.weights else "base"]
@@ -97,7 +103,10 @@ class ArmSpec:
             parts.append(f"{self.context.method} (top {self.context.config.top_k})")
         if self.demos:
             parts.append(f"{self.demos.config.k} {self.demos.config.select} demos")
-        return " + ".join(parts)
+        described = " + ".join(parts)
+        if prompt.format == "raw":
+            described += ", raw prompt"
+        return described + (", calibrated" if prompt.calibrate else "")
 
 
 def _validate(cls, params: Any, where: str):
@@ -135,9 +144,22 @@ def _demos(config: StrategyConfig, where: str) -> Component | None:
     return Component("demos", "demos", config, where) if config.k else None
 
 
-def parse_arm(name: str, params: Any, task_model: str, where: str) -> ArmSpec:
-    """The arm `name` of a task file, or a HarnessError naming the file, the arm and the field.
-    `where` is the task file's `strategies` section, e.g. "tasks/x.yaml: strategies"."""
+def _prompt(task, params: Any, where: str) -> dict[str, Any]:
+    """The prompt settings an arm changes, validated with the task's as the rest."""
+    if not isinstance(params, dict):
+        raise HarnessError(where, f"expected a mapping of prompt settings ({', '.join(PROMPT_FIELDS)})")
+    merged = _validate(PromptConfig, {**task.prompt.model_dump(), **params}, where)
+    if merged.calibrate and task.type != "classification":
+        raise HarnessError(f"{where}.calibrate", f"calibration corrects a bias between labels; this task is "
+                                                 f"'{task.type}'")
+    return {key: getattr(merged, key) for key in params if getattr(merged, key) != getattr(task.prompt, key)}
+
+
+def parse_arm(name: str, params: Any, task, where: str) -> ArmSpec:
+    """The arm `name` of a task file (`task`: its validated config), or a HarnessError naming the
+    file, the arm and the field. `where` is the task file's `strategies` section, e.g.
+    "tasks/x.yaml: strategies"."""
+    task_model = task.model
     here = f"{where}.{name}"
     if name in SHORTHANDS:
         shape = SHORTHANDS[name]
@@ -170,6 +192,7 @@ def parse_arm(name: str, params: Any, task_model: str, where: str) -> ArmSpec:
         raise HarnessError(f"{here}.model", "expected a model name: a built-in alias, hub id or local folder")
     weights = params.get("weights", "base")
     parts = {
+        "prompt": _prompt(task, params["prompt"], f"{here}.prompt") if params.get("prompt") is not None else {},
         "weights": None if weights in ("base", None) else _method("weights", weights, f"{here}.weights"),
         "context": None if params.get("context") is None else _method("context", params["context"],
                                                                        f"{here}.context"),
@@ -178,7 +201,7 @@ def parse_arm(name: str, params: Any, task_model: str, where: str) -> ArmSpec:
     }
     axes = ArmSpec(name, {}, model, **parts).axes()
     # The validated form of what was written, for the report and for learning curves to vary.
-    written = {key: axes[key] for key in params if axes.get(key) is not None}
+    written = {key: axes[key] for key in params if axes.get(key)}
     return ArmSpec(name, written, model, **parts)
 
 
@@ -188,8 +211,10 @@ def parameters(spec: ArmSpec) -> list[str]:
         shape = SHORTHANDS.get(spec.name)
         cls = shape if isinstance(shape, type) else type((spec.plugin or spec.weights or spec.context).config)
         return list(cls.model_fields)
-    # Demonstrations can be added to any arm; a weights or context method only varies if the arm has it.
+    # Demonstrations and prompt settings can be added to any arm; a weights or context method only
+    # varies if the arm has it.
     out = [f"demos.{f}" for f in registry.config_class("demos", "demos").model_fields]
+    out += [f"prompt.{f}" for f in PROMPT_FIELDS]
     for c in (spec.weights, spec.context):
         if c is not None:
             out += [f"{c.axis}.{c.method}.{f}" for f in type(c.config).model_fields]

@@ -21,7 +21,7 @@ from harness.metrics import MetricError, load_metric
 from harness.models import Backend, load_backend
 from harness.results import (ArmResult, Assumptions, Comparisons, ComparisonReport, Curve, CurvePoint, Forgetting,
                              Provenance)
-from harness.runner import run_strategy
+from harness.runner import calibration, run_strategy
 from harness.stats import CONFIDENCE, bootstrap_ci, paired_comparisons
 from harness.store import Store
 from harness.task import LoadedTask, load_task
@@ -129,10 +129,15 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
         return ArmResult.model_validate(store.run(existing["id"])["summary"]).model_copy(
             update={"reused": True, "name": name, "params": spec.params})
     backend = session.backend_for(spec.model)
+    arm_task = session.task.for_arm(spec)
+    prompt = arm_task.config.prompt
     # Prepare before the run row exists: an arm that fails on bad input (an empty corpus, a
     # missing target module) leaves nothing half-written in the store.
     with timer() as prepared:
         eval_backend = strategy.prepare(data, backend)
+        # Recomputed on a resumed run: three prompts, deterministic, so a resumed run's later
+        # examples are calibrated exactly as its earlier ones.
+        bias = calibration(arm_task, strategy, eval_backend, data.eval[0]) if prompt.calibrate else None
     run_id = store.start_run(key, task=cfg.name, strategy=name, model=spec.model,
                              config={"task": session.task_config, "arm": spec.axes()},
                              provenance=session.provenance.model_dump(mode="json"), force=session.force)
@@ -140,11 +145,12 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
     todo = [ex for ex in data.eval if ex.id not in done]
     with tqdm(total=len(data.eval), initial=len(done), desc=f"{name:>10}", unit="ex",
               disable=not session.progress, leave=False) as bar:
-        run_strategy(session.task, strategy, eval_backend, todo,
+        run_strategy(arm_task, strategy, eval_backend, todo, bias=bias,
                      on_batch=lambda results: store.add_examples(run_id, results), progress=bar.update)
     examples = store.examples(run_id)
     summary = summarise(session.task, name, run_id, examples,
-                        {"params": spec.params, "axes": spec.axes(), "made_of": spec.describe(),
+                        {"params": spec.params, "axes": spec.axes(), "made_of": spec.describe(prompt),
+                         "prompt_format": prompt.format, "calibration": bias,
                          "model": spec.model, "model_params": backend.n_params, "weights": strategy.weights,
                          "prepare_s": prepared.s, "peak_memory_mb": peak_memory_mb(), "resumed_from": len(done),
                          "forgetting": session.forgetting(spec.model, eval_backend), **strategy.summary(examples)})
@@ -215,7 +221,7 @@ def arms_to_run(task: LoadedTask, names: list[str] = ()) -> list[ArmSpec]:
         spec = task.arms.get(name)
         if spec is None:
             try:
-                spec = parse_arm(name, {}, task.config.model, f"{task.path}: strategies")
+                spec = parse_arm(name, {}, task.config, f"{task.path}: strategies")
             except HarnessError as e:
                 field = e.where.rpartition(".")[2]
                 raise HarnessError(e.where, f"required to run {name}; add `{name}: {{{field}: ...}}` to the "

@@ -22,6 +22,12 @@ class Example:
     input: str
     target: str
     row: dict[str, Any] = field(repr=False, compare=False)
+    aliases: tuple[str, ...] = ()  # other accepted answers (the task's `fields.references` column)
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        """Every accepted answer: metrics score the best of them, as SQuAD does."""
+        return (self.target, *self.aliases)
 
 
 @dataclass
@@ -96,8 +102,21 @@ def _examples(task: LoadedTask, name: str, where: str, rows: list[dict]) -> list
         if ex_id in seen:
             raise HarnessError(f"{where}: row {i}", f"duplicate id '{ex_id}'")
         seen.add(ex_id)
-        out.append(Example(ex_id, str(row[cfg.fields.input]), target, row))
+        out.append(Example(ex_id, str(row[cfg.fields.input]), target, row, _aliases(row, cfg.fields.references,
+                                                                                     f"{where}: row {i}")))
     return out
+
+
+def _aliases(row: dict, column: str | None, where: str) -> tuple[str, ...]:
+    if column is None:
+        return ()
+    value = row.get(column)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise HarnessError(where, f"field '{column}' (fields.references) must be a list of answers, e.g. "
+                                  f'["Davy", "Humphry Davy"]')
+    return tuple(v.strip() for v in value if v.strip())
 
 
 def _check_leakage(task: LoadedTask, train: list[Example], evaluation: list[Example]) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.metrics._text import contains as contains_answer
 from harness.results import Forgetting, ProbeScores
 from harness.stats import CONFIDENCE, paired_bootstrap_ci
 
@@ -121,10 +122,7 @@ def measure(backend, probe: Probe, max_tokens: int, batch_size: int) -> Measurem
 def contains(answer: str, gold: list[str]) -> bool:
     """Lenient containment: a gold answer's normalised words appear, in order and whole, in the
     normalised answer."""
-    from harness.metrics._text import normalize_answer
-
-    said = f" {normalize_answer(answer)} "
-    return any(f" {normalize_answer(g)} " in said for g in gold)
+    return any(contains_answer(answer, g) for g in gold)
 
 
 def answered(backend, questions: list[tuple[str, list[str]]], batch_size: int) -> np.ndarray:

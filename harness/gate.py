@@ -135,7 +135,7 @@ def verdict(rules: list[Rule]) -> str:
 def _checkpoint_run(session, path: str | Path) -> ArmResult:
     from harness.compare import run_one
 
-    return run_one(session, parse_arm("checkpoint", {"path": str(Path(path).resolve())}, session.task.config.model,
+    return run_one(session, parse_arm("checkpoint", {"path": str(Path(path).resolve())}, session.task.config,
                                       "gate"))
 
 
@@ -156,7 +156,7 @@ def _baseline(session, baseline_run: int | None, baseline_checkpoint: str | None
                                                           "label": f"run {baseline_run} ({run['strategy']})"}
     if baseline_checkpoint is not None:
         return _checkpoint_run(session, baseline_checkpoint), {"kind": "checkpoint", "label": str(baseline_checkpoint)}
-    return run_one(session, parse_arm("zero_shot", {}, task.config.model, "gate")), {
+    return run_one(session, parse_arm("zero_shot", {}, task.config, "gate")), {
         "kind": "base_model", "label": f"{task.config.model} zero-shot"}
 
 

@@ -21,6 +21,10 @@ BUILTIN = {
 class Prompt:
     text: str
     n_tokens: int
+    # How an answer continues the prompt: a chat prompt ends where the assistant's reply starts and
+    # the reply ends its turn; a raw one is continued by " " + answer (see harness/prompting.py).
+    answer_prefix: str = ""
+    end_of_turn: bool = True
 
 
 @dataclass
@@ -41,6 +45,7 @@ class Backend(Protocol):
     n_params: int
 
     def render(self, messages: list[dict[str, str]]) -> Prompt: ...
+    def split_pair(self, prompt: Prompt, answer: str) -> tuple[list[int], list[int]]: ...
     def truncate(self, text: str, max_tokens: int) -> str: ...
     def count_tokens(self, texts: list[str]) -> list[int]: ...
     def loglikelihood(self, prompts: list[Prompt], choices: list[str]) -> list[Scored]: ...
@@ -140,7 +145,8 @@ class TransformersBackend:
             # A base model without a chat template gets a plain transcript ending where the answer goes.
             parts = [m["content"] if m["role"] != "assistant" else f"Answer: {m['content']}\n" for m in messages]
             text = "\n\n".join(p.strip() for p in parts) + "\nAnswer:"
-        return Prompt(text, len(self.tokenizer(text, add_special_tokens=False)["input_ids"]))
+            return Prompt(text, self.count_tokens([text])[0], answer_prefix=" ", end_of_turn=False)
+        return Prompt(text, self.count_tokens([text])[0])
 
     @property
     def context_length(self) -> int:
@@ -160,13 +166,34 @@ class TransformersBackend:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return enc["input_ids"].to(self.device), mask, positions
 
-    def answer_ids(self, answer: str) -> list[int]:
-        # A chat answer is the text and then the end-of-turn token: scoring that token too keeps a
-        # label that is a prefix of another ("sport" / "sports") from winning by being shorter.
-        prefix = "" if self.chat else " "
-        ids = self.tokenizer(prefix + answer, add_special_tokens=False)["input_ids"]
-        eos = self.tokenizer.eos_token_id
-        return ids + [eos] if self.chat and eos is not None else ids
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def split_pair(self, prompt, answer):
+        """The prompt's token ids and the answer's, as scored and trained on.
+
+        A chat answer is its own tokens and then the end-of-turn token: scoring that token too keeps
+        a label that is a prefix of another ("sport" / "sports") from winning by being shorter.
+        Otherwise lm-evaluation-harness's alignment: whitespace ending the prompt moves to the
+        answer, prompt and answer are tokenized together, and the answer is what follows the
+        prompt's own tokens, so a word is split the way the tokenizer splits it in running text."""
+        if prompt.end_of_turn:
+            eos = self.tokenizer.eos_token_id
+            return self._ids(prompt.text), self._ids(answer) + ([eos] if eos is not None else [])
+        context, continuation = prompt.text, prompt.answer_prefix + answer
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        context_ids = self._ids(context)
+        return context_ids, self._ids(context + continuation)[len(context_ids):]
+
+    def _left_pad(self, rows: list[list[int]]):
+        torch = self._torch
+        width = max(map(len, rows))
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
+        return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
 
     def loglikelihood(self, prompts, choices):
         """Score every choice as the continuation of every prompt.
@@ -175,22 +202,24 @@ class TransformersBackend:
         prompts run together in one batched pass over the repeated cache; the prompt is not
         recomputed per choice."""
         torch = self._torch
-        ids, mask, positions = self._encode(prompts)
+        pairs = [[self.split_pair(p, ch) for ch in choices] for p in prompts]
         n, c = len(prompts), len(choices)
-        answer = [self.answer_ids(ch) for ch in choices]
+        # A prompt's own tokens are the same whichever choice follows it.
+        ids, mask, positions = self._left_pad([row[0][0] for row in pairs])
+        answer = [a for row in pairs for _, a in row]  # row i*c+j: prompt i, choice j
         width = max(map(len, answer))
         with torch.inference_mode():
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                              use_cache=True, logits_to_keep=1)
             first = torch.log_softmax(out.logits[:, -1].float(), -1)  # (n, vocab)
-            scores = first[:, [a[0] for a in answer]]  # (n, c)
+            firsts = torch.tensor([a[0] for a in answer], device=self.device).view(n, c)
+            scores = torch.gather(first, 1, firsts)  # (n, c)
             if width > 1:
                 cache = out.past_key_values
                 cache.batch_repeat_interleave(c)
                 pad = self.tokenizer.pad_token_id
                 cont = torch.tensor([a + [pad] * (width - len(a)) for a in answer], device=self.device)
                 cont_mask = torch.tensor([[1] * len(a) + [0] * (width - len(a)) for a in answer], device=self.device)
-                cont, cont_mask = cont.repeat(n, 1), cont_mask.repeat(n, 1)  # row i*c+j: prompt i, choice j
                 last = positions[:, -1].repeat_interleave(c)
                 cont_pos = last[:, None] + 1 + torch.arange(width, device=self.device)
                 full_mask = torch.cat([mask.repeat_interleave(c, 0), cont_mask], dim=1)

@@ -1,14 +1,63 @@
-"""Turning examples into chat turns: the one place the task's template is applied."""
+"""Turning examples into prompts: the one place the task's template is applied and a prompt format
+(chat or raw) is rendered.
+
+- `chat`: the model's chat template; demonstrations are user/assistant turns and an answer is
+  scored as the assistant's reply, end-of-turn token included.
+- `raw`: lm-evaluation-harness's convention, so its numbers can be reproduced: no chat template,
+  the system text then demonstrations as `prompt + target_delimiter + answer`, joined by
+  `fewshot_delimiter`, then the query; an answer is scored as the continuation
+  `target_delimiter + answer` with no end-of-turn token."""
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 if TYPE_CHECKING:
     from harness.data import Example
-    from harness.models import Backend
+    from harness.models import Backend, Prompt
     from harness.task import LoadedTask
+
+
+class PromptConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    system: str | None = Field(None, description="system message (chat); raw: text placed before the prompt")
+    template: str = Field(description="Jinja2 template of the user turn; every data column is a variable")
+    max_input_tokens: PositiveInt | None = Field(None, description="truncate the input column to this many tokens")
+    format: Literal["chat", "raw"] = Field("chat", description="chat: the model's chat template; raw: plain text "
+                                                               "scored as lm-evaluation-harness does")
+    target_delimiter: str = Field(" ", description="raw: between a prompt and its answer")
+    fewshot_delimiter: str = Field("\n\n", description="raw: between demonstrations")
+    calibrate: bool = Field(False, description="classification: contextual calibration from content-free inputs")
+
+    @field_validator("template")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        import jinja2
+
+        try:
+            jinja2.Environment().parse(v)
+        except jinja2.TemplateSyntaxError as e:
+            raise ValueError(f"template is not valid Jinja2 (line {e.lineno}): {e.message}") from None
+        return v
+
+    def training_key(self) -> dict:
+        """What fine-tuning prompts depend on: calibration never, the raw delimiters only in raw."""
+        out = self.model_dump(include={"system", "template", "max_input_tokens"})
+        if self.format == "raw":
+            out.update(self.model_dump(include={"format", "target_delimiter", "fewshot_delimiter"}))
+        return out
+
+
+# An arm's `prompt:` axis: any of the task's prompt settings, overridden for that arm.
+PROMPT_FIELDS = tuple(PromptConfig.model_fields)
+
+# Zhao et al. 2021 ("Calibrate Before Use"): inputs with no content, whose label probabilities
+# show the bias the prompt alone puts on each label.
+CONTENT_FREE = ("N/A", "", "[MASK]")
 
 
 @lru_cache(maxsize=16)
@@ -43,3 +92,31 @@ def build_messages(task: LoadedTask, example: Example, backend: Backend,
         query = f"{context}\n\n{query}"
     turns.append({"role": "user", "content": query})
     return turns
+
+
+def render(task: LoadedTask, backend: Backend, messages: list[dict[str, str]]) -> Prompt:
+    """The text the model is given, in the task's prompt format, and how answers continue it."""
+    cfg = task.config.prompt
+    if cfg.format == "chat":
+        return backend.render(messages)
+    from harness.models import Prompt
+
+    parts, shots = [], []
+    for turn in messages:
+        if turn["role"] == "system":
+            parts.append(turn["content"] + "\n\n")
+        elif turn["role"] == "assistant":
+            shots[-1] += cfg.target_delimiter + turn["content"]
+        else:
+            shots.append(turn["content"])
+    text = "".join(parts) + cfg.fewshot_delimiter.join(shots)
+    return Prompt(text, backend.count_tokens([text])[0], answer_prefix=cfg.target_delimiter, end_of_turn=False)
+
+
+def content_free(example: Example, input_field: str) -> list[Example]:
+    """`example` with its input replaced by each content-free text (the other columns kept, so a
+    template naming them still renders)."""
+    from harness.data import Example
+
+    return [Example(f"content-free-{i}", text, example.target, {**example.row, input_field: text})
+            for i, text in enumerate(CONTENT_FREE)]

@@ -174,6 +174,10 @@ class ArmResult(_Result):
     model_params: int | None = None
     # Which weights answered: the base model's, or ones changed by training ("lora", "full", "checkpoint").
     weights: str = "base"
+    # The prompt format ("chat" or "raw", harness/prompting.py) and, when calibrated, the label
+    # distribution of content-free inputs every prediction was divided by.
+    prompt_format: str = "chat"
+    calibration: dict[str, float] | None = None
     peak_memory_mb: float = 0.0
     prepare_s: float = 0.0
     resumed_from: int = 0
@@ -189,7 +193,7 @@ class ArmResult(_Result):
         # A part the strategy does not have is left out rather than null: the report's documented
         # shape has `training` only on fine-tuned rows, `retrieval` only on retrieval rows.
         out = handler(self)
-        for part in ("forgetting", "training", "retrieval", "checkpoint", "cost"):
+        for part in ("forgetting", "training", "retrieval", "checkpoint", "cost", "calibration"):
             if out.get(part, 0) is None:
                 del out[part]
         return out

@@ -3,11 +3,13 @@ scores, so every strategy's row is measured identically."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from harness.measure import timer
 from harness.metrics import score
+from harness.prompting import content_free, render
 
 
 @dataclass
@@ -27,9 +29,30 @@ def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
+def _label_probs(logprobs: list[float]) -> list[float]:
+    """The labels' probabilities given that the answer is one of them."""
+    top = max(logprobs)
+    weights = [math.exp(lp - top) for lp in logprobs]
+    return [w / sum(weights) for w in weights]
+
+
+def calibration(task, strategy, backend, example) -> dict[str, float]:
+    """Contextual calibration (Zhao et al. 2021): the label distribution the arm's prompt gives
+    content-free inputs, averaged over them. Dividing by it removes the bias the prompt itself puts
+    on each label; no eval label is used. `example` supplies the template's other columns."""
+    cfg = task.config
+    free = content_free(example, cfg.fields.input)
+    scored = backend.loglikelihood([render(task, backend, strategy.messages(ex).messages) for ex in free],
+                                   cfg.labels)
+    probs = [_label_probs(s.logprobs) for s in scored]
+    return {label: sum(p[j] for p in probs) / len(probs) for j, label in enumerate(cfg.labels)}
+
+
 def run_strategy(task, strategy, backend, examples, *, on_batch: Callable[[list[ExampleResult]], None],
-                 progress: Callable[[int], None] = lambda n: None) -> None:
+                 progress: Callable[[int], None] = lambda n: None, bias: dict[str, float] | None = None) -> None:
     """Evaluate `examples` in length-sorted batches; hand each finished batch to `on_batch`.
+    `task` is the task as the arm runs it (its model and prompt settings); `bias`, the arm's
+    `calibration`, when classification is calibrated.
 
     Latency per example is the wall time of its batch (prompt building included, so retrieval
     counts) divided by the batch size: the compute an example costs at this batch size. Batches
@@ -46,20 +69,25 @@ def run_strategy(task, strategy, backend, examples, *, on_batch: Callable[[list[
         # pays for it in latency.
         with timer() as elapsed:
             prompted = [strategy.messages(ex) for ex in batch]
-            prompts = [backend.render(p.messages) for p in prompted]
+            prompts = [render(task, backend, p.messages) for p in prompted]
             if cfg.type == "classification":
                 scored = backend.loglikelihood(prompts, cfg.labels)
-                preds = [cfg.labels[max(range(len(cfg.labels)), key=s.logprobs.__getitem__)] for s in scored]
-                counts = [(s.prompt_tokens, 0) for s in scored]
+                ranked = [s.logprobs for s in scored]
                 extras = [{"logprobs": dict(zip(cfg.labels, s.logprobs))} for s in scored]
+                if bias is not None:
+                    ranked = [[math.log(p / bias[label]) for p, label in zip(_label_probs(r), cfg.labels)]
+                              for r in ranked]
+                    extras = [{**e, "calibrated": dict(zip(cfg.labels, r))} for e, r in zip(extras, ranked)]
+                preds = [cfg.labels[max(range(len(cfg.labels)), key=r.__getitem__)] for r in ranked]
+                counts = [(s.prompt_tokens, 0) for s in scored]
             else:
                 gens = backend.generate(prompts, cfg.limits.max_new_tokens)
                 preds = [_first_line(g.text) if cfg.type == "short_answer" else g.text for g in gens]
                 counts = [(g.prompt_tokens, g.output_tokens) for g in gens]
                 extras = [{"raw_output": g.text} if g.text != p else {} for g, p in zip(gens, preds)]
         per_example_ms = elapsed.ms / len(batch)
-        targets = [ex.target for ex in batch]
-        metric_scores = {m: score(m, preds, targets) for m in cfg.metric_names}
+        references = [ex.references for ex in batch]
+        metric_scores = {m: score(m, preds, references) for m in cfg.metric_names}
         on_batch([
             ExampleResult(ex.id, p.text, pred, ex.target, {m: metric_scores[m][i] for m in metric_scores},
                           n_in, n_out, per_example_ms, {**extra, **pr.trace})

@@ -12,7 +12,8 @@ from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFl
 
 from harness.armspec import SHORTHANDS, ArmSpec, parameters, parse_arm, with_param
 from harness.errors import HarnessError, first_error
-from harness.metrics import DEFAULT_METRICS
+from harness.metrics import DEFAULT_METRICS, LENIENT
+from harness.prompting import PromptConfig
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 TaskType = Literal["classification", "short_answer", "generation"]
@@ -52,12 +53,8 @@ class Fields(_Strict):
     id: str | None = Field(None, description="column with a stable example id (row number if absent)")
     input: str = Field(description="column fed to the prompt template")
     target: str = Field(description="column with the gold answer")
-
-
-class PromptConfig(_Strict):
-    system: str | None = Field(None, description="system message (chat models)")
-    template: str = Field(description="Jinja2 template of the user turn; every data column is a variable")
-    max_input_tokens: PositiveInt | None = Field(None, description="truncate the input column to this many tokens")
+    references: str | None = Field(None, description="column with a list of other accepted answers (aliases); "
+                                                     "every metric scores the best of the target and these")
 
 
 class Limits(_Strict):
@@ -164,17 +161,6 @@ class Task(_Strict):
             raise ValueError("use letters, digits, '_', '-' or '.'")
         return v
 
-    @field_validator("prompt")
-    @classmethod
-    def _template_compiles(cls, v: PromptConfig) -> PromptConfig:
-        import jinja2
-
-        try:
-            jinja2.Environment().parse(v.template)
-        except jinja2.TemplateSyntaxError as e:
-            raise ValueError(f"template is not valid Jinja2 (line {e.lineno}): {e.message}") from None
-        return v
-
     @model_validator(mode="before")
     @classmethod
     def _gate_inherits_the_forgetting_budget(cls, raw):
@@ -197,6 +183,9 @@ class Task(_Strict):
                 raise ValueError("labels: labels must be unique")
         elif self.labels:
             raise ValueError(f"labels: only classification tasks take labels, this task is '{self.type}'")
+        if self.prompt.calibrate and self.type != "classification":
+            raise ValueError(f"prompt.calibrate: calibration corrects a bias between labels; this task is "
+                             f"'{self.type}'")
         if not self.strategies:
             raise ValueError("strategies: name at least one strategy")
         for section in ("decision", "gate"):
@@ -212,7 +201,12 @@ class Task(_Strict):
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        return tuple(self.metrics) if self.metrics else DEFAULT_METRICS[self.type]
+        names = tuple(self.metrics) if self.metrics else DEFAULT_METRICS[self.type]
+        # A short answer is scored on content as well as form, whatever the task asks for: the verdict
+        # tells a win on answer format from a win on knowledge by it.
+        if self.type == "short_answer" and LENIENT not in names:
+            names += (LENIENT,)
+        return names
 
 
 class LoadedTask:
@@ -226,11 +220,13 @@ class LoadedTask:
         # Each learning curve with the arm of every point.
         self.curves = curves
 
-    def with_model(self, model: str) -> LoadedTask:
-        """The same task answered by another model (an arm's `model` axis)."""
-        if model == self.config.model:
+    def for_arm(self, spec: ArmSpec) -> LoadedTask:
+        """The task as one arm runs it: its `model`, and its `prompt` settings over the task's."""
+        if spec.model == self.config.model and not spec.prompt:
             return self
-        return LoadedTask(self.config.model_copy(update={"model": model}), self.path, self.arms, self.curves)
+        prompt = self.config.prompt.model_copy(update=spec.prompt)
+        return LoadedTask(self.config.model_copy(update={"model": spec.model, "prompt": prompt}), self.path,
+                          self.arms, self.curves)
 
     def resolve(self, split: Split) -> Split:
         return str((self.path.parent / split).resolve()) if isinstance(split, str) else split
@@ -262,7 +258,7 @@ def load_task(path: str | Path, *, limit: int | None = None) -> LoadedTask:
         field, msg = first_error(e)
         raise HarnessError(f"{where}: {field or '(top level)'}", msg) from None
 
-    arms = {name: parse_arm(name, params, config.model, f"{where}: strategies")
+    arms = {name: parse_arm(name, params, config, f"{where}: strategies")
             for name, params in config.strategies.items()}
     curves = [(curve, _curve_points(curve, config, arms, f"{where}: learning_curves.{i}"))
               for i, curve in enumerate(config.learning_curves)]
@@ -276,7 +272,7 @@ def _curve_points(curve: LearningCurve, config: Task, arms: dict[str, ArmSpec], 
     if name not in arms and name not in SHORTHANDS:
         raise HarnessError(f"{where}.strategy", f"unknown arm '{name}'; the task's arms: {', '.join(arms)} "
                                                 f"(or a shorthand: {', '.join(SHORTHANDS)})")
-    arm = arms.get(name) or parse_arm(name, {}, config.model, f"{where}.strategy")
+    arm = arms.get(name) or parse_arm(name, {}, config, f"{where}.strategy")
     names = parameters(arm)
     if curve.param not in names:
         raise HarnessError(f"{where}.param", f"{name} has no parameter '{curve.param}'; its parameters: "
@@ -286,7 +282,7 @@ def _curve_points(curve: LearningCurve, config: Task, arms: dict[str, ArmSpec], 
         try:
             # Named by the curve's value, so a later error of the point's components (an embedder that
             # cannot load) names the file and the curve too.
-            points.append(parse_arm(name, with_param(arm.params, curve.param, value), config.model,
+            points.append(parse_arm(name, with_param(arm.params, curve.param, value), config,
                                     f"{where}.values.{j}"))
         except HarnessError as e:
             raise HarnessError(f"{where}.values.{j}", e.message) from None

@@ -30,7 +30,7 @@ from harness.checkpoints import WEIGHTS_FOLDER, file_digests, inspect, load
 from harness.errors import HarnessError
 from harness.files import atomic_write_text, cache_dir
 from harness.measure import FLOPS_FORMULA, package_versions, peak_memory_mb, timer, training_flops, utc_now
-from harness.prompting import build_messages
+from harness.prompting import build_messages, render
 from harness.results import Training
 from harness.strategy import Component, StrategyConfig
 
@@ -64,7 +64,7 @@ def weights_dir(task, method: str, params: TrainingConfig, data_hash: str, promp
 
     cfg = task.config
     spec = {"model": cfg.model, "type": cfg.type, "fields": cfg.fields.model_dump(), "labels": cfg.labels,
-            "prompt": cfg.prompt.model_dump(), "seed": cfg.seed, "data": data_hash, "params": params.model_dump()}
+            "prompt": cfg.prompt.training_key(), "seed": cfg.seed, "data": data_hash, "params": params.model_dump()}
     # LoRA's key predates the other methods and prompts: kept as it was, its adapters stay reusable.
     if method != "lora" or prompt:
         spec = {**spec, "method": method, "arm_prompt": prompt or {}}
@@ -88,20 +88,19 @@ def _split(task, data, params: TrainingConfig, where: str):
     return train, validation
 
 
-def _tokenize(backend, examples, max_length: int, messages: Messages, where: str) -> list[dict]:
-    """Prompt in the chat format the runner uses, then the answer; loss only on the answer."""
+def _tokenize(backend, examples, max_length: int, prompt: Callable, where: str) -> list[dict]:
+    """Prompt in the format the runner uses, then the answer as it is scored; loss only on the answer."""
     rows, too_long = [], []
     for ex in examples:
-        prompt = backend.tokenizer(backend.render(messages(ex)).text, add_special_tokens=False)["input_ids"]
-        answer = backend.answer_ids(ex.target)
+        prompt_ids, answer = backend.split_pair(prompt(ex), ex.target)
         if len(answer) >= max_length:
             raise HarnessError(f"{where}.max_length", f"the answer of example '{ex.id}' is {len(answer)} tokens, "
                                                       f"longer than max_length={max_length}; raise max_length")
-        if len(prompt) + len(answer) > max_length:
+        if len(prompt_ids) + len(answer) > max_length:
             too_long.append(ex.id)
             continue
-        rows.append({"input_ids": prompt + answer, "labels": [-100] * len(prompt) + answer,
-                     "length": len(prompt) + len(answer)})
+        rows.append({"input_ids": prompt_ids + answer, "labels": [-100] * len(prompt_ids) + answer,
+                     "length": len(prompt_ids) + len(answer)})
     if too_long:
         raise HarnessError(f"{where}.max_length",
                            f"{len(too_long)} example(s) (e.g. '{too_long[0]}') do not fit max_length={max_length} "
@@ -126,10 +125,14 @@ def train_weights(task, data, backend, params: TrainingConfig, out: Path, *, met
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer, TrainingArguments
 
-    messages = messages or (lambda ex: build_messages(task, ex, backend))
+    turns = messages or (lambda ex: build_messages(task, ex, backend))
+
+    def prompt(ex):
+        return render(task, backend, turns(ex))
+
     train, validation = _split(task, data, params, where)
-    train_rows = _tokenize(backend, train, params.max_length, messages, where)
-    val_rows = _tokenize(backend, validation, params.max_length, messages, where)
+    train_rows = _tokenize(backend, train, params.max_length, prompt, where)
+    val_rows = _tokenize(backend, validation, params.max_length, prompt, where)
 
     checkpoints = out / "checkpoints"
     started = out / "training_config.json"

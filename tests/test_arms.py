@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from harness.compare import compare
 from harness.data import load_data
 from harness.errors import HarnessError
 from harness.models import load_backend
-from harness.prompting import build_messages, user_turn
+from harness.prompting import PromptConfig, build_messages, user_turn
 from harness.store import Store
 from harness.task import load_task
 from strategies.demos import select_demos
@@ -59,8 +60,12 @@ def capitals_task(make_task, tmp_path):
     return make
 
 
-def arm(name, params=None):
-    return parse_arm(name, params if params is not None else {}, MODEL, WHERE)
+# The task settings an arm is parsed against.
+TASK = SimpleNamespace(model=MODEL, type="short_answer", prompt=PromptConfig(template="{{question}}"))
+
+
+def arm(name, params=None, task=TASK):
+    return parse_arm(name, params if params is not None else {}, task, WHERE)
 
 
 # -- 1. parsing: shorthands are their explicit forms ------------------------------------------------
@@ -76,7 +81,7 @@ def test_few_shot_is_demos():
     # few_shot's defaults are demos' defaults.
     assert arm("few_shot").axes() == arm("x", {"demos": {}}).axes()
     assert arm("few_shot", {"k": 3}).axes() != arm("x", {"demos": {"k": 3, "select": "similar"}}).axes()
-    assert explicit.describe() == "base + 3 balanced demos"
+    assert explicit.describe(TASK.prompt) == "base + 3 balanced demos"
 
 
 def test_rag_is_retrieval_context():
@@ -89,7 +94,7 @@ def test_rag_is_retrieval_context():
     # A single corpus path is the same as a list of one.
     assert arm("rag", {**params, "corpus": "docs"}).axes() == short.axes()
     assert arm("rag", {**params, "top_k": 4}).axes() != short.axes()
-    assert explicit.describe() == "base + retrieval (top 5)"
+    assert explicit.describe(TASK.prompt) == "base + retrieval (top 5)"
 
 
 def test_lora_and_checkpoint_are_weights():
@@ -119,13 +124,13 @@ def test_no_axes_and_zero_demos_are_zero_shot():
     assert arm("few_shot", {"k": 0}).axes() == zero
     assert arm("x", {"demos": {"k": 1}}).axes() != zero
     assert arm("x", {"model": "other-model"}).axes() == {**zero, "model": "other-model"}
-    assert arm("again", {}).describe() == "base"
+    assert arm("again", {}).describe(TASK.prompt) == "base"
 
 
 def test_combined_arm_describe_and_parameters():
     spec = arm("combo", {"weights": {"lora": {"r": 2}}, "context": {"retrieval": {"corpus": "docs", "top_k": 4}},
                          "demos": {"k": 2, "select": "similar"}})
-    assert spec.describe() == "lora + retrieval (top 4) + 2 similar demos"
+    assert spec.describe(TASK.prompt) == "lora + retrieval (top 4) + 2 similar demos"
     names = parameters(spec)
     assert {"demos.k", "demos.select", "weights.lora.r", "weights.lora.train_fraction",
             "context.retrieval.top_k"} <= set(names)
@@ -354,13 +359,13 @@ def test_retrieval_augmented_lora_trains_on_its_passages(capitals_task, monkeypa
     rag_lora = {"weights": {"lora": QUICK_LORA}, "context": {"retrieval": RETRIEVAL}, "demos": {"k": 1}}
     path = capitals_task({"rag_lora": rag_lora, "plain": {"weights": {"lora": QUICK_LORA}}}, train=train,
                          eval=evaluation)
-    captured: dict[str, list[dict]] = {}
+    captured: dict[str, str] = {}
     original = finetune._tokenize
 
-    def spy(backend, examples, max_length, messages, where):
+    def spy(backend, examples, max_length, prompt, where):
         for ex in examples:
-            captured[ex.id] = messages(ex)
-        return original(backend, examples, max_length, messages, where)
+            captured[ex.id] = prompt(ex).text
+        return original(backend, examples, max_length, prompt, where)
 
     monkeypatch.setattr(finetune, "_tokenize", spy)
     task = load_task(path)
@@ -377,10 +382,11 @@ def test_retrieval_augmented_lora_trains_on_its_passages(capitals_task, monkeypa
     # Every training and validation example, each with its own retrieved passages and no demonstrations.
     assert set(captured) == {r["id"] for r in train}
     for row in train:
-        turns = captured[row["id"]]
-        assert [t["role"] for t in turns] == ["system", "user"], turns
-        content = turns[-1]["content"]
-        assert content.startswith(CONTEXT_HEADER + "\n\n") and content.endswith(row["text"] + " topic ?")
+        text = captured[row["id"]]
+        # The system turn and one user turn: no demonstration.
+        assert text.count("<|im_start|>system") == text.count("<|im_start|>user") == 1, text
+        content = text.split("<|im_start|>user\n", 1)[1]
+        assert content.startswith(CONTEXT_HEADER + "\n\n") and (row["text"] + " topic ?<|im_end|>") in content
         assert f"[{row['doc']}] {FACTS[row['doc']]}" in content, content
     assert (folder / "manifest.json").is_file() and not (plain.output_dir(data) / "manifest.json").exists()
     assert adapted is not backend
@@ -449,8 +455,8 @@ def expect_error(capsys, tmp_path, task_path, *fragments):
 
 
 def test_unknown_axis(make_task, capsys, tmp_path):
-    path = make_task(strategies={"zero_shot": {}, "mixed": {"demos": {"k": 2}, "prompt": {"k": 1}}})
-    expect_error(capsys, tmp_path, path, "task.yaml: strategies.mixed.prompt", "unknown axis")
+    path = make_task(strategies={"zero_shot": {}, "mixed": {"demos": {"k": 2}, "prompting": {"k": 1}}})
+    expect_error(capsys, tmp_path, path, "task.yaml: strategies.mixed.prompting", "unknown axis")
 
 
 def test_unknown_parameter_inside_an_axis(make_task, capsys, tmp_path):

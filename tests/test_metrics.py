@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.metrics import DEFAULT_METRICS, SHIPPED, MetricError, load_metric, score
+from harness.metrics import DEFAULT_METRICS, LENIENT, SHIPPED, MetricError, load_metric, score
+from harness.metrics._text import contains
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,6 +45,21 @@ CASES = {
         ("cat", "", 0.0),
         ("Zürich ist schön", "zürich, schön", 0.8),
     ],
+    "contains": [
+        ("6", "6", 1.0),
+        ("16", "6", 0.0),  # whole words only
+        ("6 protons", "6", 1.0),
+        ("The chemical symbol of Gold is Au.", "Au", 1.0),  # punctuation is stripped
+        ("the Au", "Au", 1.0),  # and articles
+        ("AU", "au", 1.0),
+        ("It is New York City", "new york", 1.0),
+        ("York New", "new york", 0.0),  # in order
+        ("New Yorker", "new york", 0.0),
+        ("", "", 1.0),
+        ("the", "", 1.0),  # normalises to empty
+        ("cat", "", 0.0),  # an empty reference is not found in every answer
+        ("", "cat", 0.0),
+    ],
     "rouge_l": [
         ("the cats sat", "the cat sat", 1.0),  # stemming
         ("the cat sat on the mat", "the cat sat", 2 * 0.5 * 1 / 1.5),
@@ -57,6 +73,11 @@ CASES = {
 def test_shipped_and_defaults():
     assert SHIPPED == tuple(CASES)
     assert {m for ms in DEFAULT_METRICS.values() for m in ms} <= set(SHIPPED)
+    assert DEFAULT_METRICS["short_answer"] == ("exact_match", "token_f1", LENIENT)
+
+
+def test_contains_predicate_matches_the_module():
+    assert [contains(p, r) for p, r, _ in CASES["contains"]] == [bool(s) for _, _, s in CASES["contains"]]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -110,6 +131,32 @@ def test_non_shipped_module_scores_one_call_per_example():
     path = str(ROOT / "harness" / "metrics" / "token_f1")
     preds, refs, expected = zip(*CASES["token_f1"])
     assert score(path, list(preds), list(refs)) == pytest.approx(list(expected))
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("exact_match", [1.0, 0.0, 0.0]),
+    ("token_f1", [1.0, 4 / 7, 2 / 3]),  # "Humphry Davy" beats "Davy" (1/3) in a five-word answer
+    ("contains", [1.0, 1.0, 0.0]),
+])
+def test_score_is_best_over_an_examples_references(name, expected):
+    predictions = ["Davy", "It was Sir Humphry Davy.", "Humphry"]
+    references = [["Sir Humphry Davy", "Davy"], ("Davy", "Humphry Davy"), ["Humphry Davy", "Sir Davy", "Davy"]]
+    assert score(name, predictions, references) == pytest.approx(expected)
+
+
+def test_single_and_multiple_references_mix():
+    assert score("exact_match", ["Davy", "Davy", "Davy"], ["Davy", ["Faraday"], ["Faraday", "Davy"]]) == [1.0, 0.0, 1.0]
+
+
+def test_non_shipped_module_takes_best_reference():
+    path = str(ROOT / "harness" / "metrics" / "token_f1")
+    assert score(path, ["Davy", "Humphry"], [["Sir Humphry Davy", "Davy"], ["Humphry Davy", "Davy"]]) == pytest.approx(
+        [1.0, 2 / 3])
+
+
+def test_example_without_references_is_an_error():
+    with pytest.raises(ValueError, match="example 1 has no references"):
+        score("exact_match", ["a", "b"], [["a"], []])
 
 
 def test_empty_and_mismatched_inputs():

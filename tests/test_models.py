@@ -17,9 +17,8 @@ MESSAGES = [
 CHOICES = ["sport", "business tech", "the capital city of italy"]
 
 
-def brute_force(backend, text: str, choice_ids: list[int]) -> float:
+def brute_force(backend, ids: list[int], choice_ids: list[int]) -> float:
     """Log-probability of the continuation from one unpadded forward pass over prompt + continuation."""
-    ids = backend.tokenizer(text, add_special_tokens=False)["input_ids"]
     full = torch.tensor([ids + choice_ids])
     with torch.no_grad():
         logp = torch.log_softmax(backend.model(full).logits[0].float(), -1)
@@ -36,14 +35,15 @@ def test_loglikelihood_matches_unbatched_forward(fixture, request):
     for prompt, s in zip(prompts, scored):
         assert s.prompt_tokens == prompt.n_tokens
         for choice, got in zip(CHOICES, s.logprobs):
-            want = brute_force(backend, prompt.text, backend.answer_ids(choice))
+            want = brute_force(backend, *backend.split_pair(prompt, choice))
             assert got == pytest.approx(want, abs=1e-4)
 
 
 def test_chat_answers_end_with_end_of_turn(tiny_model_dir, tiny_base_model_dir):
     chat, base = load_backend(str(tiny_model_dir)), load_backend(str(tiny_base_model_dir))
-    assert chat.answer_ids("sport")[-1] == chat.tokenizer.eos_token_id
-    assert base.tokenizer.eos_token_id not in base.answer_ids("sport")
+    msgs = [{"role": "user", "content": "topic ?"}]
+    assert chat.split_pair(chat.render(msgs), "sport")[1][-1] == chat.tokenizer.eos_token_id
+    assert base.tokenizer.eos_token_id not in base.split_pair(base.render(msgs), "sport")[1]
 
 
 def test_render_uses_chat_template_when_present(tiny_model_dir, tiny_base_model_dir):

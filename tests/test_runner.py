@@ -155,9 +155,10 @@ def test_short_answer_keeps_the_first_line(make_task, backend):
         assert r.prediction == "paris"
         assert r.extra["raw_output"] == "\n  paris \nberlin and more" and r.extra["seen"] == r.example_id
         assert r.output_tokens == 7 and r.prompt_tokens == backend.count_tokens([r.prompt])[0]
-        assert set(r.scores) == {"exact_match", "token_f1"}
-    assert results["q0"].scores["exact_match"] == 1.0  # france -> paris
-    assert results["q1"].scores["exact_match"] == 0.0  # germany -> berlin: the second line is not the answer
+        assert set(r.scores) == {"exact_match", "token_f1", "contains"}  # the lenient metric always
+    assert results["q0"].scores["exact_match"] == results["q0"].scores["contains"] == 1.0  # france -> paris
+    # germany -> berlin: the second line is not the answer, even leniently
+    assert results["q1"].scores["exact_match"] == results["q1"].scores["contains"] == 0.0
 
 
 def test_short_answer_already_one_line_stores_no_raw_output(make_task, backend):

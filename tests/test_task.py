@@ -55,7 +55,7 @@ def test_model_defaults_to_the_builtin_alias(make_task):
 
 
 @pytest.mark.parametrize("task_type, expected", [("classification", ("accuracy",)),
-                                                 ("short_answer", ("exact_match", "token_f1")),
+                                                 ("short_answer", ("exact_match", "token_f1", "contains")),
                                                  ("generation", ("rouge_l",))])
 def test_metric_names_default_per_task_type(make_task, task_type, expected):
     labels = ["sport", "business", "tech"] if task_type == "classification" else None
@@ -67,7 +67,7 @@ def test_explicit_metrics_keep_their_order(make_task):
     path = make_task(type="short_answer", labels=None, metrics=["token_f1", "exact_match"],
                      decision={"metric": "exact_match"})
     cfg = load_task(path).config
-    assert cfg.metric_names == ("token_f1", "exact_match")
+    assert cfg.metric_names == ("token_f1", "exact_match", "contains")  # the lenient metric is always added
     assert cfg.decision.metric == "exact_match"
 
 

@@ -7,14 +7,18 @@ seconds, and importing this package has to stay cheap for the CLI's --help.
 from __future__ import annotations
 
 import functools
+import itertools
 import numbers
 from pathlib import Path
 
-SHIPPED: tuple[str, ...] = ("accuracy", "exact_match", "token_f1", "rouge_l")
+SHIPPED: tuple[str, ...] = ("accuracy", "exact_match", "token_f1", "contains", "rouge_l")
+
+# Chat models tend to answer in a sentence, which exact match scores 0 however right the answer.
+LENIENT = "contains"
 
 DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("accuracy",),
-    "short_answer": ("exact_match", "token_f1"),
+    "short_answer": ("exact_match", "token_f1", LENIENT),
     "generation": ("rouge_l",),
 }
 
@@ -43,25 +47,42 @@ def load_metric(name: str):
         ) from exc
 
 
-def score(name: str, predictions: list[str], references: list[str]) -> list[float]:
+def score(name: str, predictions: list[str], references: list[str | list[str] | tuple[str, ...]]) -> list[float]:
     """Per-example scores of `predictions` against `references`, in order.
 
-    Our metrics score in [0, 1] and their aggregate is the mean of these scores.
+    A reference is one answer or a list/tuple of an example's accepted answers; as in SQuAD, the
+    example gets its best score over them, whatever the metric. Our metrics score in [0, 1] and
+    their aggregate is the mean of these scores.
     """
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
     if not predictions:
         return []
+    accepted = [_accepted_answers(i, r) for i, r in enumerate(references)]
+    pairs = [(p, a) for p, answers in zip(predictions, accepted) for a in answers]
     module = load_metric(name)
     if name in SHIPPED:
-        # One compute() call that also returns per-example values. evaluate's compute() has a
-        # fixed cost of ~4 ms per call (Arrow write/read and validation), hundreds of times the
-        # metric itself, so calling it once per example would make scoring 10k examples take ~40 s.
-        # This keeps evaluate's input validation and the module file as the single definition.
-        result = module.compute(predictions=list(predictions), references=list(references), per_example=True)
-        return result["per_example"]
-    # Other evaluate modules only return an aggregate, so pay the per-call cost.
-    return [_single_value(name, module.compute(predictions=[p], references=[r])) for p, r in zip(predictions, references)]
+        # One compute() call over every (prediction, answer) pair that also returns per-example
+        # values. evaluate's compute() has a fixed cost of ~4 ms per call (Arrow write/read and
+        # validation), hundreds of times the metric itself, so calling it once per example would
+        # make scoring 10k examples take ~40 s. This keeps evaluate's input validation and the
+        # module file as the single definition.
+        result = module.compute(predictions=[p for p, _ in pairs], references=[a for _, a in pairs], per_example=True)
+        flat = result["per_example"]
+    else:
+        # Other evaluate modules only return an aggregate, so pay the per-call cost.
+        flat = [_single_value(name, module.compute(predictions=[p], references=[a])) for p, a in pairs]
+    it = iter(flat)
+    return [max(itertools.islice(it, len(answers))) for answers in accepted]
+
+
+def _accepted_answers(index: int, reference) -> list:
+    if not isinstance(reference, (list, tuple)):
+        # Not necessarily a str: evaluate-loaded metrics validate their own reference types.
+        return [reference]
+    if not reference:
+        raise ValueError(f"example {index} has no references")
+    return list(reference)
 
 
 def _single_value(name: str, result: dict) -> float:

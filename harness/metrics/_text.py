@@ -1,4 +1,4 @@
-"""Answer normalisation shared by the exact_match and token_f1 modules.
+"""Answer normalisation and containment shared by the short-answer metrics and the forgetting probe.
 
 Kept as a plain module inside ``harness.metrics`` (not next to each metric script) because
 evaluate's loader copies a metric script into its cache and only carries along relative imports
@@ -21,3 +21,16 @@ def normalize_answer(text: str) -> str:
     """
     text = text.lower().translate(_PUNCT)
     return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def contains(prediction: str, reference: str) -> bool:
+    """Whether the normalised reference appears as whole words, in order, in the normalised prediction.
+
+    Padding both sides with a space makes the substring test respect word boundaries, so "6"
+    is not found in "16". An empty reference would otherwise be found in everything, so it only
+    matches an empty prediction, as in token F1.
+    """
+    pred, ref = normalize_answer(prediction), normalize_answer(reference)
+    if not ref:
+        return not pred
+    return f" {ref} " in f" {pred} "

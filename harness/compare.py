@@ -17,7 +17,7 @@ from harness.decide import recommend
 from harness.errors import HarnessError
 from harness.forgetting import ForgettingMeter
 from harness.measure import latency_mean_ci, peak_memory_mb, provenance, timer
-from harness.metrics import MetricError, load_metric
+from harness.metrics import LENIENT, MetricError, load_metric
 from harness.models import Backend, load_backend
 from harness.results import (ArmResult, Assumptions, Comparisons, ComparisonReport, Curve, CurvePoint, Forgetting,
                              Provenance)
@@ -245,19 +245,24 @@ def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit
         decision = cfg.decision
         metric = decision.metric or cfg.metric_names[0]
         # Paired by example id, from the store: a reused run's examples count like a fresh one's.
-        scores = {r.name: stored_scores(store, r.run_id, metric) for r in rows}
         tokens = {r.name: {e["example_id"]: (e["prompt_tokens"], e["output_tokens"])
                            for e in store.examples(r.run_id)} for r in rows}
         rows = add_costs(rows, cfg.cost, backend.n_params, decision.monthly_requests, tokens, cfg.seed)
-        comparisons = Comparisons(metric=metric, alpha=decision.alpha, power=decision.power, confidence=CONFIDENCE,
-                                  pairs=paired_comparisons(scores, seed=cfg.seed, alpha=decision.alpha,
-                                                           power=decision.power))
+
+        def pairs_on(name: str) -> Comparisons:
+            scores = {r.name: stored_scores(store, r.run_id, name) for r in rows}
+            return Comparisons(metric=name, alpha=decision.alpha, power=decision.power, confidence=CONFIDENCE,
+                               pairs=paired_comparisons(scores, seed=cfg.seed, alpha=decision.alpha,
+                                                        power=decision.power))
+
+        comparisons = pairs_on(metric)
+        content = pairs_on(LENIENT) if LENIENT in cfg.metric_names and metric != LENIENT else None
         report = ComparisonReport(
             task=cfg.name, task_file=str(task.path), model=cfg.model, model_params=backend.n_params,
             task_type=cfg.type, n_examples=len(data.eval), data_hash=data.hash, provenance=session.provenance,
-            strategies=rows, comparisons=comparisons, learning_curves=curves,
+            strategies=rows, comparisons=comparisons, content=content, learning_curves=curves,
             assumptions=Assumptions(cost=cfg.cost, decision=decision),
-            recommendation=recommend(rows, comparisons, curves, decision))
+            recommendation=recommend(rows, comparisons, curves, decision, content))
         report.comparison_id = store.save_comparison(cfg.name,
                                                      report.model_dump(mode="json", exclude={"comparison_id"}))
         return report

@@ -25,6 +25,14 @@ the learning curves and the task's `decision:` settings. A difference counts by 
      examples would settle it.
 5. Fine-tune with the best strategy that earned it; else not enough evidence if any fine-tuned
    strategy could not be judged; else don't, and use the alternative.
+6. Knowledge or format (short answers, where the lenient `contains` is measured next to the strict
+   metric, its pairs in `content`):
+   - knowledge: an arm with retrieval answers more questions with the gold answer (lenient,
+     significant) than the best arm without it;
+   - format: the fine-tuned winner beats the best arm without fine-tuning on the strict metric but is
+     not shown better on the lenient one. Then an arm with retrieval and demonstrations whose lenient
+     score is shown no worse than the winner's (non-inferior by min_gain, the interval's lower end) is
+     recommended instead; if the task has no such arm, the verdict says to run one first.
 
 Every reason states its numbers; what was not run is listed under `missing`."""
 
@@ -225,16 +233,62 @@ def _curves_text(curves: list[Curve], metric: str) -> list[str]:
                                                                for p in c.points) for c in curves if c not in compared]
 
 
+def _with_demos_and_retrieval(row: ArmResult) -> bool:
+    return row.retrieval is not None and bool((row.axes.get("demos") or {}).get("k"))
+
+
+def _lenient_text(pair: Pair, content: Comparisons) -> str:
+    return f"{pair.b} vs {pair.a} on {content.metric}: {_interval(pair, content)}"
+
+
+def _knowledge(others: list[ArmResult], content: Comparisons) -> str | None:
+    """The knowledge gap's reason, when retrieval raises lenient correctness (rule 6)."""
+    with_retrieval = [r for r in others if r.retrieval is not None]
+    without = [r for r in others if r.retrieval is None]
+    if not with_retrieval or not without:
+        return None
+    top = lambda rows: max(rows, key=lambda r: (r.value(content.metric), r.name))  # noqa: E731
+    pair = content.pair(top(without).name, top(with_retrieval).name)
+    if not (pair.significant and pair.ci_low > 0):
+        return None
+    return (f"gap: knowledge. Retrieval supplies facts the model lacks: answers containing the gold answer, "
+            f"{_lenient_text(pair, content)}, {_test_text(pair, content)}")
+
+
+def _format_only(ft: ArmResult, others: list[ArmResult], comparisons: Comparisons, content: Comparisons,
+                 decision: DecisionConfig) -> tuple[str, ArmResult | None] | None:
+    """When the fine-tuned winner `ft` wins on answer format alone (rule 6): the reason, and the arm
+    with retrieval and demonstrations shown as good on content (None if the task has none that is)."""
+    best_content = max(others, key=lambda r: (r.value(content.metric), -r.cost.per_request_usd, r.name))
+    pair = content.pair(best_content.name, ft.name)
+    if pair.significant and pair.diff > 0:
+        return None
+    strict = comparisons.pair(max(others, key=lambda r: (r.value(comparisons.metric), r.name)).name, ft.name)
+    reason = (f"gap: format. {ft.name} wins on {comparisons.metric} ({_interval(strict, comparisons)}) but not on "
+              f"answers containing the gold answer: {_lenient_text(pair, content)}, {_test_text(pair, content)}")
+    margin = decision.min_gain
+    as_good = [(content.pair(ft.name, r.name), r) for r in others if _with_demos_and_retrieval(r)]
+    as_good = [(p, r) for p, r in as_good if p.ci_low > -margin]
+    if not as_good:
+        return reason, None
+    p, pick = max(as_good, key=lambda pr: (pr[1].value(content.metric), pr[1].name))
+    return (reason + f"; {pick.name} (retrieval and demonstrations) is as good on content: {_lenient_text(p, content)}, "
+                     f"the interval's lower end above -{100 * margin:.1f} points (non-inferiority)"), pick
+
+
 def recommend(rows: list[ArmResult], comparisons: Comparisons, curves: list[Curve],
-              decision: DecisionConfig) -> Recommendation:
-    """The verdict on rows that carry their `cost`, their paired `comparisons` and learning curves."""
+              decision: DecisionConfig, content: Comparisons | None = None) -> Recommendation:
+    """The verdict on rows that carry their `cost`, their paired `comparisons` and learning curves;
+    `content`: the pairs on the lenient metric, when the task measures it beside a strict one."""
     metric = comparisons.metric
     reasons: list[str] = []
     missing: list[str] = []
+    gaps: dict[str, str] = {}  # the kind of gap -> its reason, told first
 
     def verdict(text: str, best: ArmResult | None) -> Recommendation:
         return Recommendation(verdict=text, best_strategy=best.name if best else None, metric=metric,
-                              reasons=reasons + _curves_text(curves, metric), missing=missing)
+                              reasons=[*gaps.values(), *reasons, *_curves_text(curves, metric)], missing=missing,
+                              gaps=list(gaps))
 
     tuned = _ranked([r for r in rows if r.fine_tuned], metric)
     others = _ranked([r for r in rows if not r.fine_tuned], metric)
@@ -273,6 +327,8 @@ def recommend(rows: list[ArmResult], comparisons: Comparisons, curves: list[Curv
     # 3. The best strategy without fine-tuning, and the alternative to use.
     best = others[0] if others else None
     alt = _alternative(others, comparisons, decision.min_gain, reasons) if others else None
+    if content is not None and (knowledge := _knowledge(others, content)):
+        gaps["knowledge"] = knowledge
 
     if not ran_tuning:
         reasons.insert(0, _quality_text(alt, metric))
@@ -312,6 +368,15 @@ def recommend(rows: list[ArmResult], comparisons: Comparisons, curves: list[Curv
 
     # 5. The verdict: judgements are in rank order, so the first that earned one gives it.
     winners = [j for j in judgements if j.outcome == "fine-tune"]
+    if winners and content is not None and others:
+        found = _format_only(winners[0].arm, others, comparisons, content, decision)
+        if found is not None:
+            gaps["format"], pick = found
+            if pick is not None:
+                return verdict(f"don't fine-tune: use {pick.name}", pick)
+            return verdict(f"not enough evidence: {winners[0].arm.name} wins on answer format only; run an arm with "
+                           f"retrieval and demonstrations (context: retrieval, demos: {{k: 4}}) before fine-tuning",
+                           alt)
     if winners:
         return verdict("fine-tune", winners[0].arm)
     unsure = [j for j in judgements if j.outcome == "unsure"]

@@ -61,13 +61,17 @@ class Column:
     help: str = ""
 
 
-def strategy_columns(metric: str) -> list[Column]:
-    """The strategy table, one column per figure, in display order."""
+def strategy_columns(metric: str, lenient: str | None = None) -> list[Column]:
+    """The strategy table, one column per figure, in display order; `lenient`: the content metric
+    shown beside a strict decision metric."""
+    content = [Column(f"{lenient} % [95% CI]", lambda r: with_ci(r.metrics[lenient]),
+                      "answers containing the gold answer as whole words: content, whatever the form")] if lenient else []
     return [
         Column("strategy", lambda r: r.name),
         Column("made of", lambda r: r.made_of or "-", "the arm's weights, retrieved context and demonstrations"),
         Column(f"{metric} % [95% CI]", lambda r: with_ci(r.metrics[metric]),
                "the decision metric with its 95% percentile-bootstrap interval"),
+        *content,
         Column("p50 ms", lambda r: f"{r.latency_ms.p50:.0f}", "median latency per example"),
         Column("p95 ms", lambda r: f"{r.latency_ms.p95:.0f}", "95th-percentile latency per example"),
         Column("ex/s", lambda r: _or_dash(r.throughput_eps, ".2f"), "examples per second"),
@@ -85,5 +89,8 @@ def strategy_columns(metric: str) -> list[Column]:
 
 
 def table_cells(rows: list[ArmResult], metric: str) -> tuple[list[Column], list[list[str]]]:
-    columns = strategy_columns(metric)
+    from harness.metrics import LENIENT
+
+    lenient = LENIENT if metric != LENIENT and rows and all(LENIENT in r.metrics for r in rows) else None
+    columns = strategy_columns(metric, lenient)
     return columns, [[c.text(r) for c in columns] for r in rows]

@@ -276,6 +276,9 @@ class Recommendation(_Result):
     metric: str
     reasons: list[str]
     missing: list[str]
+    # What the best arms lack, where it could be told (harness/decide.py rule 6): "knowledge" (facts
+    # retrieval supplies) and/or "format" (a fine-tuned arm's win on the strict metric alone).
+    gaps: list[str] = []
 
 
 class Assumptions(_Result):
@@ -305,6 +308,8 @@ class ComparisonReport(_Result):
     provenance: Provenance
     strategies: list[ArmResult]
     comparisons: Comparisons
+    # The same pairs on the lenient metric (short answers), when the decision is made on another.
+    content: Comparisons | None = None
     learning_curves: list[Curve] = []
     assumptions: Assumptions
     recommendation: Recommendation | None = None

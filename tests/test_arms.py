@@ -142,6 +142,32 @@ def test_combined_arm_describe_and_parameters():
     assert with_param({}, "weights.lora.r", 4) == {"weights": {"lora": {"r": 4}}}
 
 
+def test_prompt_axis_keeps_only_what_differs_from_the_task():
+    zero = arm("zero_shot").axes()
+    # Restating the task's own settings is the task's prompt: the same run.
+    assert arm("same", {"prompt": {"format": "chat", "template": "{{question}}"}}).axes() == zero
+    raw = arm("raw", {"prompt": {"format": "raw", "target_delimiter": " "}})
+    assert raw.axes() == {**zero, "prompt": {"format": "raw"}}
+    assert raw.params == {"prompt": {"format": "raw"}}
+    assert raw.describe(TASK.prompt.model_copy(update=raw.prompt)) == "base, raw prompt"
+    labelled = SimpleNamespace(**{**vars(TASK), "type": "classification"})
+    calibrated = arm("cal", {"demos": {"k": 2}, "prompt": {"calibrate": True}}, task=labelled)
+    assert calibrated.describe(TASK.prompt.model_copy(update=calibrated.prompt)) == "base + 2 balanced demos, calibrated"
+    assert "prompt.calibrate" in parameters(calibrated)
+
+
+@pytest.mark.parametrize("prompt, field, fragment", [
+    ({"calibrate": True}, "prompt.calibrate", "this task is 'short_answer'"),
+    ({"format": "json"}, "prompt.format", "'chat' or 'raw'"),
+    ({"template": "{{ x"}, "prompt.template", "not valid Jinja2"),
+    ({"nosuch": 1}, "prompt.nosuch", "unknown field"),
+])
+def test_bad_prompt_axis(prompt, field, fragment):
+    with pytest.raises(HarnessError) as e:
+        arm("x", {"prompt": prompt})
+    assert e.value.where.endswith(f"strategies.x.{field}") and fragment in e.value.message, e.value
+
+
 # -- 2. A/A: the same configuration under two names ---------------------------------------------------
 
 def test_a_a_comparison_is_exactly_null(make_task, tmp_path):

@@ -195,3 +195,24 @@ def test_config_fingerprint_sees_every_value():
     assert config_fingerprint(a) != config_fingerprint({**a, "extra": None})
     # Values JSON cannot hold are hashed by their str() instead of failing.
     assert config_fingerprint({"p": Path("/a")}) == config_fingerprint({"p": "/a"})
+
+
+def test_references_are_the_target_and_the_listed_aliases(make_task):
+    rows = [{"id": "q1", "text": "who discovered barium ?", "label": "Humphry Davy", "aka": ["Davy", " Sir Humphry Davy "]},
+            {"id": "q2", "text": "capital of france ?", "label": "paris", "aka": []},
+            {"id": "q3", "text": "capital of italy ?", "label": "rome", "aka": None}]
+    path = make_task(type="short_answer", labels=None, eval=rows, train=rows[:0] + [{**rows[0], "id": "t1", "text": "x"}],
+                     fields={"id": "id", "input": "text", "target": "label", "references": "aka"})
+    by_id = {ex.id: ex for ex in load_data(load_task(path)).eval}
+    assert by_id["q1"].references == ("Humphry Davy", "Davy", "Sir Humphry Davy")
+    assert by_id["q2"].references == by_id["q2"].references[:1] == ("paris",)
+    assert by_id["q3"].references == ("rome",)
+
+
+def test_references_must_be_a_list_of_answers(make_task):
+    rows = [{"id": "q1", "text": "capital of france ?", "label": "paris", "aka": "Paris, France"}]
+    path = make_task(type="short_answer", labels=None, eval=rows, train=[{**rows[0], "id": "t1", "text": "x"}],
+                     fields={"id": "id", "input": "text", "target": "label", "references": "aka"})
+    with pytest.raises(HarnessError) as e:
+        load_data(load_task(path))
+    assert "row 1" in e.value.where and "fields.references" in e.value.message

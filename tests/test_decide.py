@@ -13,7 +13,7 @@ import pytest
 from harness.cost import add_costs
 from harness.decide import recommend
 from harness.stats import MIN_EXAMPLES
-from harness.results import Comparisons, Curve
+from harness.results import Comparisons, Curve, Interval
 from harness.stats import paired_comparisons
 from harness.task import CostConfig, DecisionConfig
 from tests.conftest import arm
@@ -44,13 +44,19 @@ def strategy(name, scores, *, latency=200.0, p95=None, prompt=100, training=Fals
     return row, scores
 
 
-def decide(*strategies, decision=None, curves=(), tokens=None):
+def _pairs(metric: str, scores: dict[str, list[float]], decision: DecisionConfig) -> Comparisons:
+    by_id = {name: {f"ex{i}": s for i, s in enumerate(sc)} for name, sc in scores.items()}
+    return Comparisons(metric=metric, alpha=decision.alpha, power=decision.power, confidence=0.95,
+                       pairs=paired_comparisons(by_id, seed=0, alpha=decision.alpha, power=decision.power))
+
+
+def decide(*strategies, decision=None, curves=(), tokens=None, content=None):
+    """`content`: each strategy's lenient (contains) scores, when the task has them."""
     decision = decision or DecisionConfig()
     rows = add_costs([r for r, _ in strategies], PRICES, 100_000_000, decision.monthly_requests, tokens=tokens)
-    scores = {r.name: {f"ex{i}": s for i, s in enumerate(sc)} for r, sc in strategies}
-    comparisons = Comparisons(metric="accuracy", alpha=decision.alpha, power=decision.power, confidence=0.95,
-                              pairs=paired_comparisons(scores, seed=0, alpha=decision.alpha, power=decision.power))
-    rec = recommend(rows, comparisons, [Curve.model_validate(c) for c in curves], decision)
+    comparisons = _pairs("accuracy", {r.name: sc for r, sc in strategies}, decision)
+    rec = recommend(rows, comparisons, [Curve.model_validate(c) for c in curves], decision,
+                    None if content is None else _pairs("contains", content, decision))
     for reason in rec.reasons:
         assert re.search(r"\d", reason), f"a reason without a number: {reason}"
     return rec
@@ -341,3 +347,58 @@ def test_learning_curves_say_how_much_data_fine_tuning_needs(lora_quality, expec
     few, lora = paired(300, both=180, only_a=5, only_b=50)
     rec = decide(strategy("few_shot", few), strategy("lora", lora, training=True), curves=curves)
     assert f"learning curves: {expected}" in rec.reasons
+
+
+# -- knowledge or format (short answers: a strict metric and the lenient contains) -------------------
+
+N = 300
+
+
+def short(name, strict: range, lenient: range, *, training=False, retrieval=False, demos=0):
+    """A short-answer row right (strictly) on `strict` and containing the gold answer on `lenient`."""
+    row, scores = strategy(name, right_on(N, strict), training=training, retrieval=retrieval)
+    contains = right_on(N, lenient)
+    mean = sum(contains) / N
+    row = row.model_copy(update={"metrics": {**row.metrics, "contains": Interval(value=mean, ci_low=mean, ci_high=mean)},
+                                 "axes": {"demos": {"k": demos}} if demos else {}})
+    return (row, scores), contains
+
+
+def decide_short(*arms):
+    return decide(*(a for a, _ in arms), content={a[0].name: c for a, c in arms})
+
+
+SA_ZERO = short("zero_shot", range(0, 15), range(0, 30))
+SA_RAG = short("rag", range(0, 20), range(0, 150), retrieval=True)
+SA_RAG_DEMOS = short("rag_demos", range(0, 60), range(0, 150), retrieval=True, demos=4)
+# Fine-tuning taught the answer format: strictly right far more often, the gold answer no more often.
+SA_FORMAT_LORA = short("lora", range(0, 150), range(10, 150), training=True)
+
+
+def test_a_win_on_format_alone_goes_to_retrieval_with_demonstrations():
+    rec = decide_short(SA_ZERO, SA_RAG, SA_RAG_DEMOS, SA_FORMAT_LORA)
+    assert rec.verdict == "don't fine-tune: use rag_demos" and rec.best_strategy == "rag_demos"
+    assert rec.gaps == ["knowledge", "format"]
+    assert any(r.startswith("gap: knowledge") and "vs zero_shot on contains: +40.0" in r for r in rec.reasons)
+    fmt = next(r for r in rec.reasons if r.startswith("gap: format"))
+    assert "lora wins on accuracy" in fmt and "rag_demos (retrieval and demonstrations) is as good on content" in fmt
+
+
+def test_a_win_on_format_alone_without_that_arm_says_to_run_it():
+    rec = decide_short(SA_ZERO, SA_RAG, SA_FORMAT_LORA)
+    assert rec.verdict.startswith("not enough evidence: lora wins on answer format only; run an arm with retrieval "
+                                  "and demonstrations")
+    assert rec.gaps == ["knowledge", "format"]
+
+
+def test_a_win_on_content_is_fine_tuning():
+    knows = short("lora", range(0, 250), range(0, 250), training=True)
+    rec = decide_short(SA_ZERO, SA_RAG, SA_RAG_DEMOS, knows)
+    assert rec.verdict == "fine-tune" and rec.best_strategy == "lora"
+    assert rec.gaps == ["knowledge"]
+
+
+def test_retrieval_that_finds_nothing_new_is_no_knowledge_gap():
+    useless = short("rag", range(0, 15), range(0, 30), retrieval=True)
+    rec = decide_short(SA_ZERO, useless)
+    assert rec.gaps == [] and not any(r.startswith("gap:") for r in rec.reasons)

@@ -63,7 +63,9 @@ def weights_dir(task, method: str, params: TrainingConfig, data_hash: str, promp
     from harness.data import config_fingerprint
 
     cfg = task.config
-    spec = {"model": cfg.model, "type": cfg.type, "fields": cfg.fields.model_dump(), "labels": cfg.labels,
+    # Other accepted answers (fields.references) are for scoring: training learns the target.
+    spec = {"model": cfg.model, "type": cfg.type, "fields": cfg.fields.model_dump(exclude={"references"}),
+            "labels": cfg.labels,
             "prompt": cfg.prompt.training_key(), "seed": cfg.seed, "data": data_hash, "params": params.model_dump()}
     # LoRA's key predates the other methods and prompts: kept as it was, its adapters stay reusable.
     if method != "lora" or prompt:

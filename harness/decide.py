@@ -28,7 +28,9 @@ the learning curves and the task's `decision:` settings. A difference counts by 
 6. Knowledge or format (short answers, where the lenient `contains` is measured next to the strict
    metric, its pairs in `content`):
    - knowledge: an arm with retrieval answers more questions with the gold answer (lenient,
-     significant) than the best arm without it;
+     significant) than the best arm without it. A fine-tuned arm without retrieval that rule 4
+     could not judge, and that is shown worse on content than the best arm with retrieval, did not
+     learn what retrieval supplies: don't fine-tune;
    - format: the fine-tuned winner beats the best arm without fine-tuning on the strict metric but is
      not shown better on the lenient one. Then an arm with retrieval and demonstrations whose lenient
      score is shown no worse than the winner's (non-inferior by min_gain, the interval's lower end) is
@@ -255,6 +257,20 @@ def _knowledge(others: list[ArmResult], content: Comparisons) -> str | None:
             f"{_lenient_text(pair, content)}, {_test_text(pair, content)}")
 
 
+def _lacks_knowledge(ft: ArmResult, others: list[ArmResult], content: Comparisons) -> str | None:
+    """The reason a fine-tuned arm without retrieval loses to retrieval on content (rule 6), if it does."""
+    with_retrieval = [r for r in others if r.retrieval is not None]
+    if ft.retrieval is not None or not with_retrieval:
+        return None
+    top = max(with_retrieval, key=lambda r: (r.value(content.metric), r.name))
+    pair = content.pair(top.name, ft.name)
+    if not (pair.significant and pair.diff < 0):
+        return None
+    return (f"knowledge: {ft.name} has no retrieval and contains the gold answer less often than {top.name}: "
+            f"{_lenient_text(pair, content)}, {_test_text(pair, content)}; fine-tuning did not supply the facts "
+            f"retrieval does")
+
+
 def _format_only(ft: ArmResult, others: list[ArmResult], comparisons: Comparisons, content: Comparisons,
                  decision: DecisionConfig) -> tuple[str, ArmResult | None] | None:
     """When the fine-tuned winner `ft` wins on answer format alone (rule 6): the reason, and the arm
@@ -352,6 +368,10 @@ def recommend(rows: list[ArmResult], comparisons: Comparisons, curves: list[Curv
     else:
         # 4. Every fine-tuned strategy against the best one without, on the same examples.
         judgements = [_judge(ft, best, alt, comparisons, decision) for ft in tuned]
+        for j in judgements:
+            lacks = _lacks_knowledge(j.arm, others, content) if "knowledge" in gaps and j.outcome == "unsure" else None
+            if lacks:
+                j.outcome, j.reason = "don't", f"{j.reason}; {lacks}"
         without = [best] if alt is best else [best, alt]
         reasons[:0] = [_quality_text(r, metric) for r in without]
         for j in judgements:

@@ -402,3 +402,18 @@ def test_retrieval_that_finds_nothing_new_is_no_knowledge_gap():
     useless = short("rag", range(0, 15), range(0, 30), retrieval=True)
     rec = decide_short(SA_ZERO, useless)
     assert rec.gaps == [] and not any(r.startswith("gap:") for r in rec.reasons)
+
+
+def test_fine_tuning_without_the_facts_retrieval_supplies_is_not_recommended():
+    """The shipped elements task's shape: retrieval raises content; lora, no better or worse than the
+    best prompt on the strict metric (the interval straddles), contains the gold answer far less
+    often than retrieval."""
+    rag = short("rag", range(0, 30), range(0, 90), retrieval=True)
+    rag_demos = short("rag_demos", range(0, 33), range(0, 40), retrieval=True, demos=4)
+    lora = short("lora", range(10, 36), range(10, 28), training=True)
+    rec = decide_short(SA_ZERO, rag, rag_demos, lora)
+    assert rec.verdict == "don't fine-tune: use rag_demos" and rec.gaps == ["knowledge"]
+    assert any("knowledge: lora has no retrieval and contains the gold answer less often than rag" in r
+               for r in rec.reasons)
+    # Without the content pairs the same strict figures leave it open.
+    assert decide(SA_ZERO[0], rag[0], rag_demos[0], lora[0]).verdict.startswith("not enough evidence")

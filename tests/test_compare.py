@@ -146,7 +146,7 @@ def test_help_imports_nothing_heavy():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("task_type, metrics", [("short_answer", ["exact_match", "token_f1"]),
+@pytest.mark.parametrize("task_type, metrics", [("short_answer", ["exact_match", "token_f1", "contains"]),
                                                 ("generation", ["rouge_l"])])
 def test_generative_task_types(make_task, tmp_path, task_type, metrics):
     qa = [{"id": f"q{i}", "text": f"what is the capital of {c} ?", "label": a}

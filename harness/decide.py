@@ -243,14 +243,18 @@ def _lenient_text(pair: Pair, content: Comparisons) -> str:
     return f"{pair.b} vs {pair.a} on {content.metric}: {_interval(pair, content)}"
 
 
+def _top(rows: list[ArmResult], metric: str) -> ArmResult | None:
+    """The best of `rows` on `metric` (a tie goes to the name, so the choice is reproducible)."""
+    return max(rows, key=lambda r: (r.value(metric), r.name), default=None)
+
+
 def _knowledge(others: list[ArmResult], content: Comparisons) -> str | None:
     """The knowledge gap's reason, when retrieval raises lenient correctness (rule 6)."""
-    with_retrieval = [r for r in others if r.retrieval is not None]
-    without = [r for r in others if r.retrieval is None]
-    if not with_retrieval or not without:
+    with_retrieval = _top([r for r in others if r.retrieval is not None], content.metric)
+    without = _top([r for r in others if r.retrieval is None], content.metric)
+    if with_retrieval is None or without is None:
         return None
-    top = lambda rows: max(rows, key=lambda r: (r.value(content.metric), r.name))  # noqa: E731
-    pair = content.pair(top(without).name, top(with_retrieval).name)
+    pair = content.pair(without.name, with_retrieval.name)
     if not (pair.significant and pair.ci_low > 0):
         return None
     return (f"gap: knowledge. Retrieval supplies facts the model lacks: answers containing the gold answer, "
@@ -259,10 +263,9 @@ def _knowledge(others: list[ArmResult], content: Comparisons) -> str | None:
 
 def _lacks_knowledge(ft: ArmResult, others: list[ArmResult], content: Comparisons) -> str | None:
     """The reason a fine-tuned arm without retrieval loses to retrieval on content (rule 6), if it does."""
-    with_retrieval = [r for r in others if r.retrieval is not None]
-    if ft.retrieval is not None or not with_retrieval:
+    top = _top([r for r in others if r.retrieval is not None], content.metric)
+    if ft.retrieval is not None or top is None:
         return None
-    top = max(with_retrieval, key=lambda r: (r.value(content.metric), r.name))
     pair = content.pair(top.name, ft.name)
     if not (pair.significant and pair.diff < 0):
         return None
@@ -279,7 +282,7 @@ def _format_only(ft: ArmResult, others: list[ArmResult], comparisons: Comparison
     pair = content.pair(best_content.name, ft.name)
     if pair.significant and pair.diff > 0:
         return None
-    strict = comparisons.pair(max(others, key=lambda r: (r.value(comparisons.metric), r.name)).name, ft.name)
+    strict = comparisons.pair(_top(others, comparisons.metric).name, ft.name)
     reason = (f"gap: format. {ft.name} wins on {comparisons.metric} ({_interval(strict, comparisons)}) but not on "
               f"answers containing the gold answer: {_lenient_text(pair, content)}, {_test_text(pair, content)}")
     margin = decision.min_gain

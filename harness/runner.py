@@ -31,9 +31,9 @@ def _first_line(text: str) -> str:
 
 def _label_probs(logprobs: list[float]) -> list[float]:
     """The labels' probabilities given that the answer is one of them."""
-    top = max(logprobs)
-    weights = [math.exp(lp - top) for lp in logprobs]
-    return [w / sum(weights) for w in weights]
+    from scipy.special import softmax
+
+    return softmax(logprobs).tolist()
 
 
 def calibration(task, strategy, backend, example) -> dict[str, float]:

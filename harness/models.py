@@ -45,7 +45,7 @@ class Backend(Protocol):
     n_params: int
 
     def render(self, messages: list[dict[str, str]]) -> Prompt: ...
-    def split_pair(self, prompt: Prompt, answer: str) -> tuple[list[int], list[int]]: ...
+    def split_answers(self, prompt: Prompt, answers: list[str]) -> tuple[list[int], list[list[int]]]: ...
     def truncate(self, text: str, max_tokens: int) -> str: ...
     def count_tokens(self, texts: list[str]) -> list[int]: ...
     def loglikelihood(self, prompts: list[Prompt], choices: list[str]) -> list[Scored]: ...
@@ -154,23 +154,17 @@ class TransformersBackend:
         return self.model.config.max_position_embeddings
 
     def count_tokens(self, texts):
-        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+        return [len(ids) for ids in self._ids(list(texts))]
 
     def truncate(self, text, max_tokens):
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = self._ids([text])[0]
         return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
 
-    def _encode(self, prompts):
-        enc = self.tokenizer([p.text for p in prompts], add_special_tokens=False, padding=True, return_tensors="pt")
-        mask = enc["attention_mask"].to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        return enc["input_ids"].to(self.device), mask, positions
+    def _ids(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
-    def _ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def split_pair(self, prompt, answer):
-        """The prompt's token ids and the answer's, as scored and trained on.
+    def split_answers(self, prompt, answers):
+        """The prompt's token ids and each answer's, as scored and trained on.
 
         A chat answer is its own tokens and then the end-of-turn token: scoring that token too keeps
         a label that is a prefix of another ("sport" / "sports") from winning by being shorter.
@@ -178,14 +172,12 @@ class TransformersBackend:
         answer, prompt and answer are tokenized together, and the answer is what follows the
         prompt's own tokens, so a word is split the way the tokenizer splits it in running text."""
         if prompt.end_of_turn:
-            eos = self.tokenizer.eos_token_id
-            return self._ids(prompt.text), self._ids(answer) + ([eos] if eos is not None else [])
-        context, continuation = prompt.text, prompt.answer_prefix + answer
-        spaces = len(context) - len(context.rstrip())
-        if spaces:
-            context, continuation = context[:-spaces], context[-spaces:] + continuation
-        context_ids = self._ids(context)
-        return context_ids, self._ids(context + continuation)[len(context_ids):]
+            eos = [] if self.tokenizer.eos_token_id is None else [self.tokenizer.eos_token_id]
+            return self._ids([prompt.text])[0], [ids + eos for ids in self._ids(answers)]
+        context = prompt.text.rstrip()
+        lead = prompt.text[len(context):] + prompt.answer_prefix
+        context_ids = self._ids([context])[0]
+        return context_ids, [ids[len(context_ids):] for ids in self._ids([context + lead + a for a in answers])]
 
     def _left_pad(self, rows: list[list[int]]):
         torch = self._torch
@@ -202,11 +194,10 @@ class TransformersBackend:
         prompts run together in one batched pass over the repeated cache; the prompt is not
         recomputed per choice."""
         torch = self._torch
-        pairs = [[self.split_pair(p, ch) for ch in choices] for p in prompts]
+        pairs = [self.split_answers(p, choices) for p in prompts]
         n, c = len(prompts), len(choices)
-        # A prompt's own tokens are the same whichever choice follows it.
-        ids, mask, positions = self._left_pad([row[0][0] for row in pairs])
-        answer = [a for row in pairs for _, a in row]  # row i*c+j: prompt i, choice j
+        ids, mask, positions = self._left_pad([context for context, _ in pairs])
+        answer = [a for _, answers in pairs for a in answers]  # row i*c+j: prompt i, choice j
         width = max(map(len, answer))
         with torch.inference_mode():
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
@@ -235,10 +226,7 @@ class TransformersBackend:
         """Summed negative log-likelihood of plain texts (each cut to max_tokens) and the number of
         predicted tokens, for perplexity on a general-text probe."""
         torch = self._torch
-        enc = self.tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_tokens,
-                             padding=True, return_tensors="pt")
-        ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        ids, mask, positions = self._left_pad([row[:max_tokens] for row in self._ids(texts)])
         with torch.inference_mode():
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, :-1].float()
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
@@ -247,7 +235,7 @@ class TransformersBackend:
 
     def generate(self, prompts, max_new_tokens):
         torch = self._torch
-        ids, mask, _ = self._encode(prompts)
+        ids, mask, _ = self._left_pad(self._ids([p.text for p in prompts]))
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                       do_sample=False, pad_token_id=self.tokenizer.pad_token_id)

@@ -94,7 +94,7 @@ def _tokenize(backend, examples, max_length: int, prompt: Callable, where: str) 
     """Prompt in the format the runner uses, then the answer as it is scored; loss only on the answer."""
     rows, too_long = [], []
     for ex in examples:
-        prompt_ids, answer = backend.split_pair(prompt(ex), ex.target)
+        prompt_ids, (answer,) = backend.split_answers(prompt(ex), [ex.target])
         if len(answer) >= max_length:
             raise HarnessError(f"{where}.max_length", f"the answer of example '{ex.id}' is {len(answer)} tokens, "
                                                       f"longer than max_length={max_length}; raise max_length")

@@ -221,7 +221,7 @@ def test_learning_to_answer_one_wrong_word_is_no_gain(make_task, tmp_path):
     # Weights large enough for a few steps to make the model confident (see build_tiny_model).
     base = load_backend(str(build_tiny_model(tmp_path / "model", initializer_range=0.2)))
     prompts = [question_prompt(base, q) for q, _ in QUESTIONS]
-    wrong = base.split_pair(prompts[0], "sport")[1]
+    wrong = base.split_answers(prompts[0], ["sport"])[1][0]
     batch = base.tokenizer.pad({"input_ids": [base.tokenizer(p.text, add_special_tokens=False)["input_ids"] + wrong
                                               for p in prompts]}, return_tensors="pt")
     # Only the answer is learned; prompts are left-padded, so it is the last tokens of every row.

@@ -35,15 +35,16 @@ def test_loglikelihood_matches_unbatched_forward(fixture, request):
     for prompt, s in zip(prompts, scored):
         assert s.prompt_tokens == prompt.n_tokens
         for choice, got in zip(CHOICES, s.logprobs):
-            want = brute_force(backend, *backend.split_pair(prompt, choice))
+            context, (answer,) = backend.split_answers(prompt, [choice])
+            want = brute_force(backend, context, answer)
             assert got == pytest.approx(want, abs=1e-4)
 
 
 def test_chat_answers_end_with_end_of_turn(tiny_model_dir, tiny_base_model_dir):
     chat, base = load_backend(str(tiny_model_dir)), load_backend(str(tiny_base_model_dir))
     msgs = [{"role": "user", "content": "topic ?"}]
-    assert chat.split_pair(chat.render(msgs), "sport")[1][-1] == chat.tokenizer.eos_token_id
-    assert base.tokenizer.eos_token_id not in base.split_pair(base.render(msgs), "sport")[1]
+    assert chat.split_answers(chat.render(msgs), ["sport"])[1][0][-1] == chat.tokenizer.eos_token_id
+    assert base.tokenizer.eos_token_id not in base.split_answers(base.render(msgs), ["sport"])[1][0]
 
 
 def test_render_uses_chat_template_when_present(tiny_model_dir, tiny_base_model_dir):

@@ -38,12 +38,12 @@ def test_raw_prompt_is_lm_eval_text(make_task, tiny_model_dir):
 def test_raw_answer_follows_the_prompt_without_end_of_turn(tiny_model_dir):
     backend = load_backend(str(tiny_model_dir))
     ids = backend.tokenizer.convert_tokens_to_ids
-    spaced = backend.split_pair(Prompt("topic ?", 2, answer_prefix=" ", end_of_turn=False), "sport")
+    spaced = backend.split_answers(Prompt("topic ?", 2, answer_prefix=" ", end_of_turn=False), ["sport", "business"])
     # Whitespace ending the prompt moves to the answer, as lm-evaluation-harness does.
-    trailing = backend.split_pair(Prompt("topic ? ", 2, answer_prefix="", end_of_turn=False), "sport")
-    assert spaced == trailing == (ids(["topic", "?"]), ids(["sport"]))
-    chat = backend.split_pair(Prompt("topic ?", 2), "sport")
-    assert chat == (ids(["topic", "?"]), ids(["sport", "<|im_end|>"]))
+    trailing = backend.split_answers(Prompt("topic ? ", 2, answer_prefix="", end_of_turn=False), ["sport", "business"])
+    assert spaced == trailing == (ids(["topic", "?"]), [ids(["sport"]), ids(["business"])])
+    chat = backend.split_answers(Prompt("topic ?", 2), ["sport"])
+    assert chat == (ids(["topic", "?"]), [ids(["sport", "<|im_end|>"])])
 
 
 def test_raw_scores_equal_one_pass_over_prompt_and_answer(make_task, tiny_model_dir):
@@ -64,10 +64,10 @@ def test_raw_alignment_on_the_default_tokenizer():
     that one token, not as a space and then "business", and not as the bare word."""
     backend = load_backend("smollm2-135m-instruct")
     encode = lambda text: backend.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    context, answer = backend.split_pair(Prompt("Article: Shares rose.\nTopic:", 0, " ", False), "business")
+    context, (answer,) = backend.split_answers(Prompt("Article: Shares rose.\nTopic:", 0, " ", False), ["business"])
     assert context == encode("Article: Shares rose.\nTopic:")
     assert answer == encode(" business") and len(answer) == 1 and answer != encode("business")
-    assert backend.split_pair(Prompt("Article: Shares rose.\nTopic: ", 0, "", False), "business") == (context, answer)
+    assert backend.split_answers(Prompt("Article: Shares rose.\nTopic: ", 0, "", False), ["business"]) == (context, [answer])
 
 
 class PlantedBias:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from harness.errors import HarnessError
 from harness.results import ComparisonReport, GateResult
 from harness.store import Store
 
@@ -52,8 +53,10 @@ def reading(path: str) -> Iterator[Store]:
                            f"one; or start the dashboard with `--store` pointing at an existing store.")
     try:
         store = Store(path, readonly=True, timeout=BUSY_TIMEOUT_S)
-    except sqlite3.Error as e:
-        raise StoreProblem(f"Cannot open the store {path}: {e}.") from None
+    except HarnessError as e:  # a read-only folder that keeps SQLite from the latest writes
+        raise StoreProblem(f"The store {path} {e.message}.") from None
+    except sqlite3.DatabaseError as e:  # opening reads the file's header: a foreign or locked file fails here
+        raise StoreProblem(_explain(path, e)) from None
     try:
         tables = store.tables()
         lacking = [t for t in TABLES if t not in tables]
@@ -104,7 +107,8 @@ def comparisons(path: str) -> list[dict]:
 
 
 def runs(path: str) -> list[dict]:
-    """Every strategy run, newest first, with how many examples it has stored so far."""
+    """Every strategy run, newest first, with how many examples it has stored so far; `status` is
+    running, finished or interrupted (see Store.runs_with_counts)."""
     with reading(path) as store:
         return store.runs_with_counts()
 

@@ -37,7 +37,10 @@ def _cmd_compare(args) -> int:
 
 
 def _stored_report(args):
-    """The comparison the report command was asked for: by id, the latest of a task, or the latest."""
+    """The comparison the report command was asked for (by id, the latest of a task, or the latest),
+    and the store's interrupted runs."""
+    import sqlite3
+
     from pydantic import ValidationError
 
     from harness.results import ComparisonReport
@@ -46,11 +49,16 @@ def _stored_report(args):
     # Opening a missing path would create an empty store; say what is wrong instead.
     if not Path(args.store).is_file():
         raise HarnessError(args.store, "no results store here; run `harness compare` first or pass --store")
-    store = Store(args.store)
     try:
-        stored = store.comparisons()
-    finally:
-        store.close()
+        # Read-only: a report needs no write access to the store or its folder, and migrates nothing.
+        store = Store(args.store, readonly=True)
+        try:
+            stored = store.comparisons()
+            interrupted = [r for r in store.runs_with_counts() if r["status"] == "interrupted"]
+        finally:
+            store.close()
+    except sqlite3.DatabaseError as e:
+        raise HarnessError(args.store, f"cannot be read as a results store: SQLite says '{e}'") from None
     if args.comparison is not None:
         chosen = [c for c in stored if c["id"] == args.comparison]
         where, what = "--comparison", f"no comparison {args.comparison}"
@@ -70,13 +78,19 @@ def _stored_report(args):
     if report is None or report.recommendation is None:
         raise HarnessError(where, f"comparison {c['id']} was stored before verdicts existed; "
                                   f"run `harness compare` on its task again")
-    return report
+    return report, interrupted
 
 
 def _cmd_report(args) -> int:
     from harness.report import figures, render_html, render_markdown
 
-    report = _stored_report(args)
+    report, interrupted = _stored_report(args)
+    if interrupted:
+        # On stderr, so that the Markdown on stdout stays the report alone.
+        runs = ", ".join(f"{r['id']} ({r['task']} {r['strategy']}, {r['examples']} examples stored)"
+                         for r in interrupted)
+        print(f"interrupted runs in {args.store}: {runs}; run `harness compare` on their task again to "
+              f"resume them", file=sys.stderr)
     if not (args.markdown or args.html):
         print(render_markdown(report, {}))
         return 0

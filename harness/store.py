@@ -3,7 +3,8 @@ every gate result.
 
 A run is one (task, strategy, config) evaluation, identified by a key hashed from everything that
 can change its results. Examples are committed batch by batch, so an interrupted run resumes
-where it stopped, and a finished run is never recomputed unless forced.
+where it stopped, and a finished run is never recomputed unless forced. Any number of processes
+may open one store at once, a new or an old one: migrations run under an exclusive lock.
 
 Every SQL statement of the harness lives in this file, including BlobCache, the small key -> bytes
 cache retrieval keeps its embeddings in."""
@@ -11,63 +12,91 @@ cache retrieval keeps its embeddings in."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
+
 DEFAULT_PATH = "harness_results.sqlite"
 
-# Append-only list of migrations; PRAGMA user_version records how many have run.
+# Append-only list of migrations, each a list of statements run one by one inside the migration's
+# transaction (executescript would commit first and let another process in); PRAGMA user_version
+# records how many have run.
 _MIGRATIONS = [
-    """
-    CREATE TABLE runs (
-        id INTEGER PRIMARY KEY,
-        key TEXT NOT NULL UNIQUE,
-        task TEXT NOT NULL,
-        strategy TEXT NOT NULL,
-        model TEXT NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('running', 'finished')),
-        created_at REAL NOT NULL,
-        finished_at REAL,
-        config TEXT NOT NULL,
-        provenance TEXT NOT NULL,
-        strategy_record TEXT,
-        summary TEXT
-    );
-    CREATE TABLE examples (
-        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-        example_id TEXT NOT NULL,
-        prompt TEXT NOT NULL,
-        prediction TEXT NOT NULL,
-        target TEXT NOT NULL,
-        scores TEXT NOT NULL,
-        prompt_tokens INTEGER NOT NULL,
-        output_tokens INTEGER NOT NULL,
-        latency_ms REAL NOT NULL,
-        extra TEXT NOT NULL,
-        PRIMARY KEY (run_id, example_id)
-    );
-    CREATE TABLE comparisons (
-        id INTEGER PRIMARY KEY,
-        task TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        report TEXT NOT NULL
-    );
-    """,
-    """
-    CREATE TABLE gates (
-        id INTEGER PRIMARY KEY,
-        task TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        checkpoint TEXT NOT NULL,
-        candidate_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
-        baseline_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
-        passed INTEGER NOT NULL,
-        result TEXT NOT NULL
-    );
-    """,
+    [
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            task TEXT NOT NULL,
+            strategy TEXT NOT NULL,
+            model TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('running', 'finished')),
+            created_at REAL NOT NULL,
+            finished_at REAL,
+            config TEXT NOT NULL,
+            provenance TEXT NOT NULL,
+            strategy_record TEXT,
+            summary TEXT
+        )""",
+        """
+        CREATE TABLE examples (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            example_id TEXT NOT NULL,
+            prompt TEXT NOT NULL,
+            prediction TEXT NOT NULL,
+            target TEXT NOT NULL,
+            scores TEXT NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            latency_ms REAL NOT NULL,
+            extra TEXT NOT NULL,
+            PRIMARY KEY (run_id, example_id)
+        )""",
+        """
+        CREATE TABLE comparisons (
+            id INTEGER PRIMARY KEY,
+            task TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            report TEXT NOT NULL
+        )""",
+    ],
+    [
+        """
+        CREATE TABLE gates (
+            id INTEGER PRIMARY KEY,
+            task TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            checkpoint TEXT NOT NULL,
+            candidate_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            baseline_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            passed INTEGER NOT NULL,
+            result TEXT NOT NULL
+        )""",
+    ],
+    # The process that runs a run, so that a reader can tell a live run from one whose process died.
+    [
+        "ALTER TABLE runs ADD COLUMN owner_host TEXT",
+        "ALTER TABLE runs ADD COLUMN owner_pid INTEGER",
+    ],
 ]
+# The user_version from which runs have owners: a read-only store older than that has no such columns.
+_OWNERS_SINCE = 3
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (os.kill with signal 0 only checks)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, and belongs to another user
+        return True
+    return True
 
 
 def _example(row: sqlite3.Row) -> dict[str, Any]:
@@ -76,27 +105,72 @@ def _example(row: sqlite3.Row) -> dict[str, Any]:
 
 class Store:
     def __init__(self, path: str | Path = DEFAULT_PATH, *, readonly: bool = False, timeout: float = 30):
-        """readonly: for readers (the dashboard). Nothing is created or migrated, a missing file is
-        an error rather than a new empty store, and a compare can keep writing meanwhile (WAL).
+        """readonly: for readers (the dashboard, `harness report`). Nothing is created or migrated, a
+        missing file is an error rather than a new empty store, a compare can keep writing meanwhile
+        (WAL), and a store in a folder this process cannot write still opens.
         timeout: seconds a statement waits for another connection's lock before failing."""
         self.path = Path(path)
         if readonly:
-            self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout)
+            self.db = self._connect_readonly(timeout)
         else:
             self.db = sqlite3.connect(self.path, timeout=timeout)
-        self.db.row_factory = sqlite3.Row
-        if not readonly:
-            # WAL lets the dashboard read while a compare writes.
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self._use_wal(timeout)
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+        self.db.row_factory = sqlite3.Row
+
+    def _connect_readonly(self, timeout: float) -> sqlite3.Connection:
+        uri = self.path.resolve().as_uri()
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=timeout)
+        try:
+            # The first read opens the file, and fails on a WAL store whose folder this process
+            # cannot write when SQLite finds no -shm file there to share.
+            self.version = db.execute("PRAGMA user_version").fetchone()[0]
+            return db
+        except sqlite3.OperationalError as e:
+            db.close()
+            if e.sqlite_errorcode not in (sqlite3.SQLITE_READONLY_DIRECTORY, sqlite3.SQLITE_CANTOPEN):
+                raise
+        wal = Path(f"{self.path}-wal")
+        if wal.exists() and wal.stat().st_size:
+            raise HarnessError(str(self.path), f"cannot be read from here: its latest writes are still in "
+                                               f"{wal.name}, which SQLite reads only with write access to "
+                                               f"the folder; open it once where the folder is writable (any "
+                                               f"harness command does), or copy the folder somewhere writable")
+        # Without a -wal file the main file is the whole store, and no writer can change it without
+        # first creating a -wal beside it, so reading it as immutable (no locks, no -shm) is safe.
+        db = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=timeout)
+        self.version = db.execute("PRAGMA user_version").fetchone()[0]
+        return db
+
+    def _use_wal(self, timeout: float) -> None:
+        """Switches the store to WAL, which lets the dashboard read while a compare writes (a no-op
+        once done). Switching a store still in rollback mode (a new file, or one another tool switched
+        back) while another process holds it fails at once instead of waiting: SQLite does not wait
+        there, to avoid a deadlock. So this waits, up to the store's timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                # The low byte is the primary code: SQLITE_BUSY_RECOVERY is busy too.
+                if (e.sqlite_errorcode & 0xFF) != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        for i, sql in enumerate(_MIGRATIONS[version:], start=version + 1):
-            with self.db:
-                self.db.executescript(sql)
+        """Runs the pending migrations and records them in one exclusive transaction, taken before
+        user_version is read: of several processes opening a new or an old store at once, one
+        migrates and the others find it done."""
+        with self.db:  # commits, or rolls back on any error
+            self.db.execute("BEGIN EXCLUSIVE")
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            for i, statements in enumerate(_MIGRATIONS[version:], start=version + 1):
+                for statement in statements:
+                    self.db.execute(statement)
                 self.db.execute(f"PRAGMA user_version = {i}")
+        self.version = max(version, len(_MIGRATIONS))
 
     def close(self) -> None:
         self.db.close()
@@ -106,18 +180,24 @@ class Store:
 
     def start_run(self, key: str, *, task: str, strategy: str, model: str, config: dict, provenance: dict,
                   force: bool = False) -> int:
-        """The run's id: a new run, or the existing one with this key (to resume, or to redo when forced)."""
+        """The run's id: a new run, or the existing one with this key (to resume, or to redo when forced).
+        This process becomes the owner of the run, also of a running one it resumes."""
+        owner = (socket.gethostname(), os.getpid())
         with self.db:
+            # Locked before the lookup: two processes starting the same run at once share one row.
+            self.db.execute("BEGIN IMMEDIATE")
             row = self.run_by_key(key)
             if row is not None and force:
                 self.db.execute("DELETE FROM runs WHERE id = ?", (row["id"],))
                 row = None
             if row is not None:
+                self.db.execute("UPDATE runs SET owner_host = ?, owner_pid = ? WHERE id = ? AND status = 'running'",
+                                (*owner, row["id"]))
                 return row["id"]
             cur = self.db.execute(
-                "INSERT INTO runs (key, task, strategy, model, status, created_at, config, provenance) "
-                "VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
-                (key, task, strategy, model, time.time(), json.dumps(config), json.dumps(provenance)))
+                "INSERT INTO runs (key, task, strategy, model, status, created_at, config, provenance, "
+                "owner_host, owner_pid) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                (key, task, strategy, model, time.time(), json.dumps(config), json.dumps(provenance), *owner))
             return cur.lastrowid
 
     def done_ids(self, run_id: int) -> set[str]:
@@ -149,12 +229,30 @@ class Store:
         return {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
     def runs_with_counts(self) -> list[dict[str, Any]]:
-        """Every run, newest first, without its JSON columns, with how many examples it has stored so far."""
+        """Every run, newest first, without its JSON columns, with how many examples it has stored so far.
+
+        `status` is also `interrupted`, derived here and never stored: a run stored as running whose
+        process is known to be gone. A run owned by a process of this host is interrupted once no
+        process has its pid (a pid reused since by another process reads as alive). A run owned by
+        another host stays `running`: whether its process lives cannot be known from here. A running
+        run without an owner was started by a harness that recorded none (or is read from a store
+        that predates owners): it is counted interrupted, since such a harness still writing to this
+        store is unlikely, and if one is, rerunning compare only does the same examples again."""
+        owner = ("r.owner_host, r.owner_pid" if self.version >= _OWNERS_SINCE
+                 else "NULL AS owner_host, NULL AS owner_pid")
         rows = self.db.execute(
-            "SELECT r.id, r.task, r.strategy, r.model, r.status, r.created_at, r.finished_at, "
-            "(SELECT COUNT(*) FROM examples e WHERE e.run_id = r.id) AS examples "
-            "FROM runs r ORDER BY r.created_at DESC, r.id DESC")
-        return [dict(r) for r in rows]
+            f"SELECT r.id, r.task, r.strategy, r.model, r.status, r.created_at, r.finished_at, "
+            f"(SELECT COUNT(*) FROM examples e WHERE e.run_id = r.id) AS examples, {owner} "
+            f"FROM runs r ORDER BY r.created_at DESC, r.id DESC")
+        here = socket.gethostname()
+        out = []
+        for r in rows:
+            run = dict(r)
+            host, pid = run.pop("owner_host"), run.pop("owner_pid")
+            if run["status"] == "running" and (host is None or (host == here and not _alive(pid))):
+                run["status"] = "interrupted"
+            out.append(run)
+        return out
 
     def examples(self, run_id: int) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT * FROM examples WHERE run_id = ? ORDER BY example_id", (run_id,))

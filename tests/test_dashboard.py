@@ -5,7 +5,9 @@ corrupt, empty, old, locked, being written) answered by a message in the page, n
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -127,18 +129,20 @@ def test_store_written_during_the_visit(open_app, tmp_path):
     fill_store(path, comparisons=1, examples=10)
     writer = sqlite3.connect(path, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")
-    writer.execute("INSERT INTO runs (key, task, strategy, model, status, created_at, config, provenance) "
-                   "VALUES ('k', 'news', 'lora', 'm', 'running', 1e9, '{}', '{}')")
+    # Owned by this (live) process, as a compare's run is.
+    writer.execute("INSERT INTO runs (key, task, strategy, model, status, created_at, config, provenance, "
+                   "owner_host, owner_pid) VALUES ('k', 'news', 'lora', 'm', 'running', 1e9, '{}', '{}', ?, ?)",
+                   (socket.gethostname(), os.getpid()))
     writer.execute("INSERT INTO examples VALUES (last_insert_rowid(), 'ex-1', 'p', 'sport', 'sport', "
                    "'{\"accuracy\": 1.0}', 3, 1, 5.0, '{}')")
     try:
         at = open_app(path, "Runs")
-        assert "Still running" not in text(at) and len(at.dataframe[1].value) == 4
+        assert "Running:" not in text(at) and len(at.dataframe[1].value) == 4
         assert "Verdict:" in text(open_app(path))
         writer.execute("COMMIT")
         at.run()
         assert not at.exception
-        assert "Still running or interrupted: run 5 (news lora, 1 examples so far)" in text(at)
+        assert "Running: run 5 (news lora, 1 examples so far)" in text(at) and "Interrupted" not in text(at)
         assert len(at.dataframe[1].value) == 5
     finally:
         writer.close()

@@ -1,5 +1,5 @@
-"""Everything in the store: every comparison with its verdict, and every strategy run, including
-those still running or interrupted."""
+"""Everything in the store: every comparison with its verdict, and every strategy run, those still
+running and those interrupted (their process died) told apart."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from dashboard import loaders
 from dashboard.views.common import md, when
 
 
-# Cached on the store's signature, so a write shows on the next rerun.
-@st.cache_data(show_spinner=False, max_entries=8)
-def _runs(path: str, sig: tuple) -> list[dict]:
-    return loaders.runs(path)
+def _listed(runs: list[dict]) -> str:
+    return ", ".join(f"run {r['id']} ({md(r['task'])} {md(r['strategy'])}, {r['examples']} examples so far)"
+                     for r in runs)
 
 
 def _comparisons(comparisons: list[dict]) -> None:
@@ -31,17 +30,22 @@ def _comparisons(comparisons: list[dict]) -> None:
 
 
 def view(path: str, sig: tuple, comparisons: list[dict]) -> None:
+    """sig, the store's signature the other views cache on, is not used: the runs are read again on
+    every rerun (a few milliseconds), since a run becomes interrupted when its process dies, which
+    changes nothing in the store."""
     st.subheader("Comparisons")
     _comparisons(comparisons)
     st.subheader("Strategy runs")
-    runs = _runs(path, sig)
+    runs = loaders.runs(path)
     if not runs:
         st.info("No strategy runs in this store yet.")
         return
     running = [r for r in runs if r["status"] == "running"]
     if running:
-        st.warning("Still running or interrupted: " + ", ".join(
-            f"run {r['id']} ({md(r['task'])} {md(r['strategy'])}, {r['examples']} examples so far)" for r in running))
+        st.info(f"Running: {_listed(running)}.")
+    interrupted = [r for r in runs if r["status"] == "interrupted"]
+    if interrupted:
+        st.warning(f"Interrupted: {_listed(interrupted)}. Run `harness compare TASK.yaml` again to resume.")
     cfg = st.column_config
     st.dataframe(pd.DataFrame([{**r, "created_at": when(r["created_at"]), "finished_at": when(r["finished_at"])}
                                for r in runs]), hide_index=True, column_config={

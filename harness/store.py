@@ -113,10 +113,18 @@ class Store:
         if readonly:
             self.db = self._connect_readonly(timeout)
         else:
-            self.db = sqlite3.connect(self.path, timeout=timeout)
-            self._use_wal(timeout)
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            try:
+                self.db = sqlite3.connect(self.path, timeout=timeout)
+                self._use_wal(timeout)
+                self.db.execute("PRAGMA foreign_keys=ON")
+                self._migrate()
+            except sqlite3.DatabaseError as e:
+                # A file or folder the user cannot write, or a file that is not SQLite: theirs to fix.
+                if (e.sqlite_errorcode & 0xFF) not in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN,
+                                                       sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_PERM):
+                    raise
+                raise HarnessError(str(self.path), f"cannot be used as a results store ({e}); pass --store "
+                                                   f"with a writable path for a new or existing store") from None
         self.db.row_factory = sqlite3.Row
 
     def _connect_readonly(self, timeout: float) -> sqlite3.Connection:

@@ -2,17 +2,21 @@
 model, behind the protocol the runner executes (harness/strategy.py).
 
 The prompt is the system turn, the demonstrations, then the question with the retrieved passages
-before it; passages fill what the model's context leaves after everything else. A fine-tuned arm
+before it; passages fill what the model's context leaves after everything else. A prompt too long
+for the context has its input cut to fit, or is refused (`prompt.overflow`). A fine-tuned arm
 that retrieves trains on its prompts with their passages (see strategies/finetune.py), so weights
 that will be served with passages learn to use them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from itertools import chain
 from pathlib import Path
 
 from harness import registry
 from harness.armspec import ArmSpec
-from harness.prompting import build_messages, render
+from harness.errors import HarnessError
+from harness.prompting import answer_room, build_messages, check_template, render
 from harness.strategy import Prompted, Trainable
 
 
@@ -21,6 +25,7 @@ class Arm:
         self.spec, self.name, self.task, self.parts = spec, spec.name, task, parts
         self.weights = spec.weights_kind
         self.context, self.demos = parts.get("context"), parts.get("demos")
+        self.reserved = 0  # tokens each prompt leaves for retrieved passages, once the index is built
         weights = parts.get("weights")
         if self.context is not None and hasattr(weights, "train_with"):
             weights.train_with(lambda ex: self.compose(ex, demos=[])[0],
@@ -33,29 +38,87 @@ class Arm:
         for part in self.parts.values():
             part.check()
 
+    def check_prompts(self, data, backend) -> None:
+        """Before any run is stored: every train and eval example renders, and every eval prompt fits
+        the model's context (`fit`). Demonstrations chosen per question and retrieved passages need
+        the prepared arm: `prepare` fits those prompts again before its run starts."""
+        self.backend = backend
+        room, context = answer_room(self.task, backend), backend.context_length
+        if room >= context:
+            field = "limits.max_new_tokens" if self.task.config.type != "classification" else "labels"
+            raise HarnessError(f"{self.task.path}: {field}", f"the answer takes up to {room} tokens, which leaves "
+                                                             f"no room for a prompt in the model's {context}-token context")
+        field = "prompt.template" if "template" not in self.spec.prompt else f"strategies.{self.name}.prompt.template"
+        check_template(self.task.config.prompt.template, list(chain(data.train, data.eval)),
+                       f"{self.task.path}: {field}")
+        fixed = self.demos is None or self.demos.config.select != "similar"
+        if fixed and self.demos is not None:
+            self.demos.prepare(data)
+        for ex in data.eval:
+            self.fit(ex, self._demos_for(ex) if fixed else [])
+
     def prepare(self, data, backend):
         self.backend = backend
         if self.context is not None:
             self.context.prepare(data, backend)
+            self.context.check_budget()
+            self.reserved = self.context.reserve()
         if self.demos is not None:
             self.demos.prepare(data)
-        if self.context is not None:
-            self.context.check_budget({ex.id: self._room(ex, self._demos_for(ex)) for ex in data.eval})
+        for ex in data.eval:
+            self.fit(ex, self._demos_for(ex))
         weights = self.parts.get("weights")
         return backend if weights is None else weights.prepare(data, backend)
 
     def _demos_for(self, example) -> list:
         return self.demos.for_example(example) if self.demos is not None else []
 
-    def _room(self, example, demos) -> int:
-        prompt = build_messages(self.task, example, self.backend, demos=demos)
-        return self.context.room(render(self.task, self.backend, prompt).n_tokens)
+    def _tokens(self, example, demos) -> int:
+        return render(self.task, self.backend, build_messages(self.task, example, self.backend, demos=demos)).n_tokens
+
+    def fit(self, example, demos):
+        """The example as it is prompted, and its prompt's tokens without passages. The prompt must
+        leave the answer and the passages' reserve within the model's context; one that does not
+        has its input cut by as many tokens (`prompt.overflow: truncate_input`) or is refused
+        (`error`), naming the example and the numbers."""
+        prompt = self.task.config.prompt
+        context = self.backend.context_length
+        limit = context - answer_room(self.task, self.backend) - self.reserved
+        n = self._tokens(example, demos)
+        if n <= limit:
+            return example, n
+        kept = (" and retrieved passages" if self.reserved else "")
+        if prompt.overflow == "error":
+            raise HarnessError(f"{self.task.path}: prompt.overflow",
+                               f"example '{example.id}': its prompt takes {n} tokens, and the model's {context}-token "
+                               f"context leaves {limit} after the answer{kept}; shorten the input "
+                               f"(prompt.max_input_tokens), use fewer demonstrations, or set prompt.overflow: "
+                               f"truncate_input")
+        text = example.input
+        if prompt.max_input_tokens:
+            text = self.backend.truncate(text, prompt.max_input_tokens)
+        keep = self.backend.count_tokens([text])[0]
+        # Cut by the excess, then again by whatever re-tokenising at the cut added.
+        while (keep := keep - (n - limit)) > 0:
+            cut = self.backend.truncate(text, keep)
+            field = self.task.config.fields.input
+            example = replace(example, input=cut, row={**example.row, field: cut}, truncated_to=keep)
+            if (n := self._tokens(example, demos)) <= limit:
+                return example, n
+        raise HarnessError(f"{self.task.path}: prompt",
+                           f"example '{example.id}': even with no input, its prompt does not fit the model's "
+                           f"{context}-token context beside the answer{kept} ({limit} tokens); use fewer "
+                           f"demonstrations or a shorter system text")
 
     def compose(self, example, demos) -> tuple[list[dict[str, str]], dict]:
-        """The chat turns for one example with these demonstrations, and the retrieval trace."""
+        """The chat turns for one example with these demonstrations, and its trace (the retrieved
+        passages, an input cut to fit)."""
+        example, n_tokens = self.fit(example, demos)
         context, trace = None, {}
         if self.context is not None:
-            context, trace = self.context.passages(example, self._room(example, demos))
+            context, trace = self.context.passages(example, self.context.room(n_tokens))
+        if example.truncated_to is not None:
+            trace = {**trace, "input_truncated_to": example.truncated_to}
         return build_messages(self.task, example, self.backend, demos=demos, context=context), trace
 
     def messages(self, example):
@@ -73,7 +136,7 @@ class Arm:
         return out
 
     def summary(self, examples):
-        out = {}
+        out = {"truncated_inputs": sum("input_truncated_to" in e["extra"] for e in examples)}
         for part in self.parts.values():
             out.update(part.summary(examples))
         return out
@@ -89,6 +152,7 @@ class TrainableArm(Arm):
         self.backend = backend
         if self.context is not None:
             self.context.prepare(data, backend)
+            self.reserved = self.context.reserve()
         return self.parts["weights"].train(data, backend, output, progress)
 
 

@@ -94,9 +94,12 @@ class Session:
     @property
     def task_config(self) -> dict:
         # Prices, decision thresholds and learning curves change no run's results, so they stay out
-        # of the run key: editing them reuses every stored run.
-        return self.task.config.model_dump(mode="json", exclude={"description", "strategies", "cost", "decision",
-                                                                  "learning_curves", "gate"})
+        # of the run key: editing them reuses every stored run. So does the overflow rule: a prompt
+        # it would refuse never runs, and one it cuts is cut the same way either way.
+        return self.task.config.model_dump(mode="json", exclude={"description": True, "strategies": True,
+                                                                  "cost": True, "decision": True,
+                                                                  "learning_curves": True, "gate": True,
+                                                                  "prompt": {"overflow"}})
 
     def forgetting(self, model: str, backend: Backend) -> Forgetting:
         """The change on the probe from `model`'s base weights to `backend`'s."""
@@ -196,13 +199,20 @@ def open_session(task_path: str | Path, *, strategies: list[str] | None = None, 
             load_metric(m)
         except MetricError as e:
             raise HarnessError(f"{task.path}: metrics", str(e)) from None
-    backend = load_backend(cfg.model, task.path.parent)
+    backends = {cfg.model: load_backend(cfg.model, task.path.parent)}
     arms = [] if strategies is None else arms_to_run(task, strategies)
+    for spec in arms + [point for _, points in task.curves for point in points]:
+        strategy = build(spec, task)
+        if hasattr(strategy, "check_prompts"):
+            if spec.model not in backends:
+                backends[spec.model] = load_backend(spec.model, task.path.parent)
+            strategy.check_prompts(data, backends[spec.model])
 
     store = Store(store_path)
     prov = Provenance(**provenance(), task_file=str(task.path), data_hash=data.hash, data_source=cfg.data.source)
+    backend = backends.pop(cfg.model)
     try:
-        yield Session(task, data, backend, store, prov, arms, force=force, progress=progress)
+        yield Session(task, data, backend, store, prov, arms, force=force, progress=progress, _backends=backends)
     finally:
         store.close()
 

@@ -23,6 +23,7 @@ class Example:
     target: str
     row: dict[str, Any] = field(repr=False, compare=False)
     aliases: tuple[str, ...] = ()  # other accepted answers (the task's `fields.references` column)
+    truncated_to: int | None = None  # tokens of `input` kept, when cut to fit the model's context
 
     @property
     def references(self) -> tuple[str, ...]:

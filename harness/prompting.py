@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
+from harness.errors import HarnessError
+
 if TYPE_CHECKING:
     from harness.data import Example
     from harness.models import Backend, Prompt
@@ -32,6 +34,9 @@ class PromptConfig(BaseModel):
     target_delimiter: str = Field(" ", description="raw: between a prompt and its answer")
     fewshot_delimiter: str = Field("\n\n", description="raw: between demonstrations")
     calibrate: bool = Field(False, description="classification: contextual calibration from content-free inputs")
+    overflow: Literal["truncate_input", "error"] = Field(
+        "truncate_input", description="a prompt longer than the model's context leaves room for: cut its input "
+                                      "column to fit (counted in the report), or refuse to run, naming the example")
 
     @field_validator("template")
     @classmethod
@@ -66,6 +71,27 @@ def _compile(template: str):
 
     # StrictUndefined: a template naming a column the data lacks fails loudly instead of rendering "".
     return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True).from_string(template)
+
+
+def check_template(template: str, examples: list[Example], where: str) -> None:
+    """Every example renders: the template names only columns the data has, and uses them as it can
+    (before any run starts, where rendering mid-run would leave a run half-written)."""
+    render_row = _compile(template).render
+    for ex in examples:
+        try:
+            render_row(**ex.row)
+        except Exception as e:  # jinja2's UndefinedError, or a filter applied to the wrong type
+            raise HarnessError(where, f"cannot be rendered for example '{ex.id}': {e} (its columns: "
+                                      f"{', '.join(ex.row)})") from None
+
+
+def answer_room(task: LoadedTask, backend: Backend) -> int:
+    """Tokens the answer takes after the prompt: the longest label and its delimiter, or the
+    generation budget."""
+    cfg = task.config
+    if cfg.type == "classification":
+        return 1 + max(backend.count_tokens(cfg.labels))
+    return cfg.limits.max_new_tokens
 
 
 def user_turn(task: LoadedTask, example: Example, backend: Backend) -> str:

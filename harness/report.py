@@ -33,6 +33,10 @@ def print_table(report: ComparisonReport, console=None) -> None:
     for row, line in zip(report.strategies, cells):
         table.add_row(*line, "from store" if row.reused else "")
     console.print(table)
+    for row in report.strategies:
+        if row.truncated_inputs:
+            console.print(f"{row.name}: {row.truncated_inputs} of {row.n_examples} inputs cut to fit the model's "
+                          f"context (prompt.overflow: truncate_input)", highlight=False)
 
 
 def verdict_text(report: ComparisonReport) -> str:

@@ -178,6 +178,8 @@ class ArmResult(_Result):
     # distribution of content-free inputs every prediction was divided by.
     prompt_format: str = "chat"
     calibration: dict[str, float] | None = None
+    # Examples whose input was cut to fit the model's context (prompt.overflow: truncate_input).
+    truncated_inputs: int = 0
     peak_memory_mb: float = 0.0
     prepare_s: float = 0.0
     resumed_from: int = 0

@@ -63,6 +63,39 @@ def test_template_syntax_error(make_task, capsys, tmp_path):
     expect_error(capsys, tmp_path, path, "task.yaml: prompt", "Jinja2")
 
 
+def test_template_naming_a_column_the_data_lacks(make_task, capsys, tmp_path):
+    path = make_task(prompt={"template": "article : {{ nosuchcol }} topic ?"})
+    expect_error(capsys, tmp_path, path, "task.yaml: prompt.template", "'nosuchcol' is undefined", "example 'sport-0'",
+                 "columns: id, text, label")
+
+
+def test_arm_template_naming_a_column_the_data_lacks(make_task, capsys, tmp_path):
+    path = make_task(strategies={"zero_shot": {}, "other": {"prompt": {"template": "{{ text }} {{ title }}"}}})
+    expect_error(capsys, tmp_path, path, "task.yaml: strategies.other.prompt.template", "'title' is undefined")
+
+
+def test_input_longer_than_the_context_when_overflow_is_an_error(make_task, capsys, tmp_path):
+    long = topic_rows(4, offset=10)
+    long[5]["text"] = "the " * 5000
+    path = make_task(eval=long, prompt={"template": "article : {{ text }} topic ?", "overflow": "error"})
+    expect_error(capsys, tmp_path, path, "task.yaml: prompt.overflow", f"example '{long[5]['id']}'",
+                 "512-token context", "truncate_input")
+
+
+def test_answer_budget_larger_than_the_context(make_task, capsys, tmp_path):
+    path = make_task(type="short_answer", labels=None, limits={"max_new_tokens": 100000})
+    expect_error(capsys, tmp_path, path, "task.yaml: limits.max_new_tokens", "100000", "512-token context")
+
+
+def test_store_that_is_not_a_results_store(make_task, capsys, tmp_path):
+    store = tmp_path / "notes.sqlite"
+    store.write_text("my notes, not a database\n" * 100, encoding="utf-8")
+    rc, err, _ = run_cli(capsys, tmp_path, make_task(), "--store", str(store))
+    assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "notes.sqlite: cannot be used as a results store (file is not a database)" in err
+    assert store.read_text(encoding="utf-8").startswith("my notes"), "the file is left as it was"
+
+
 def test_missing_task_file(capsys, tmp_path):
     expect_error(capsys, tmp_path, tmp_path / "nope.yaml", "nope.yaml", "not found")
 

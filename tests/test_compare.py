@@ -46,6 +46,27 @@ def test_compare_writes_report_and_store(make_task, tmp_path, capsys):
     assert len(db.comparisons()) == 1
 
 
+def test_an_input_longer_than_the_context_is_cut_to_fit_and_counted(make_task, tmp_path, capsys):
+    from tests.conftest import topic_rows
+
+    rows = topic_rows(4, offset=10)
+    rows[5]["text"] = "the " * 5000  # the tiny model's context is 512 tokens
+    store = tmp_path / "store.sqlite"
+    rc = main(["compare", str(make_task(eval=rows)), "--store", str(store), "--no-progress"])
+    assert rc == 0
+    assert "zero_shot: 1 of 12 inputs cut to fit the model's context" in capsys.readouterr().out
+    db = Store(store)
+    report = db.comparisons()[0]["report"]
+    for row in report["strategies"]:
+        assert row["truncated_inputs"] == 1
+        examples = {e["example_id"]: e for e in db.examples(row["run_id"])}
+        cut = examples[rows[5]["id"]]
+        # The prompt and the one-token label delimiter plus the longest label fit the 512 positions.
+        assert cut["prompt_tokens"] + 2 <= 512 < 5000
+        assert 0 < cut["extra"]["input_truncated_to"] < 5000
+        assert all("input_truncated_to" not in e["extra"] for i, e in examples.items() if i != rows[5]["id"])
+
+
 def test_finished_runs_are_reused_and_force_recomputes(make_task, tmp_path, monkeypatch):
     path, store = make_task(), tmp_path / "store.sqlite"
     first = compare(path, store_path=store, progress=False)

@@ -8,11 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.compare import compare
 from harness.data import load_data
 from harness.errors import HarnessError
 from harness.models import load_backend
+from harness.prompting import answer_room, render
 from harness.store import Store
 from harness.task import load_task
 from harness.arm import build
@@ -225,9 +227,22 @@ def test_chunk_larger_than_the_model_context(rag_task, tmp_path, tiny_model_dir)
     expect(rag_task(model=str(short)), "strategies.rag.chunk_size", "model tokens", "20-token context")
 
 
-def test_question_longer_than_the_budget(rag_task, tiny_model_dir):
-    long_q = dict(QA[2], text="what is the capital of italy ? " + "the " * 500)
-    expect(rag_task(eval=[long_q, QA[3]]), "example 'q-italy'", "leaves 0", "max_input_tokens")
+LONG_Q = dict(QA[2], text="what is the capital of italy ? " + "the " * 500)
+
+
+def test_question_longer_than_the_budget_is_refused_when_asked(rag_task, make_task):
+    prompt = {**yaml.safe_load(make_task().read_text())["prompt"], "overflow": "error"}
+    expect(rag_task(eval=[LONG_Q, QA[3]], prompt=prompt), "prompt.overflow", "example 'q-italy'",
+           "512-token context leaves", "max_input_tokens")
+
+
+def test_question_longer_than_the_budget_is_cut_to_leave_the_best_passage(rag_task):
+    strategy, data = prepared(rag_task(eval=[LONG_Q, QA[3]]))
+    long, short = (strategy.messages(ex) for ex in data.eval)
+    assert "input_truncated_to" not in short.trace
+    assert long.trace["n_shown"] >= 1 and long.trace["input_truncated_to"] < 500
+    prompt = render(strategy.task, strategy.backend, long.messages)
+    assert prompt.n_tokens + answer_room(strategy.task, strategy.backend) <= strategy.backend.context_length
 
 
 def test_budget_smaller_than_a_chunk(rag_task):

@@ -10,6 +10,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from harness.errors import HarnessError
 from harness.measure import timer
+from harness.prompting import answer_room
 from harness.results import Retrieval
 from harness.strategy import Component, StrategyConfig
 from strategies.rag.corpus import Document, corpus_hash, read_corpus
@@ -84,23 +85,22 @@ class Context(Component):
             self.gold = gold_documents(data.eval, cfg.gold_field, {c.doc_id for c in self.chunks},
                                        f"{self.where}.gold_field")
 
-    def _answer_room(self) -> int:
-        cfg = self.task.config
-        if cfg.type == "classification":
-            return 1 + max(self.backend.count_tokens(cfg.labels))
-        return cfg.limits.max_new_tokens
-
     def room(self, prompt_tokens: int) -> int:
         """Tokens left for passages in a prompt that takes `prompt_tokens` without them."""
-        room = self.backend.context_length - self._answer_room() - prompt_tokens - self.header_cost
+        room = self.backend.context_length - answer_room(self.task, self.backend) - prompt_tokens - self.header_cost
         return min(room, self.config.max_context_tokens) if self.config.max_context_tokens else room
 
-    def check_budget(self, rooms: dict[str, int]) -> None:
-        """The longest chunk fits every prompt's room (example id -> room), so the best-ranked
-        passage is always shown and no context is ever empty."""
+    def reserve(self) -> int:
+        """Tokens every prompt leaves for its context: the header and the longest chunk, so the
+        best-ranked passage is always shown and no context is ever empty (harness/arm.py fits
+        each prompt to leave them)."""
+        return self.header_cost + max(self.costs)
+
+    def check_budget(self) -> None:
+        """The longest chunk fits the model's context beside the answer, and the context budget."""
         longest = max(self.costs)
         ctx = self.backend.context_length
-        if longest > ctx - self._answer_room() - self.header_cost:
+        if longest > ctx - answer_room(self.task, self.backend) - self.header_cost:
             raise HarnessError(f"{self.where}.chunk_size",
                                f"chunks take up to {longest} model tokens, more than the model's {ctx}-token context "
                                f"holds with the answer; lower chunk_size")
@@ -108,12 +108,6 @@ class Context(Component):
             raise HarnessError(f"{self.where}.max_context_tokens",
                                f"{self.config.max_context_tokens} is less than the longest chunk ({longest} model "
                                f"tokens); raise it or lower chunk_size")
-        for example_id, room in rooms.items():
-            if room < longest:
-                raise HarnessError(self.where,
-                                   f"example '{example_id}': its prompt leaves {max(room, 0)} of the model's {ctx} "
-                                   f"tokens for passages, less than the longest chunk ({longest}); shorten the input "
-                                   f"(prompt.max_input_tokens), use fewer demonstrations or lower chunk_size")
 
     def retrieve(self, query: str) -> list[tuple[int, float]]:
         """(chunk position, score) of the top_k chunks, best first."""
@@ -130,7 +124,7 @@ class Context(Component):
         hits = self.retrieve(example.input)
         shown = 0
         # Best first; the first passage that does not fit ends the list, so the model never sees a
-        # lower-ranked passage in place of a better one. The best one always fits (see check_budget).
+        # lower-ranked passage in place of a better one. The best one always fits (see reserve).
         for i, _ in hits:
             if self.costs[i] > room:
                 break

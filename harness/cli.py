@@ -134,8 +134,9 @@ def _cmd_train(args) -> int:
     data = load_data(task)
     strategy = trainable[name]
     out = Path(args.output) if args.output else strategy.output_dir(data)
-    model = task.arms[name].model
-    t = strategy.train(data, load_backend(model, task.path.parent), out, progress=not args.no_progress)
+    backend = load_backend(task.arms[name].model, task.path.parent)
+    strategy.check_prompts(data, backend)
+    t = strategy.train(data, backend, out, progress=not args.no_progress)
     if t is not None:  # only the main process of a distributed run writes and reports
         print(f"weights saved to {out}: {t.steps} steps, {t.tokens_seen} tokens, "
               f"{t.wall_s:.0f} s, final loss {t.final_loss:.3f}")

@@ -142,6 +142,18 @@ def test_too_few_training_examples(make_task, capsys, tmp_path):
     expect_exit_2(capsys, tmp_path, path, "strategies.lora", "training examples", "at least 8")
 
 
+def test_train_checks_the_template_before_training(make_task, capsys, tmp_path):
+    path = make_task(train=topic_rows(12), eval=topic_rows(4, offset=20), strategies={"lora": LORA},
+                     prompt={"template": "{{ title }} {{ text }} topic ?"})
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+        rc = main(["train", str(path), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert "prompt.template: cannot be rendered for example 'sport-0'" in err and "'title' is undefined" in err
+    assert not (tmp_path / "cache").exists(), "nothing trained, nothing written"
+
+
 def test_answer_longer_than_max_length(make_task, capsys, tmp_path):
     path = lora_task(make_task, max_length=8)
     expect_exit_2(capsys, tmp_path, path, "strategies.lora.max_length", "do not fit")

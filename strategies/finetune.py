@@ -110,11 +110,20 @@ def _tokenize(backend, examples, max_length: int, prompt: Callable, where: str) 
     return rows
 
 
+def _complete(checkpoint: Path) -> bool:
+    """The Trainer writes trainer_state.json last, and not atomically: a checkpoint is complete once
+    that file is whole."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def _last_complete_checkpoint(folder: Path) -> str | None:
     """The newest checkpoint the Trainer finished writing. transformers' get_last_checkpoint
-    returns the newest folder even when a kill interrupted its writing; the Trainer writes
-    trainer_state.json last, so its presence marks a complete checkpoint."""
-    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    returns the newest folder even when a kill interrupted its writing."""
+    done = [p for p in folder.glob("checkpoint-*") if _complete(p)]
     return str(max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]))) if done else None
 
 
@@ -143,8 +152,8 @@ def train_weights(task, data, backend, params: TrainingConfig, out: Path, *, met
     if last and started.is_file() and json.loads(started.read_text()) != config_json:
         raise HarnessError(str(out), "the checkpoints here were started with a different training config; "
                                      "delete the folder to start over")
-    out.mkdir(parents=True, exist_ok=True)
-    started.write_text(json.dumps(config_json, indent=1))
+    # Atomic: a rerun after a kill here compares against this file.
+    atomic_write_text(started, json.dumps(config_json, indent=1))
 
     # A copy: the backend's model stays the base that the other arms and the forgetting probe use.
     model = trainable(copy.deepcopy(backend.model))
@@ -240,7 +249,13 @@ def train_weights(task, data, backend, params: TrainingConfig, out: Path, *, met
     }
     # The weights count as finished only once this exists, so it must never appear half-written.
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1))
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    # Moved aside before removal: a kill while removing must not leave a half-removed checkpoint
+    # that still looks complete for a rerun to resume from.
+    removed = out / ".checkpoints-removed"
+    shutil.rmtree(removed, ignore_errors=True)
+    if checkpoints.exists():
+        checkpoints.rename(removed)
+    shutil.rmtree(removed, ignore_errors=True)
     return manifest
 
 

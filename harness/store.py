@@ -137,6 +137,12 @@ class Store:
             return db
         except sqlite3.OperationalError as e:
             db.close()
+            if e.sqlite_errorcode == sqlite3.SQLITE_READONLY_ROLLBACK:
+                # A writer died mid-transaction in rollback mode (creating a new store): only a writer
+                # may roll its journal back.
+                raise HarnessError(str(self.path), "a process writing this store was interrupted before it "
+                                                   "finished; run any harness command that writes it (harness "
+                                                   "compare) to repair it, then read it again") from None
             if e.sqlite_errorcode not in (sqlite3.SQLITE_READONLY_DIRECTORY, sqlite3.SQLITE_CANTOPEN):
                 raise
         wal = Path(f"{self.path}-wal")

@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import threading
 import types
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import harness.store as store_module
+from harness.errors import HarnessError
 from harness.runner import ExampleResult
 from harness.store import _MIGRATIONS, Store
 from tests.conftest import load_benchmark
@@ -517,3 +519,28 @@ def test_readonly_store_reads_but_cannot_write(tmp_path):
     assert len(writer.comparisons()) == 2 and writer.run_by_key("other") is None
     reader.close()
     writer.close()
+
+
+def test_a_writer_killed_mid_transaction_is_one_clear_error_for_readers_until_a_writer_repairs_it(tmp_path):
+    path = tmp_path / "s.sqlite"
+    # A writer in rollback mode (as every new store starts) whose changes spilled to the file before
+    # it was killed: the hot journal it leaves can only be rolled back by a writer.
+    child = textwrap.dedent("""
+        import os, signal, sqlite3, sys
+        db = sqlite3.connect(sys.argv[1], isolation_level=None)
+        db.execute("PRAGMA journal_mode=DELETE")
+        db.execute("CREATE TABLE scratch (x TEXT)")
+        db.execute("PRAGMA cache_size=1")
+        db.execute("BEGIN")
+        for _ in range(2000):
+            db.execute("INSERT INTO scratch VALUES (?)", ("x" * 500,))
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    subprocess.run([sys.executable, "-c", child, str(path)])
+    assert Path(f"{path}-journal").exists()
+    with pytest.raises(HarnessError, match="was interrupted before it finished"):
+        Store(path, readonly=True)
+    Store(path).close()  # a writer rolls the journal back
+    reader = Store(path, readonly=True)
+    assert reader.runs_with_counts() == [] and "runs" in reader.tables()
+    reader.close()

@@ -85,8 +85,11 @@ def resolve_model(spec: str, base_dir: Path | None = None) -> str:
     if spec in BUILTIN:
         return str(_builtin_folder(spec))
     for candidate in (Path(spec), (base_dir / spec) if base_dir else None):
-        if candidate is not None and candidate.is_dir():
-            return str(candidate.resolve())
+        try:
+            if candidate is not None and candidate.is_dir():
+                return str(candidate.resolve())
+        except OSError:  # a name no file system holds (too long): not a folder, maybe a hub id
+            continue
     return spec
 
 

@@ -148,6 +148,11 @@ def test_model_not_found(make_task, capsys, tmp_path):
                  "cannot be found")
 
 
+def test_model_name_longer_than_any_file_name(make_task, capsys, tmp_path):
+    # Found by tests/test_fuzz_task.py: checking for a local folder of that name raised OSError.
+    expect_error(capsys, tmp_path, make_task(model="x" * 20_000), "model 'xxx", "cannot be found")
+
+
 def test_unknown_metric(make_task, capsys, tmp_path):
     expect_error(capsys, tmp_path, make_task(metrics=["no_such_metric_xyz"]), "no_such_metric_xyz")
 

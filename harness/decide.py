@@ -34,7 +34,9 @@ the learning curves and the task's `decision:` settings. A difference counts by 
    - format: the fine-tuned winner beats the best arm without fine-tuning on the strict metric but is
      not shown better on the lenient one. Then an arm with retrieval and demonstrations whose lenient
      score is shown no worse than the winner's (non-inferior by min_gain, the interval's lower end) is
-     recommended instead; if the task has no such arm, the verdict says to run one first.
+     recommended instead; if the task has no such arm, the verdict says to run one first;
+   - the best arm without fine-tuning on the strict metric contains the gold answer significantly
+     less often than another arm without it: its lead is format, and the reasons say so.
 
 Every reason states its numbers; what was not run is listed under `missing`."""
 
@@ -274,6 +276,21 @@ def _lacks_knowledge(ft: ArmResult, others: list[ArmResult], content: Comparison
             f"retrieval does")
 
 
+def _format_lead(best: ArmResult, others: list[ArmResult], comparisons: Comparisons,
+                 content: Comparisons) -> str | None:
+    """When the best arm without fine-tuning on the strict metric contains the gold answer
+    significantly less often than another such arm (rule 6): its lead is answer format."""
+    shown = [(content.pair(best.name, r.name), r) for r in others if r is not best]
+    shown = [(p, r) for p, r in shown if p.significant and p.ci_low > 0]
+    if not shown:
+        return None
+    pair, knows = max(shown, key=lambda pr: (pr[0].diff, pr[1].name))
+    return (f"format: {best.name} leads on {comparisons.metric}, but {knows.name} contains the gold answer more "
+            f"often: {_lenient_text(pair, content)}, {_test_text(pair, content)}; {best.name}'s lead is answer "
+            f"format, and {knows.name} may do better with its answers held to the format (demonstrations, a "
+            f"stricter template) than any arm does by knowing more")
+
+
 def _format_only(ft: ArmResult, others: list[ArmResult], comparisons: Comparisons, content: Comparisons,
                  decision: DecisionConfig) -> tuple[str, ArmResult | None] | None:
     """When the fine-tuned winner `ft` wins on answer format alone (rule 6): the reason, and the arm
@@ -348,6 +365,8 @@ def recommend(rows: list[ArmResult], comparisons: Comparisons, curves: list[Curv
     alt = _alternative(others, comparisons, decision.min_gain, reasons) if others else None
     if content is not None and (knowledge := _knowledge(others, content)):
         gaps["knowledge"] = knowledge
+    if content is not None and best is not None and (lead := _format_lead(best, others, comparisons, content)):
+        reasons.append(lead)
 
     if not ran_tuning:
         reasons.insert(0, _quality_text(alt, metric))

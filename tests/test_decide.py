@@ -417,3 +417,17 @@ def test_fine_tuning_without_the_facts_retrieval_supplies_is_not_recommended():
                for r in rec.reasons)
     # Without the content pairs the same strict figures leave it open.
     assert decide(SA_ZERO[0], rag[0], rag_demos[0], lora[0]).verdict.startswith("not enough evidence")
+
+
+def test_a_lead_on_format_alone_among_prompts_is_said():
+    """The shipped countries task's shape: few_shot is strictly right more often, while zero_shot's
+    answers contain the gold answer far more often (it answers in sentences)."""
+    zero = short("zero_shot", range(0, 0), range(0, 138))
+    few = short("few_shot", range(0, 36), range(0, 48))
+    rec = decide_short(zero, few)
+    assert rec.best_strategy == "few_shot"
+    lead = next(r for r in rec.reasons if r.startswith("format: few_shot leads on accuracy"))
+    assert "zero_shot contains the gold answer more often: zero_shot vs few_shot on contains: +30.0 points" in lead
+    # Not said when the leader contains the gold answer as often.
+    as_often = short("zero_shot", range(0, 0), range(0, 48))
+    assert not any(r.startswith("format:") for r in decide_short(as_often, few).reasons)

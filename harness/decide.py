@@ -287,8 +287,8 @@ def _format_lead(best: ArmResult, others: list[ArmResult], comparisons: Comparis
     pair, knows = max(shown, key=lambda pr: (pr[0].diff, pr[1].name))
     return (f"format: {best.name} leads on {comparisons.metric}, but {knows.name} contains the gold answer more "
             f"often: {_lenient_text(pair, content)}, {_test_text(pair, content)}; {best.name}'s lead is answer "
-            f"format, and {knows.name} may do better with its answers held to the format (demonstrations, a "
-            f"stricter template) than any arm does by knowing more")
+            f"format: {knows.name}'s answers hold the gold answer more often, but not in the form "
+            f"{comparisons.metric} scores")
 
 
 def _format_only(ft: ArmResult, others: list[ArmResult], comparisons: Comparisons, content: Comparisons,

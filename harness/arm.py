@@ -39,9 +39,10 @@ class Arm:
             part.check()
 
     def check_prompts(self, data, backend) -> None:
-        """Before any run is stored: every train and eval example renders, and every eval prompt fits
-        the model's context (`fit`). Demonstrations chosen per question and retrieved passages need
-        the prepared arm: `prepare` fits those prompts again before its run starts."""
+        """Before any run is stored: every train and eval example renders, every eval prompt fits
+        the model's context (`fit`), and weights that train have enough examples, each fitting
+        their max_length. Demonstrations chosen per question and retrieved passages need the
+        prepared arm: `prepare` checks those prompts before its run starts."""
         self.backend = backend
         room, context = answer_room(self.task, backend), backend.context_length
         if room >= context:
@@ -56,6 +57,9 @@ class Arm:
             self.demos.prepare(data)
         for ex in data.eval:
             self.fit(ex, self._demos_for(ex) if fixed else [])
+        weights = self.parts.get("weights")
+        if hasattr(weights, "check_prompts"):
+            weights.check_prompts(data, backend)
 
     def prepare(self, data, backend):
         self.backend = backend

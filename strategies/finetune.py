@@ -127,6 +127,20 @@ def _last_complete_checkpoint(folder: Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]))) if done else None
 
 
+def training_rows(task, data, backend, params: TrainingConfig, messages: Messages | None,
+                  where: str) -> tuple[list[dict], list[dict]]:
+    """The tokenized training and validation examples: each prompt as the runner renders it, then
+    its answer; HarnessError when there are too few or one does not fit max_length."""
+    turns = messages or (lambda ex: build_messages(task, ex, backend))
+
+    def prompt(ex):
+        return render(task, backend, turns(ex))
+
+    train, validation = _split(task, data, params, where)
+    return (_tokenize(backend, train, params.max_length, prompt, where),
+            _tokenize(backend, validation, params.max_length, prompt, where))
+
+
 def train_weights(task, data, backend, params: TrainingConfig, out: Path, *, method: str,
                   trainable: Callable, messages: Messages | None = None, where: str,
                   progress: bool = True) -> dict | None:
@@ -136,14 +150,7 @@ def train_weights(task, data, backend, params: TrainingConfig, out: Path, *, met
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer, TrainingArguments
 
-    turns = messages or (lambda ex: build_messages(task, ex, backend))
-
-    def prompt(ex):
-        return render(task, backend, turns(ex))
-
-    train, validation = _split(task, data, params, where)
-    train_rows = _tokenize(backend, train, params.max_length, prompt, where)
-    val_rows = _tokenize(backend, validation, params.max_length, prompt, where)
+    train_rows, val_rows = training_rows(task, data, backend, params, messages, where)
 
     checkpoints = out / "checkpoints"
     started = out / "training_config.json"
@@ -278,6 +285,12 @@ class FineTuned(Component):
 
     def output_dir(self, data) -> Path:
         return weights_dir(self.task, self.method, self.config, data.hash, self.prompt_key)
+
+    def check_prompts(self, data, backend) -> None:
+        """Before any run is stored, the training examples are enough and each fits max_length. A
+        prompt with retrieved passages needs the index: `prepare` checks those when it trains."""
+        if self.messages is None and not (self.output_dir(data) / "manifest.json").is_file():
+            training_rows(self.task, data, backend, self.config, None, self.where)
 
     def _train(self, data, backend, out: Path, progress: bool) -> dict | None:
         return train_weights(self.task, data, backend, self.config, out, method=self.method,

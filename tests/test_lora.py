@@ -140,6 +140,7 @@ def expect_exit_2(capsys, tmp_path, path, *fragments):
 def test_too_few_training_examples(make_task, capsys, tmp_path):
     path = make_task(train=topic_rows(2), strategies={"lora": LORA})
     expect_exit_2(capsys, tmp_path, path, "strategies.lora", "training examples", "at least 8")
+    assert not (tmp_path / "s.sqlite").exists(), "refused before the store opens"
 
 
 def test_train_checks_the_template_before_training(make_task, capsys, tmp_path):
@@ -157,6 +158,7 @@ def test_train_checks_the_template_before_training(make_task, capsys, tmp_path):
 def test_answer_longer_than_max_length(make_task, capsys, tmp_path):
     path = lora_task(make_task, max_length=8)
     expect_exit_2(capsys, tmp_path, path, "strategies.lora.max_length", "do not fit")
+    assert not (tmp_path / "s.sqlite").exists(), "refused before the store opens"
 
 
 def test_unknown_target_module(make_task, capsys, tmp_path):

@@ -200,13 +200,7 @@ def open_session(task_path: str | Path, *, strategies: list[str] | None = None, 
         except MetricError as e:
             raise HarnessError(f"{task.path}: metrics", str(e)) from None
     backends = {cfg.model: load_backend(cfg.model, task.path.parent)}
-    arms = [] if strategies is None else arms_to_run(task, strategies)
-    for spec in arms + [point for _, points in task.curves for point in points]:
-        strategy = build(spec, task)
-        if hasattr(strategy, "check_prompts"):
-            if spec.model not in backends:
-                backends[spec.model] = load_backend(spec.model, task.path.parent)
-            strategy.check_prompts(data, backends[spec.model])
+    arms = [] if strategies is None else arms_to_run(task, strategies, data, backends)
 
     store = Store(store_path)
     prov = Provenance(**provenance(), task_file=str(task.path), data_hash=data.hash, data_source=cfg.data.source)
@@ -222,10 +216,12 @@ def stored_scores(store: Store, run_id: int, metric: str) -> dict[str, float]:
     return {e["example_id"]: e["scores"][metric] for e in store.examples(run_id)}
 
 
-def arms_to_run(task: LoadedTask, names: list[str] = ()) -> list[ArmSpec]:
-    """The arms named on the command line (default: the task's), each built and checked, so that a
-    missing corpus or embedder fails before the store is opened. A shorthand absent from the task
-    file runs with its defaults."""
+def arms_to_run(task: LoadedTask, names: list[str], data: TaskData, backends: dict[str, Backend]) -> list[ArmSpec]:
+    """The arms named on the command line (default: the task's), each built and checked with its
+    prompts (`Arm.check_prompts`), so that a missing corpus or embedder, a template naming no column
+    or a prompt too long fails before the store is opened. A shorthand absent from the task file runs
+    with its defaults. `backends`: model -> loaded backend, with the task's; an arm's other model is
+    loaded into it."""
     specs = []
     for name in names or task.arms:
         spec = task.arms.get(name)
@@ -241,6 +237,10 @@ def arms_to_run(task: LoadedTask, names: list[str] = ()) -> list[ArmSpec]:
         strategy = build(spec, task)
         if hasattr(strategy, "check"):
             strategy.check()
+        if hasattr(strategy, "check_prompts"):
+            if spec.model not in backends:
+                backends[spec.model] = load_backend(spec.model, task.path.parent)
+            strategy.check_prompts(data, backends[spec.model])
     return specs
 
 

@@ -26,6 +26,9 @@ class Arm:
         self.weights = spec.weights_kind
         self.context, self.demos = parts.get("context"), parts.get("demos")
         self.reserved = 0  # tokens each prompt leaves for retrieved passages, once the index is built
+        # Each eval example as `prepare` fitted it: the runner's prompt building then does not
+        # render and count every prompt a second time.
+        self.fitted: dict = {}
         weights = parts.get("weights")
         if self.context is not None and hasattr(weights, "train_with"):
             weights.train_with(lambda ex: self.compose(ex, demos=[])[0],
@@ -69,8 +72,7 @@ class Arm:
             self.reserved = self.context.reserve()
         if self.demos is not None:
             self.demos.prepare(data)
-        for ex in data.eval:
-            self.fit(ex, self._demos_for(ex))
+        self.fitted = {ex: self.fit(ex, self._demos_for(ex)) for ex in data.eval}
         weights = self.parts.get("weights")
         return backend if weights is None else weights.prepare(data, backend)
 
@@ -117,7 +119,7 @@ class Arm:
     def compose(self, example, demos) -> tuple[list[dict[str, str]], dict]:
         """The chat turns for one example with these demonstrations, and its trace (the retrieved
         passages, an input cut to fit)."""
-        example, n_tokens = self.fit(example, demos)
+        example, n_tokens = self.fitted.get(example) or self.fit(example, demos)
         context, trace = None, {}
         if self.context is not None:
             context, trace = self.context.passages(example, self.context.room(n_tokens))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from harness.compare import compare
 from harness.measure import timer
-from harness.models import load_backend
+from harness.backends import load_backend
 
 TARGET_S = 300  # the README promise: make demo's comparison under 5 minutes on 2 cores
 

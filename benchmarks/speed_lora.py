@@ -51,7 +51,7 @@ def plain(task, data, backend, params, steps: int) -> tuple[float, int]:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from harness.models import resolve_model
+    from harness.backends.local import resolve_model
     from harness.prompting import build_messages
 
     path = resolve_model(task.config.model)
@@ -80,7 +80,7 @@ def plain(task, data, backend, params, steps: int) -> tuple[float, int]:
 
 def main() -> None:
     from harness.data import load_data
-    from harness.models import load_backend
+    from harness.backends import load_backend
     from harness.task import load_task
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -82,7 +82,7 @@ def search_latency(n: int) -> None:
 
 def rerun() -> None:
     from harness.data import load_data
-    from harness.models import load_backend
+    from harness.backends import load_backend
     from harness.task import load_task
     from harness.arm import build
 

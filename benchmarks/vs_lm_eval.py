@@ -221,7 +221,7 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from harness.models import resolve_model
+    from harness.backends.local import resolve_model
 
     eval_src = DATA / "eval.jsonl"
     if not eval_src.is_file():

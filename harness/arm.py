@@ -15,8 +15,9 @@ from pathlib import Path
 
 from harness import registry
 from harness.armspec import ArmSpec
+from harness.backends import model_label
 from harness.errors import HarnessError
-from harness.prompting import answer_room, build_messages, check_template, render
+from harness.prompting import answer_room, build_messages, check_template, render, scoring
 from harness.strategy import Prompted, Trainable
 
 
@@ -55,6 +56,7 @@ class Arm:
         field = "prompt.template" if "template" not in self.spec.prompt else f"strategies.{self.name}.prompt.template"
         check_template(self.task.config.prompt.template, list(chain(data.train, data.eval)),
                        f"{self.task.path}: {field}")
+        self._check_backend(data, backend)
         fixed = self.demos is None or self.demos.config.select != "similar"
         if fixed and self.demos is not None:
             self.demos.prepare(data)
@@ -63,6 +65,31 @@ class Arm:
         weights = self.parts.get("weights")
         if hasattr(weights, "check_prompts"):
             weights.check_prompts(data, backend)
+
+    def _check_backend(self, data, backend) -> None:
+        """The arm asks only what its model's backend can do."""
+        path, prompt = self.task.path, self.task.config.prompt
+        label = model_label(self.spec.model)
+        if self.weights != "base" and not backend.has_weights:
+            field = f"strategies.{self.name}.model" if "model" in self.spec.params else "model"
+            raise HarnessError(f"{path}: {field}", f"{self.weights} changes the model's weights, and {label} is a "
+                                                   f"hosted model whose weights are not here")
+        how = scoring(self.task, backend)
+        if how == "loglikelihood":
+            if not backend.can_score:
+                raise HarnessError(f"{path}: {self._prompt_field('scoring')}",
+                                   f"{label} gives no log-likelihoods (a hosted model gives them only with "
+                                   f"logprobs: true); use scoring: generate")
+            if render(self.task, backend, build_messages(self.task, data.eval[0], backend)).messages is not None:
+                raise HarnessError(f"{path}: {self._prompt_field('format')}",
+                                   f"{label} scores labels over HTTP, which needs format: raw (the completions "
+                                   f"endpoint applies no chat template); or use scoring: generate")
+        if prompt.calibrate and how != "loglikelihood":
+            raise HarnessError(f"{path}: {self._prompt_field('calibrate')}",
+                               "calibration needs the labels' log-likelihoods, and this arm generates its answer")
+
+    def _prompt_field(self, key: str) -> str:
+        return f"strategies.{self.name}.prompt.{key}" if key in self.spec.prompt else f"prompt.{key}"
 
     def prepare(self, data, backend):
         self.backend = backend
@@ -142,7 +169,8 @@ class Arm:
         return out
 
     def summary(self, examples):
-        out = {"truncated_inputs": sum("input_truncated_to" in e["extra"] for e in examples)}
+        out = {"truncated_inputs": sum("input_truncated_to" in e["extra"] for e in examples),
+               "unmatched_answers": sum(bool(e["extra"].get("unmatched")) for e in examples)}
         for part in self.parts.values():
             out.update(part.summary(examples))
         return out

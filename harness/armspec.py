@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from harness import registry
+from harness.backends import HostedModel, model_key, model_label
 from harness.errors import HarnessError, first_error
 from harness.prompting import PROMPT_FIELDS, PromptConfig
 from harness.strategy import StrategyConfig
@@ -68,7 +69,7 @@ class Component:
 class ArmSpec:
     name: str
     params: dict[str, Any]  # as written, validated: the report row's `params`, what curves vary
-    model: str
+    model: str | HostedModel
     weights: Component | None = None
     context: Component | None = None
     demos: Component | None = None
@@ -85,8 +86,8 @@ class ArmSpec:
 
     def axes(self) -> dict[str, Any]:
         if self.plugin:
-            return {"model": self.model, "plugin": self.plugin.dump()}
-        out = {"model": self.model, "weights": self.weights.dump() if self.weights else "base",
+            return {"model": model_key(self.model), "plugin": self.plugin.dump()}
+        out = {"model": model_key(self.model), "weights": self.weights.dump() if self.weights else "base",
                "context": self.context.dump() if self.context else None,
                "demos": self.demos.dump() if self.demos else None}
         # Only when set: an arm on the task's own prompt keeps the run key it always had.
@@ -98,7 +99,7 @@ class ArmSpec:
             return f"plugin {self.plugin.method}"
         parts = [self.weights.method if self.weights else "base"]
         if "model" in self.params:
-            parts[0] += f" of {self.model}"
+            parts[0] += f" of {model_label(self.model)}" + (" (hosted)" if isinstance(self.model, HostedModel) else "")
         if self.context:
             parts.append(f"{self.context.method} (top {self.context.config.top_k})")
         if self.demos:
@@ -188,8 +189,11 @@ def parse_arm(name: str, params: Any, task, where: str) -> ArmSpec:
             raise HarnessError(f"{here}.{key}", f"unknown axis; an arm is made of {', '.join(AXES)}, or is one of "
                                                 f"the shorthands {', '.join(SHORTHANDS)}")
     model = params.get("model") or task_model
-    if not isinstance(model, str):
-        raise HarnessError(f"{here}.model", "expected a model name: a built-in alias, hub id or local folder")
+    if isinstance(model, dict):
+        model = _validate(HostedModel, model, f"{here}.model")
+    elif not isinstance(model, (str, HostedModel)):
+        raise HarnessError(f"{here}.model", "expected a model name (a built-in alias, hub id or local folder) or "
+                                            "a hosted model (a mapping with backend: openai)")
     weights = params.get("weights", "base")
     parts = {
         "prompt": _prompt(task, params["prompt"], f"{here}.prompt") if params.get("prompt") is not None else {},

@@ -67,7 +67,7 @@ def file_digests(folder: Path) -> dict[str, str]:
 
 
 def _same_model(named: str | None, task) -> bool:
-    from harness.models import resolve_model
+    from harness.backends.local import resolve_model
 
     model = task.config.model
     if named is None:
@@ -166,7 +166,7 @@ def _check_architecture(folder: Path, task) -> None:
     vocabulary, since it is run with the task model's tokenizer and prompts."""
     from transformers import AutoConfig
 
-    from harness.models import resolve_model
+    from harness.backends.local import resolve_model
 
     mine = _read_json(folder / "config.json")
     base = AutoConfig.from_pretrained(resolve_model(task.config.model, task.path.parent)).to_dict()
@@ -185,7 +185,7 @@ def load(ckpt: Checkpoint, base):
     full = ckpt.kind in ("full_model", "harness_model")
     from safetensors import SafetensorError
 
-    from harness.models import default_device
+    from harness.backends.local import default_device
 
     try:
         if full:

@@ -115,7 +115,7 @@ def _cmd_report(args) -> int:
 def _cmd_train(args) -> int:
     from harness.arm import build
     from harness.data import load_data
-    from harness.models import load_backend
+    from harness.backends import load_backend
     from harness.strategy import Trainable
     from harness.task import load_task
 

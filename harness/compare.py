@@ -18,9 +18,10 @@ from harness.errors import HarnessError
 from harness.forgetting import ForgettingMeter
 from harness.measure import latency_mean_ci, peak_memory_mb, provenance, timer
 from harness.metrics import LENIENT, MetricError, load_metric
-from harness.models import Backend, load_backend
+from harness.backends import Backend, HostedModel, load_backend, model_label
 from harness.results import (ArmResult, Assumptions, Comparisons, ComparisonReport, Curve, CurvePoint, Forgetting,
                              Provenance)
+from harness.prompting import scoring
 from harness.runner import calibration, run_strategy
 from harness.stats import CONFIDENCE, bootstrap_ci, paired_comparisons
 from harness.store import Store
@@ -84,7 +85,7 @@ class Session:
     _finished: set[str] = field(default_factory=set)
     _forgetting: dict[str, ForgettingMeter] = field(default_factory=dict)
 
-    def backend_for(self, model: str) -> Backend:
+    def backend_for(self, model: str | HostedModel) -> Backend:
         if model == self.task.config.model:
             return self.backend
         if model not in self._backends:
@@ -101,8 +102,10 @@ class Session:
                                                                   "learning_curves": True, "gate": True,
                                                                   "prompt": {"overflow"}})
 
-    def forgetting(self, model: str, backend: Backend) -> Forgetting:
-        """The change on the probe from `model`'s base weights to `backend`'s."""
+    def forgetting(self, model: str | HostedModel, backend: Backend) -> Forgetting | None:
+        """The change on the probe from `model`'s base weights to `backend`'s (None: no weights here)."""
+        if not backend.has_weights:
+            return None
         # Created on first use: a compare whose runs all come from the store measures nothing.
         if model not in self._forgetting:
             self._forgetting[model] = ForgettingMeter(self.task, self.backend_for(model))
@@ -141,25 +144,36 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
         # Recomputed on a resumed run: three prompts, deterministic, so a resumed run's later
         # examples are calibrated exactly as its earlier ones.
         bias = calibration(arm_task, strategy, eval_backend, data.eval[0]) if prompt.calibrate else None
-    run_id = store.start_run(key, task=cfg.name, strategy=name, model=spec.model,
+    run_id = store.start_run(key, task=cfg.name, strategy=name, model=model_label(spec.model),
                              config={"task": session.task_config, "arm": spec.axes()},
                              provenance=session.provenance.model_dump(mode="json"), force=session.force)
     done = store.done_ids(run_id)
     todo = [ex for ex in data.eval if ex.id not in done]
     with tqdm(total=len(data.eval), initial=len(done), desc=f"{name:>10}", unit="ex",
               disable=not session.progress, leave=False) as bar:
+        if hasattr(eval_backend, "on_status"):  # a hosted model: its requests in flight and retries
+            eval_backend.on_status = lambda **status: bar.set_postfix(status, refresh=False)
         run_strategy(arm_task, strategy, eval_backend, todo, bias=bias,
                      on_batch=lambda results: store.add_examples(run_id, results), progress=bar.update)
     examples = store.examples(run_id)
     summary = summarise(session.task, name, run_id, examples,
                         {"params": spec.params, "axes": spec.axes(), "made_of": spec.describe(prompt),
-                         "prompt_format": prompt.format, "calibration": bias,
-                         "model": spec.model, "model_params": backend.n_params, "weights": strategy.weights,
+                         "prompt_format": prompt.format, "calibration": bias, "scoring": scoring(arm_task, backend),
+                         "model": model_label(spec.model), "model_params": backend.n_params,
+                         "usd_per_mtok": _prices(spec.model), "weights": strategy.weights,
                          "prepare_s": prepared.s, "peak_memory_mb": peak_memory_mb(), "resumed_from": len(done),
-                         "forgetting": session.forgetting(spec.model, eval_backend), **strategy.summary(examples)})
+                         "forgetting": session.forgetting(spec.model, eval_backend),
+                         "forgetting_note": None if backend.has_weights else "not measured: no access to weights",
+                         **strategy.summary(examples)})
     store.finish_run(run_id, summary.model_dump(mode="json"), strategy.record())
     session._finished.add(key)
     return summary
+
+
+def _prices(model: str | HostedModel) -> dict[str, float] | None:
+    if isinstance(model, str):
+        return None
+    return {"input": model.usd_per_mtok_input, "output": model.usd_per_mtok_output}
 
 
 def _labelled_examples(row: ArmResult) -> int | None:
@@ -199,10 +213,13 @@ def open_session(task_path: str | Path, *, strategies: list[str] | None = None, 
             load_metric(m)
         except MetricError as e:
             raise HarnessError(f"{task.path}: metrics", str(e)) from None
-    backends = {cfg.model: load_backend(cfg.model, task.path.parent)}
+    backends = {cfg.model: load_backend(cfg.model, task.path.parent, f"{task.path}: model")}
     arms = [] if strategies is None else arms_to_run(task, strategies, data, backends)
 
     store = Store(store_path)
+    for b in backends.values():
+        if hasattr(b, "use_cache"):  # a hosted model's answers are kept in the store
+            b.use_cache(store)
     prov = Provenance(**provenance(), task_file=str(task.path), data_hash=data.hash, data_source=cfg.data.source)
     backend = backends.pop(cfg.model)
     try:
@@ -239,7 +256,8 @@ def arms_to_run(task: LoadedTask, names: list[str], data: TaskData, backends: di
             strategy.check()
         if hasattr(strategy, "check_prompts"):
             if spec.model not in backends:
-                backends[spec.model] = load_backend(spec.model, task.path.parent)
+                backends[spec.model] = load_backend(spec.model, task.path.parent,
+                                                    f"{task.path}: strategies.{spec.name}.model")
             strategy.check_prompts(data, backends[spec.model])
     return specs
 
@@ -268,7 +286,7 @@ def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit
         comparisons = pairs_on(metric)
         content = pairs_on(LENIENT) if LENIENT in cfg.metric_names and metric != LENIENT else None
         report = ComparisonReport(
-            task=cfg.name, task_file=str(task.path), model=cfg.model, model_params=backend.n_params,
+            task=cfg.name, task_file=str(task.path), model=model_label(cfg.model), model_params=backend.n_params,
             task_type=cfg.type, n_examples=len(data.eval), data_hash=data.hash, provenance=session.provenance,
             strategies=rows, comparisons=comparisons, content=content, learning_curves=curves,
             assumptions=Assumptions(cost=cfg.cost, decision=decision),

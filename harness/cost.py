@@ -9,7 +9,9 @@ calibrated from the compare's pooled measurements (those arms' measured seconds 
 hourly price, over all the tokens they processed). Pricing each arm's own seconds made two arms of equal FLOPs differ
 by whichever run happened to be faster. Prompt and output tokens share that one price; generating
 a token costs more than reading one, and no measurement here separates the two. API serving prices
-tokens at the task's API prices, one pair for every arm.
+tokens at the task's API prices, one pair for every arm. An arm on a hosted model is priced at its
+own model's prices, whatever the serving assumption, on the tokens its server reported using; its
+FLOPs are unknown (the server does not tell its size).
 
 A break-even is claimed only from a shown saving: the paired bootstrap interval of the per-example
 cost difference must lie above zero. Self-hosted cost is marginal: it assumes the machine is busy
@@ -40,25 +42,35 @@ def break_even_requests(one_time: float, per_request: float, per_request_other: 
 
 def usd_per_token(rows: list[ArmResult], usd_per_hour: float) -> float:
     """The self-hosted price of a token: the machine's price of all arms' measured seconds, over all
-    the tokens those seconds processed."""
+    the tokens those seconds processed (rows of a hosted model are never among them: their seconds
+    are another machine's)."""
     seconds = sum(r.n_examples * r.latency_ms.mean / 1000 for r in rows)
     tokens = sum(r.n_examples * (r.tokens.prompt_mean + r.tokens.output_mean) for r in rows)
     return usd_per_hour / 3600 * seconds / tokens
 
 
-def request_usd(prompt: float, output: float, prices: CostConfig, rate: float | None) -> float:
-    """What a request processing these tokens costs: at `rate` per token self-hosted, at the API's
-    prices otherwise."""
+def token_prices(row: ArmResult, prices: CostConfig, rate: float | None) -> tuple[str, float, float]:
+    """(the basis, USD per prompt token, USD per output token) of a row's requests: its hosted
+    model's prices, the task's API prices, or `rate` per token self-hosted."""
+    if row.usd_per_mtok is not None:
+        return "api", row.usd_per_mtok["input"] / 1e6, row.usd_per_mtok["output"] / 1e6
     if prices.serving == "api":
-        return (prompt * prices.api_usd_per_mtok_input + output * prices.api_usd_per_mtok_output) / 1e6
-    return rate * (prompt + output)
+        return "api", prices.api_usd_per_mtok_input / 1e6, prices.api_usd_per_mtok_output / 1e6
+    return "self_hosted", rate, rate
 
 
-def strategy_cost(row: ArmResult, prices: CostConfig, n_params: int, monthly_requests: int,
+def request_usd(prompt: float, output: float, price: tuple[str, float, float]) -> float:
+    """What a request processing these tokens costs at `token_prices`."""
+    return prompt * price[1] + output * price[2]
+
+
+def strategy_cost(row: ArmResult, prices: CostConfig, n_params: int | None, monthly_requests: int,
                   rate: float | None) -> Cost:
-    """One arm's cost; `rate` is the self-hosted price per token (None for API serving)."""
+    """One arm's cost; `rate` is the self-hosted price per token (None for API serving or a hosted
+    model); `n_params` None: a model of unknown size, whose FLOPs are unknown."""
     tokens = row.tokens
-    per_request = request_usd(tokens.prompt_mean, tokens.output_mean, prices, rate)
+    price = token_prices(row, prices, rate)
+    per_request = request_usd(tokens.prompt_mean, tokens.output_mean, price)
     training = row.training
     # Training time comes from the adapter's own record: a run that reuses a cached adapter only
     # loads it, but its one-time cost is still the training that made it. Other strategies' one-time
@@ -66,11 +78,11 @@ def strategy_cost(row: ArmResult, prices: CostConfig, n_params: int, monthly_req
     one_time_s = training.wall_s if training else row.prepare_s
     storage_bytes = training.adapter_bytes if training else 0
     return Cost(
-        basis=prices.serving,
+        basis=price[0],
         per_request_usd=per_request,
         per_request_tokens=tokens.prompt_mean + tokens.output_mean,
-        usd_per_token=rate,
-        per_request_flops=inference_flops(n_params, tokens.prompt_mean + tokens.output_mean),
+        usd_per_token=rate if price[0] == "self_hosted" else None,
+        per_request_flops=None if n_params is None else inference_flops(n_params, tokens.prompt_mean + tokens.output_mean),
         one_time_s=one_time_s,
         one_time_usd=one_time_s / 3600 * prices.hardware_usd_per_hour,
         one_time_flops=training.flops if training else 0.0,
@@ -80,13 +92,13 @@ def strategy_cost(row: ArmResult, prices: CostConfig, n_params: int, monthly_req
     )
 
 
-def saving_interval(mine: ExampleTokens, other: ExampleTokens, prices: CostConfig, rate: float | None,
-                    other_rate: float | None, seed: int) -> tuple[float, float]:
+def saving_interval(mine: ExampleTokens, other: ExampleTokens, price: tuple[str, float, float],
+                    other_price: tuple[str, float, float], seed: int) -> tuple[float, float]:
     """Paired bootstrap interval of the saving per request, other's cost minus mine, over the
     examples both arms answered."""
     ids = sorted(mine.keys() & other.keys())
-    return paired_bootstrap_ci([request_usd(*mine[i], prices, rate) for i in ids],
-                               [request_usd(*other[i], prices, other_rate) for i in ids], seed)
+    return paired_bootstrap_ci([request_usd(*mine[i], price) for i in ids],
+                               [request_usd(*other[i], other_price) for i in ids], seed)
 
 
 def add_costs(rows: list[ArmResult], prices: CostConfig, n_params: int, monthly_requests: int,
@@ -98,11 +110,12 @@ def add_costs(rows: list[ArmResult], prices: CostConfig, n_params: int, monthly_
     `tokens` (arm -> example id -> (prompt, output) tokens) gives the saving its paired interval,
     and a break-even needs that interval above zero. Without it (hand-built rows) the saving has no
     interval, and a break-even needs only the saving itself above zero."""
+    local = [r for r in rows if r.usd_per_mtok is None]
     rates = {} if prices.serving == "api" else {
-        model: usd_per_token([r for r in rows if r.model == model], prices.hardware_usd_per_hour)
-        for model in {r.model for r in rows}}
-    costs = {r.name: strategy_cost(r, prices, r.model_params or n_params, monthly_requests, rates.get(r.model))
-             for r in rows}
+        model: usd_per_token([r for r in local if r.model == model], prices.hardware_usd_per_hour)
+        for model in {r.model for r in local}}
+    costs = {r.name: strategy_cost(r, prices, None if r.usd_per_mtok else r.model_params or n_params,
+                                   monthly_requests, rates.get(r.model)) for r in rows}
     for r in rows:
         if not r.fine_tuned:
             continue
@@ -113,7 +126,8 @@ def add_costs(rows: list[ArmResult], prices: CostConfig, n_params: int, monthly_
             theirs = costs[other.name].per_request_usd
             # A token of another model costs another price: each side at its own model's rate.
             low, high = (None, None) if tokens is None else saving_interval(
-                tokens[r.name], tokens[other.name], prices, rates.get(r.model), rates.get(other.model), seed)
+                tokens[r.name], tokens[other.name], token_prices(r, prices, rates.get(r.model)),
+                token_prices(other, prices, rates.get(other.model)), seed)
             shown = low is None or low > 0
             n = break_even_requests(mine.one_time_usd, mine.per_request_usd, theirs) if shown else None
             mine.break_even[other.name] = BreakEven(requests=n, months=None if n is None else n / monthly_requests,

@@ -52,7 +52,7 @@ from harness.results import Recommendation
 from harness.stats import MIN_EXAMPLES
 
 if TYPE_CHECKING:
-    from harness.results import ArmResult, Comparisons, Curve, CurvePoint, Pair
+    from harness.results import ArmResult, Comparisons, Curve, Pair
     from harness.task import DecisionConfig
 
 
@@ -110,8 +110,9 @@ def _quality_text(row: ArmResult, metric: str) -> str:
 
 def _cost_text(row: ArmResult) -> str:
     c = row.cost
+    flops = f" ({c.per_request_flops:.3g} FLOPs each)" if c.per_request_flops is not None else ""
     return (f"cost ({c.basis.replace('_', '-')}): {row.name} {usd(1000 * c.per_request_usd)} per 1,000 "
-            f"requests ({c.per_request_flops:.3g} FLOPs each), {usd(c.monthly_usd)}/month at "
+            f"requests{flops}, {usd(c.monthly_usd)}/month at "
             f"{c.monthly_requests:,} requests")
 
 
@@ -131,6 +132,36 @@ def _break_even_text(ft: ArmResult, alt: ArmResult, payback_months: float) -> st
         return f"{one_time}; no saving shown: {saving}, so it is never paid back"
     return (f"{one_time}; {saving}: paid back after {be.requests:,.0f} requests, {be.months:.2g} months at "
             f"{c.monthly_requests:,}/month (payback period {payback_months:g} months)")
+
+
+def _model_text(row: ArmResult) -> str:
+    where = "hosted" if row.usd_per_mtok is not None else "local"
+    size = f", {row.model_params / 1e6:.0f}M parameters" if row.model_params else ""
+    return f"{row.name} ({row.model}, {where}{size})"
+
+
+def _across_models(ft: ArmResult, alt: ArmResult, comparisons: Comparisons, min_gain: float) -> str | None:
+    """When the fine-tuned arm and the alternative run on different models (a small local model
+    fine-tuned against a large hosted one): how close in quality, at what share of the cost, and when
+    the training is paid back."""
+    if ft.model == alt.model and ft.usd_per_mtok == alt.usd_per_mtok:
+        return None
+    pair, margin = comparisons.pair(alt.name, ft.name), f"{100 * min_gain:.1f} points"
+    if _equivalent(pair, min_gain):
+        quality = f"matches {alt.name} within {margin} ({_interval(pair, comparisons)}, TOST)"
+    elif pair.ci_low > -min_gain:
+        quality = (f"is no more than {margin} worse than {alt.name} ({_interval(pair, comparisons)}: the interval's "
+                   f"lower end is above -{margin}, non-inferiority)")
+    elif pair.significant and pair.diff < 0:
+        quality = f"is behind {alt.name} by {_interval(pair, comparisons)}"
+    else:
+        quality = f"differs from {alt.name} by {_interval(pair, comparisons)}"
+    share = ft.cost.per_request_usd / alt.cost.per_request_usd if alt.cost.per_request_usd else math.inf
+    be = ft.cost.break_even.get(alt.name)
+    paid = (f"break-even after {be.requests:,.0f} requests" if be is not None and be.requests is not None
+            else "no break-even: no saving per request is shown")
+    return (f"models: {_model_text(ft)} {quality} at {100 * share:.0f}% of {_model_text(alt)}'s cost per "
+            f"request; {paid}")
 
 
 def _forgetting(row: ArmResult, budget: float) -> tuple[str, str]:
@@ -400,6 +431,8 @@ def recommend(rows: list[ArmResult], comparisons: Comparisons, curves: list[Curv
             reasons.extend([_quality_text(j.arm, metric), _difference(comparisons.pair(best.name, j.arm.name),
                                                                       comparisons), j.reason,
                             _cost_text(j.arm), _break_even_text(j.arm, alt, decision.payback_months)])
+            if across := _across_models(j.arm, alt, comparisons, decision.min_gain):
+                reasons.append(across)
         reasons.extend([*map(_cost_text, without), _latency_text([*tuned, alt], slo)])
     for j in judgements:
         # Only a strategy that would be recommended needs its forgetting told.

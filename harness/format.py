@@ -79,7 +79,7 @@ def strategy_columns(metric: str, lenient: str | None = None) -> list[Column]:
         Column("output tok", lambda r: f"{r.tokens.output_mean:.1f}", "mean generated tokens per example"),
         Column("peak MB", lambda r: f"{r.peak_memory_mb:.0f}", "peak memory"),
         Column("$ / 1k req", lambda r: usd(1000 * r.cost.per_request_usd), "cost of 1,000 requests"),
-        Column("FLOPs / req", lambda r: f"{r.cost.per_request_flops:.3g}", "2 x parameters x tokens per request"),
+        Column("FLOPs / req", lambda r: _or_dash(r.cost.per_request_flops, ".3g"), "2 x parameters x tokens per request"),
         Column("one-time $", lambda r: usd(r.cost.one_time_usd), "training or preparation"),
         Column("$ / month", lambda r: usd(r.cost.monthly_usd), "at the decision's monthly requests"),
         Column("train s", lambda r: _or_dash(r.training and r.training.wall_s, ".0f"), "training wall time"),

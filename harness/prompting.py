@@ -19,7 +19,7 @@ from harness.errors import HarnessError
 
 if TYPE_CHECKING:
     from harness.data import Example
-    from harness.models import Backend, Prompt
+    from harness.backends import Backend, Prompt
     from harness.task import LoadedTask
 
 
@@ -34,6 +34,10 @@ class PromptConfig(BaseModel):
     target_delimiter: str = Field(" ", description="raw: between a prompt and its answer")
     fewshot_delimiter: str = Field("\n\n", description="raw: between demonstrations")
     calibrate: bool = Field(False, description="classification: contextual calibration from content-free inputs")
+    scoring: Literal["loglikelihood", "generate"] | None = Field(
+        None, description="classification: rank the labels by log-likelihood, or generate an answer and match it "
+                          "to a label (an answer matching none is scored wrong); default: log-likelihood when the "
+                          "model's backend gives it")
     overflow: Literal["truncate_input", "error"] = Field(
         "truncate_input", description="a prompt longer than the model's context leaves room for: cut its input "
                                       "column to fit (counted in the report), or refuse to run, naming the example")
@@ -85,11 +89,19 @@ def check_template(template: str, examples: list[Example], where: str) -> None:
                                       f"{', '.join(ex.row)})") from None
 
 
+def scoring(task: LoadedTask, backend: Backend) -> Literal["loglikelihood", "generate"] | None:
+    """How a classification arm picks its label (None for other task types)."""
+    cfg = task.config
+    if cfg.type != "classification":
+        return None
+    return cfg.prompt.scoring or ("loglikelihood" if backend.can_score else "generate")
+
+
 def answer_room(task: LoadedTask, backend: Backend) -> int:
     """Tokens the answer takes after the prompt: the longest label and its delimiter, or the
     generation budget."""
     cfg = task.config
-    if cfg.type == "classification":
+    if scoring(task, backend) == "loglikelihood":
         return 1 + max(backend.count_tokens(cfg.labels))
     return cfg.limits.max_new_tokens
 
@@ -125,7 +137,7 @@ def render(task: LoadedTask, backend: Backend, messages: list[dict[str, str]]) -
     cfg = task.config.prompt
     if cfg.format == "chat":
         return backend.render(messages)
-    from harness.models import Prompt
+    from harness.backends import Prompt
 
     parts, shots = [], []
     for turn in messages:

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from harness.results import ComparisonReport, Curve
 
 
+def _params(n: int | None) -> str:
+    return "of unknown size (hosted)" if n is None else f"{n:,} parameters"
+
+
 def print_table(report: ComparisonReport, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -37,6 +41,11 @@ def print_table(report: ComparisonReport, console=None) -> None:
         if row.truncated_inputs:
             console.print(f"{row.name}: {row.truncated_inputs} of {row.n_examples} inputs cut to fit the model's "
                           f"context (prompt.overflow: truncate_input)", highlight=False)
+        if row.unmatched_answers:
+            console.print(f"{row.name}: {row.unmatched_answers} of {row.n_examples} answers named no label, each "
+                          f"scored wrong (classified by generating)", highlight=False)
+        if row.forgetting_note:
+            console.print(f"{row.name}: forgetting {row.forgetting_note}", highlight=False)
 
 
 def verdict_text(report: ComparisonReport) -> str:
@@ -88,7 +97,7 @@ def _pareto_plot(report: ComparisonReport) -> bytes:
             marker="o", markersize=14, markerfacecolor="none", label="Pareto front")
     if min(xs) > 0 and max(xs) / min(xs) > 20:
         ax.set_xscale("log")
-    basis = rows[0].cost.basis.replace("_", "-")
+    basis = " and ".join(sorted({r.cost.basis.replace("_", "-") for r in rows}))
     ax.set_xlabel(f"cost per 1,000 requests, USD ({basis})")
     ax.set_ylabel(f"{metric} % (95% CI)")
     ax.set_title(f"{report.task}: quality vs cost")
@@ -152,7 +161,7 @@ def render_markdown(report: ComparisonReport, images: dict[str, str]) -> str:
     prov = report.provenance
     out = [f"# {report.task} · {report.model} · {report.n_examples} eval examples", "",
            f"Comparison {report.comparison_id}, recorded {prov.recorded_at}, "
-           f"git {(prov.git_sha or 'unknown')[:10]}, model {report.model_params:,} parameters.", "",
+           f"git {(prov.git_sha or 'unknown')[:10]}, model {_params(report.model_params)}.", "",
            f"## Verdict: {rec.verdict}", ""]
     if rec.best_strategy:
         out += [f"Best strategy: **{rec.best_strategy}** (decided on {metric}).", ""]
@@ -167,10 +176,13 @@ def render_markdown(report: ComparisonReport, images: dict[str, str]) -> str:
     basis = (f"API prices ${cost.api_usd_per_mtok_input:g} / ${cost.api_usd_per_mtok_output:g} per million "
              f"input / output tokens" if cost.serving == "api"
              else f"self-hosted: measured seconds per example at ${cost.hardware_usd_per_hour:g}/hour")
+    hosted = sorted({(r.model, r.usd_per_mtok["input"], r.usd_per_mtok["output"]) for r in report.strategies
+                     if r.usd_per_mtok})
+    basis += "".join(f"; hosted {m}: its prices ${i:g} / ${o:g} per million input / output tokens" for m, i, o in hosted)
     out += [f"Per-request cost: {basis}. One-time cost: training (or preparation) time at "
             f"${cost.hardware_usd_per_hour:g}/hour. Monthly: {decision.monthly_requests:,} requests plus "
-            f"adapter storage at ${cost.storage_usd_per_gb_month:g}/GB-month. FLOPs: 2 x "
-            f"{report.model_params:,} parameters x tokens processed.", ""]
+            f"adapter storage at ${cost.storage_usd_per_gb_month:g}/GB-month. FLOPs: 2 x parameters x tokens "
+            f"processed (unknown for a hosted model).", ""]
 
     out += [f"## Paired comparisons ({metric})", "",
             f"Same examples, paired by id; {round(100 * comps.confidence)}% paired bootstrap intervals; "

@@ -143,7 +143,7 @@ class Cost(_Result):
     # Self-hosted: one price per token for every arm on the same architecture, calibrated from the
     # compare's pooled measured throughput, so equal tokens cost equal money.
     usd_per_token: float | None = None
-    per_request_flops: float
+    per_request_flops: float | None  # None: a hosted model of unknown size
     one_time_s: float
     one_time_usd: float
     one_time_flops: float
@@ -169,9 +169,13 @@ class ArmResult(_Result):
     # What the arm is made of (harness/armspec.py ArmSpec.axes) and in a few words.
     axes: dict[str, Any] = {}
     made_of: str = ""
-    # Which model answered, and its size (None on rows built by hand: the task's model).
+    # Which model answered, and its size (None on rows built by hand: the task's model; None too when
+    # a hosted model's server does not tell it).
     model: str | None = None
     model_params: int | None = None
+    # A hosted model's prices per million tokens ({"input": ..., "output": ...}): its requests are
+    # priced at them, whatever the task's serving assumption.
+    usd_per_mtok: dict[str, float] | None = None
     # Which weights answered: the base model's, or ones changed by training ("lora", "full", "checkpoint").
     weights: str = "base"
     # The prompt format ("chat" or "raw", harness/prompting.py) and, when calibrated, the label
@@ -180,11 +184,17 @@ class ArmResult(_Result):
     calibration: dict[str, float] | None = None
     # Examples whose input was cut to fit the model's context (prompt.overflow: truncate_input).
     truncated_inputs: int = 0
+    # Classification: how the label was picked ("loglikelihood" or "generate"), and, generating, how
+    # many answers named no label (each scored wrong).
+    scoring: str | None = None
+    unmatched_answers: int = 0
     peak_memory_mb: float = 0.0
     prepare_s: float = 0.0
     resumed_from: int = 0
     reused: bool = False
     forgetting: Forgetting | None = None
+    # Why forgetting was not measured, when it was not (a hosted model: its weights are not here).
+    forgetting_note: str | None = None
     training: Training | None = None
     retrieval: Retrieval | None = None
     checkpoint: CheckpointInfo | None = None
@@ -195,7 +205,8 @@ class ArmResult(_Result):
         # A part the strategy does not have is left out rather than null: the report's documented
         # shape has `training` only on fine-tuned rows, `retrieval` only on retrieval rows.
         out = handler(self)
-        for part in ("forgetting", "training", "retrieval", "checkpoint", "cost", "calibration"):
+        for part in ("forgetting", "forgetting_note", "training", "retrieval", "checkpoint", "cost", "calibration",
+                     "usd_per_mtok", "scoring"):
             if out.get(part, 0) is None:
                 del out[part]
         return out
@@ -303,7 +314,7 @@ class ComparisonReport(_Result):
     task: str
     task_file: str
     model: str
-    model_params: int
+    model_params: int | None
     task_type: str
     n_examples: int
     data_hash: str

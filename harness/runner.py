@@ -9,7 +9,8 @@ from typing import Any, Callable
 
 from harness.measure import timer
 from harness.metrics import score
-from harness.prompting import content_free, render
+from harness.metrics._text import contains, normalize_answer
+from harness.prompting import content_free, render, scoring
 
 
 @dataclass
@@ -27,6 +28,16 @@ class ExampleResult:
 
 def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def match_label(answer: str, labels: list[str]) -> str | None:
+    """The label a generated answer gives: its first line equal to a label once normalised
+    (case, punctuation, articles), else the one label its first line contains as whole words. An
+    answer naming no label or several matches none: it is scored wrong, never given a default."""
+    line = _first_line(answer)
+    exact = [label for label in labels if normalize_answer(label) == normalize_answer(line)]
+    named = exact or [label for label in labels if contains(line, label)]
+    return named[0] if len(named) == 1 else None
 
 
 def _label_probs(logprobs: list[float]) -> list[float]:
@@ -57,7 +68,11 @@ def run_strategy(task, strategy, backend, examples, *, on_batch: Callable[[list[
     Latency per example is the wall time of its batch (prompt building included, so retrieval
     counts) divided by the batch size: the compute an example costs at this batch size. Batches
     are sorted by prompt length so padding stays small and short prompts are not billed for
-    long neighbours."""
+    long neighbours. An example sent as its own request (a hosted model) has that request's
+    latency instead.
+
+    Classification ranks the labels by log-likelihood, or generates and matches the answer to a
+    label (`match_label`; prompt.scoring)."""
     cfg = task.config
     # Input length in characters is a good enough proxy for prompt length: the rest of the prompt
     # is shared, and rendering here would run retrieval twice.
@@ -70,7 +85,8 @@ def run_strategy(task, strategy, backend, examples, *, on_batch: Callable[[list[
         with timer() as elapsed:
             prompted = [strategy.messages(ex) for ex in batch]
             prompts = [render(task, backend, p.messages) for p in prompted]
-            if cfg.type == "classification":
+            how = scoring(task, backend)
+            if how == "loglikelihood":
                 scored = backend.loglikelihood(prompts, cfg.labels)
                 ranked = [s.logprobs for s in scored]
                 extras = [{"logprobs": dict(zip(cfg.labels, s.logprobs))} for s in scored]
@@ -80,18 +96,27 @@ def run_strategy(task, strategy, backend, examples, *, on_batch: Callable[[list[
                     extras = [{**e, "calibrated": dict(zip(cfg.labels, r))} for e, r in zip(extras, ranked)]
                 preds = [cfg.labels[max(range(len(cfg.labels)), key=r.__getitem__)] for r in ranked]
                 counts = [(s.prompt_tokens, 0) for s in scored]
+                own_ms = [s.latency_ms for s in scored]
             else:
                 gens = backend.generate(prompts, cfg.limits.max_new_tokens)
-                preds = [_first_line(g.text) if cfg.type == "short_answer" else g.text for g in gens]
+                if how == "generate":
+                    labels = [match_label(g.text, cfg.labels) for g in gens]
+                    preds = [label if label is not None else _first_line(g.text) for g, label in zip(gens, labels)]
+                    extras = [{"raw_output": g.text, **({"unmatched": True} if label is None else {})}
+                              for g, label in zip(gens, labels)]
+                else:
+                    preds = [_first_line(g.text) if cfg.type == "short_answer" else g.text for g in gens]
+                    extras = [{"raw_output": g.text} if g.text != p else {} for g, p in zip(gens, preds)]
                 counts = [(g.prompt_tokens, g.output_tokens) for g in gens]
-                extras = [{"raw_output": g.text} if g.text != p else {} for g, p in zip(gens, preds)]
-        per_example_ms = elapsed.ms / len(batch)
+                own_ms = [g.latency_ms for g in gens]
+        # A request of its own (hosted) has its own latency; a batch's examples share its time.
+        latencies = own_ms if None not in own_ms else [elapsed.ms / len(batch)] * len(batch)
         references = [ex.references for ex in batch]
         metric_scores = {m: score(m, preds, references) for m in cfg.metric_names}
         on_batch([
             ExampleResult(ex.id, p.text, pred, ex.target, {m: metric_scores[m][i] for m in metric_scores},
-                          n_in, n_out, per_example_ms, {**extra, **pr.trace})
-            for i, (ex, p, pred, (n_in, n_out), extra, pr) in enumerate(
-                zip(batch, prompts, preds, counts, extras, prompted))
+                          n_in, n_out, ms, {**extra, **pr.trace})
+            for i, (ex, p, pred, (n_in, n_out), extra, pr, ms) in enumerate(
+                zip(batch, prompts, preds, counts, extras, prompted, latencies))
         ])
         progress(len(batch))

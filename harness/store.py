@@ -83,6 +83,15 @@ _MIGRATIONS = [
         "ALTER TABLE runs ADD COLUMN owner_host TEXT",
         "ALTER TABLE runs ADD COLUMN owner_pid INTEGER",
     ],
+    # A hosted model's answers, by the hash of the full request (harness/backends/hosted.py).
+    [
+        """
+        CREATE TABLE responses (
+            key TEXT PRIMARY KEY,
+            response TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+    ],
 ]
 # The user_version from which runs have owners: a read-only store older than that has no such columns.
 _OWNERS_SINCE = 3
@@ -285,6 +294,19 @@ class Store:
             f"SELECT run_id, example_id, prediction, target, json_extract(scores, ?) AS score "
             f"FROM examples WHERE run_id IN ({marks})", (f'$."{metric}"', *run_ids))
         return [dict(r) for r in rows]
+
+    def responses(self, keys: list[str]) -> dict[str, dict]:
+        """The cached answers to these requests (by request hash), where there are any."""
+        found = {}
+        for i in range(0, len(keys), 500):  # SQLite caps bound parameters; 500 is under every build's cap
+            part = keys[i:i + 500]
+            found.update((k, json.loads(v)) for k, v in self.db.execute(
+                f"SELECT key, response FROM responses WHERE key IN ({','.join('?' * len(part))})", part))
+        return found
+
+    def add_response(self, key: str, response: dict) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?)", (key, json.dumps(response), time.time()))
 
     def save_comparison(self, task: str, report: dict) -> int:
         with self.db:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from harness.data import Example, TaskData
-    from harness.models import Backend
+    from harness.backends import Backend
     from harness.results import Training
     from harness.task import LoadedTask
 

@@ -11,6 +11,7 @@ from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFl
                       field_validator, model_validator)
 
 from harness.armspec import SHORTHANDS, ArmSpec, parameters, parse_arm, with_param
+from harness.backends import ModelSpec
 from harness.errors import HarnessError, first_error
 from harness.metrics import DEFAULT_METRICS, LENIENT
 from harness.prompting import PromptConfig
@@ -137,7 +138,8 @@ class Task(_Strict):
     name: str = Field(description="identifier used in the store and reports")
     description: str = ""
     type: TaskType
-    model: str = Field(DEFAULT_MODEL, description="built-in alias, Hugging Face model id, or local folder")
+    model: ModelSpec = Field(DEFAULT_MODEL, description="built-in alias, Hugging Face model id or local folder; or "
+                                                         "a hosted model: a mapping with backend: openai")
     data: DataConfig
     fields: Fields
     prompt: PromptConfig

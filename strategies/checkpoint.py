@@ -30,7 +30,7 @@ class Weights(Component):
         return {"checkpoint": self.checkpoint.digests}
 
     def prepare(self, data, backend):
-        from harness.models import TransformersBackend
+        from harness.backends.local import TransformersBackend
 
         return TransformersBackend(load(self.checkpoint, backend.model), backend.tokenizer,
                                    name=f"{backend.name}+{self.checkpoint.folder.name}")

@@ -304,7 +304,7 @@ class FineTuned(Component):
         return inspect(out, self.task).training(reused=False)
 
     def prepare(self, data, backend):
-        from harness.models import TransformersBackend
+        from harness.backends.local import TransformersBackend
 
         folder = self.output_dir(data)
         self.reused = (folder / "manifest.json").is_file()

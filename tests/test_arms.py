@@ -21,7 +21,7 @@ from harness.cli import main
 from harness.compare import compare
 from harness.data import load_data
 from harness.errors import HarnessError
-from harness.models import load_backend
+from harness.backends import load_backend
 from harness.prompting import PromptConfig, build_messages, user_turn
 from harness.store import Store
 from harness.task import load_task

@@ -15,7 +15,8 @@ import harness.forgetting as forgetting
 from harness.errors import HarnessError
 from harness.forgetting import (DEFAULT_QUESTIONS, DEFAULT_TEXT, ForgettingMeter, Measurement, contains,
                                 load_probe, loss_delta_ci, question_prompt, weights_fingerprint)
-from harness.models import TransformersBackend, load_backend
+from harness.backends import load_backend
+from harness.backends.local import TransformersBackend
 from harness.task import load_task
 from tests.conftest import build_tiny_model
 

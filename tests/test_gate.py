@@ -250,7 +250,7 @@ def test_a_chance_level_candidate_is_inconclusive_against_zero_shot(adapters, ca
 
 def test_a_full_model_checkpoint_is_gated_too(adapters, capsys, tmp_path):
     from harness.checkpoints import inspect, load
-    from harness.models import load_backend
+    from harness.backends import load_backend
     from harness.task import load_task
 
     task = load_task(adapters / "task.yaml")

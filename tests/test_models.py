@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from harness.errors import HarnessError
-from harness.models import load_backend
+from harness.backends import load_backend
 
 MESSAGES = [
     [{"role": "user", "content": "what is the capital of france ?"}],

@@ -8,7 +8,7 @@ import torch
 
 from harness.arm import build
 from harness.data import load_data
-from harness.models import Prompt, load_backend
+from harness.backends import Prompt, load_backend
 from harness import prompting
 from harness.prompting import build_messages, render
 from harness.runner import calibration, run_strategy

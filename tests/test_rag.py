@@ -13,7 +13,7 @@ import yaml
 from harness.compare import compare
 from harness.data import load_data
 from harness.errors import HarnessError
-from harness.models import load_backend
+from harness.backends import load_backend
 from harness.prompting import answer_room, render
 from harness.store import Store
 from harness.task import load_task

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness.compare import compare
-from harness.models import BUILTIN, load_backend, resolve_model
+from harness.backends import load_backend
+from harness.backends.local import BUILTIN, resolve_model
 
 pytestmark = pytest.mark.integration
 TASKS = Path(__file__).parent.parent / "benchmarks" / "tasks"
@@ -54,7 +55,7 @@ def bbc_lora(tmp_path_factory):
     zero-shot on a 60-example slice. The converted base model is shared."""
     import yaml
 
-    from harness.models import cache_dir
+    from harness.backends.local import cache_dir
 
     root = tmp_path_factory.mktemp("bbc_lora")
     (root / "cache").mkdir()

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from harness.data import load_data
-from harness.models import Generation, load_backend
+from harness.backends import Generation, load_backend
 from harness.prompting import build_messages
 from harness.runner import run_strategy
 from harness.strategy import Prompted

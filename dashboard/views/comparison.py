@@ -135,7 +135,8 @@ def _tradeoff_chart(report: ComparisonReport, against: str) -> dict:
     rows = report.strategies
     if against == "cost":
         xs = [1000 * r.cost.per_request_usd for r in rows]
-        title = f"cost per 1,000 requests, USD ({rows[0].cost.basis.replace('_', '-')})"
+        basis = " and ".join(sorted({r.cost.basis.replace("_", "-") for r in rows}))
+        title = f"cost per 1,000 requests, USD ({basis})"
     else:
         # p95: the percentile the decision's latency SLO is stated in.
         xs = [r.latency_ms.p95 for r in rows]

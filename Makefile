@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export HF_EVALUATE_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench serve clean
 
 # The BBC articles are the BBC's (non-commercial research use) and the movie review snippets are
 # critics' quotations with no stated licence: both are built from installed packages on each
@@ -39,6 +39,13 @@ $(STAMP): pyproject.toml Makefile
 
 demo: install
 	$(VENV)/bin/harness compare benchmarks/tasks/bbc_news.yaml
+
+# The built-in model behind a real OpenAI-compatible server on this machine, for the hosted example
+# (benchmarks/tasks/hosted.yaml). Served from its folder's parent, so its model id is its alias.
+SERVE_PORT ?= 8000
+serve: install
+	cd "$$(dirname "$$($(PY) -c 'from harness.backends.local import resolve_model; print(resolve_model("smollm2-135m-instruct"))')")" && \
+		$(abspath $(VENV))/bin/transformers serve smollm2-135m-instruct --host 127.0.0.1 --port $(SERVE_PORT) --dtype float32
 
 test: install
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)  # for the dashboard's browser test

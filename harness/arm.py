@@ -67,13 +67,9 @@ class Arm:
             weights.check_prompts(data, backend)
 
     def _check_backend(self, data, backend) -> None:
-        """The arm asks only what its model's backend can do."""
+        """The arm asks only what its model's backend can do (weights: see armspec.parse_arm)."""
         path, prompt = self.task.path, self.task.config.prompt
         label = model_label(self.spec.model)
-        if self.weights != "base" and not backend.has_weights:
-            field = f"strategies.{self.name}.model" if "model" in self.spec.params else "model"
-            raise HarnessError(f"{path}: {field}", f"{self.weights} changes the model's weights, and {label} is a "
-                                                   f"hosted model whose weights are not here")
         how = scoring(self.task, backend)
         if how == "loglikelihood":
             if not backend.can_score:

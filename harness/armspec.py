@@ -160,6 +160,17 @@ def parse_arm(name: str, params: Any, task, where: str) -> ArmSpec:
     """The arm `name` of a task file (`task`: its validated config), or a HarnessError naming the
     file, the arm and the field. `where` is the task file's `strategies` section, e.g.
     "tasks/x.yaml: strategies"."""
+    spec = _parse_arm(name, params, task, where)
+    if spec.weights is not None and isinstance(spec.model, HostedModel):
+        # Checked here, before any backend is loaded or server asked: training and checkpoints need
+        # the weights in this process.
+        raise HarnessError(f"{where}.{name}.{'model' if 'model' in spec.params else 'weights'}",
+                           f"{spec.weights.method} needs the model's weights, and {spec.model.name} is a hosted "
+                           f"model whose weights are not here; give this arm a local model")
+    return spec
+
+
+def _parse_arm(name: str, params: Any, task, where: str) -> ArmSpec:
     task_model = task.model
     here = f"{where}.{name}"
     if name in SHORTHANDS:

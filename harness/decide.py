@@ -147,21 +147,25 @@ def _across_models(ft: ArmResult, alt: ArmResult, comparisons: Comparisons, min_
     if ft.model == alt.model and ft.usd_per_mtok == alt.usd_per_mtok:
         return None
     pair, margin = comparisons.pair(alt.name, ft.name), f"{100 * min_gain:.1f} points"
-    if _equivalent(pair, min_gain):
-        quality = f"matches {alt.name} within {margin} ({_interval(pair, comparisons)}, TOST)"
+    shown = f"{pair.b} vs {pair.a} {_interval(pair, comparisons)}"
+    as_good = True
+    if pair.significant and pair.ci_low > 0:
+        quality = f"beats {alt.name} ({shown})"
+    elif _equivalent(pair, min_gain):
+        quality = f"matches {alt.name} within {margin} ({shown}, TOST)"
     elif pair.ci_low > -min_gain:
-        quality = (f"is no more than {margin} worse than {alt.name} ({_interval(pair, comparisons)}: the interval's "
-                   f"lower end is above -{margin}, non-inferiority)")
-    elif pair.significant and pair.diff < 0:
-        quality = f"is behind {alt.name} by {_interval(pair, comparisons)}"
+        quality = f"is at most {margin} worse than {alt.name} ({shown}: non-inferior, the interval's lower end)"
     else:
-        quality = f"differs from {alt.name} by {_interval(pair, comparisons)}"
+        as_good = False
+        quality = (f"is behind {alt.name} ({shown})" if pair.significant and pair.diff < 0
+                   else f"is not shown to be as good as {alt.name} ({shown})")
     share = ft.cost.per_request_usd / alt.cost.per_request_usd if alt.cost.per_request_usd else math.inf
+    text = f"models: {_model_text(ft)} {quality}, at {100 * share:.0f}% of {_model_text(alt)}'s cost per request"
+    if not as_good:
+        return text
     be = ft.cost.break_even.get(alt.name)
-    paid = (f"break-even after {be.requests:,.0f} requests" if be is not None and be.requests is not None
-            else "no break-even: no saving per request is shown")
-    return (f"models: {_model_text(ft)} {quality} at {100 * share:.0f}% of {_model_text(alt)}'s cost per "
-            f"request; {paid}")
+    return text + (f"; break-even after {be.requests:,.0f} requests" if be is not None and be.requests is not None
+                   else "; no saving per request is shown, so no break-even")
 
 
 def _forgetting(row: ArmResult, budget: float) -> tuple[str, str]:

@@ -431,3 +431,46 @@ def test_a_lead_on_format_alone_among_prompts_is_said():
     # Not said when the leader contains the gold answer as often.
     as_often = short("zero_shot", range(0, 0), range(0, 48))
     assert not any(r.startswith("format:") for r in decide_short(as_often, few).reasons)
+
+
+def hosted(row, name="gpt-big", usd_in=2.5, usd_out=10.0):
+    """The row as a hosted model's: its own prices, size unknown."""
+    return row.model_copy(update={"model": name, "model_params": None,
+                                  "usd_per_mtok": {"input": usd_in, "output": usd_out}})
+
+
+def local(row, name="smollm2-135m-instruct", params=134_515_008):
+    return row.model_copy(update={"model": name, "model_params": params})
+
+
+def test_a_small_local_model_matching_a_hosted_one_is_priced_against_it():
+    # Equivalent on 2,000 examples; the hosted model costs $2.50 per million prompt tokens, the local
+    # one the machine's price of its measured seconds.
+    big, lora = paired(2000, both=1000, only_a=20, only_b=20)
+    (big_row, _), (lora_row, _) = strategy("big", big, prompt=450), strategy("lora", lora, training=True)
+    rec = decide((hosted(big_row), big), (local(lora_row), lora))
+    assert rec.verdict == "fine-tune" and rec.best_strategy == "lora"
+    across = [r for r in rec.reasons if r.startswith("models: ")]
+    assert len(across) == 1
+    # lora's request: 100 tokens at $1/h over 0.2 s per 100 tokens; big's: 450 tokens at $2.50/M.
+    share = (0.2 / 3600) / (450 * 2.5e-6)
+    assert across[0].startswith(
+        "models: lora (smollm2-135m-instruct, local, 135M parameters) matches big within 2.0 points (lora vs big "
+        "+0.0 points [95% CI -0.6, +0.6], TOST)")
+    assert f", at {100 * share:.0f}% of big (gpt-big, hosted)'s cost per request; break-even after " in across[0]
+    assert "cost (api): big $1.13 per 1,000 requests, " in "\n".join(rec.reasons)  # no FLOPs: size unknown
+
+
+def test_a_hosted_model_ahead_is_said_to_be_ahead():
+    big, lora = paired(300, both=150, only_a=60, only_b=5)
+    (big_row, _), (lora_row, _) = strategy("big", big), strategy("lora", lora, training=True)
+    rec = decide((hosted(big_row), big), (local(lora_row), lora))
+    assert rec.verdict == "don't fine-tune: use big"
+    assert ("models: lora (smollm2-135m-instruct, local, 135M parameters) is behind big (lora vs big -18.3 points "
+            "[95% CI -23.0, -13.3]), at 22% of big (gpt-big, hosted)'s cost per request") in rec.reasons
+
+
+def test_arms_on_one_model_get_no_models_reason():
+    few, lora = paired(300, both=180, only_a=5, only_b=50)
+    rec = decide(strategy("few_shot", few), strategy("lora", lora, training=True))
+    assert not any(r.startswith("models: ") for r in rec.reasons)

@@ -15,7 +15,7 @@ from harness.cost import add_costs
 from harness.data import TaskData, config_fingerprint, load_data
 from harness.decide import recommend
 from harness.errors import HarnessError
-from harness.forgetting import ForgettingMeter
+from harness.forgetting import ForgettingMeter, unchanged
 from harness.measure import latency_mean_ci, peak_memory_mb, provenance, timer
 from harness.metrics import LENIENT, MetricError, load_metric
 from harness.backends import Backend, HostedModel, load_backend, model_label
@@ -162,7 +162,10 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
                          "model": model_label(spec.model), "model_params": backend.n_params,
                          "usd_per_mtok": _prices(spec.model), "weights": strategy.weights,
                          "prepare_s": prepared.s, "peak_memory_mb": peak_memory_mb(), "resumed_from": len(done),
-                         "forgetting": session.forgetting(spec.model, eval_backend),
+                         # Base weights cannot have forgotten anything: nothing is measured for them
+                         # (compare shows their zero change beside an arm that changed weights).
+                         "forgetting": session.forgetting(spec.model, eval_backend) if strategy.weights != "base"
+                         else None,
                          "forgetting_note": None if backend.has_weights else "not measured: no access to weights",
                          **strategy.summary(examples)})
     store.finish_run(run_id, summary.model_dump(mode="json"), strategy.record())
@@ -269,6 +272,12 @@ def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit
         task, data, store, backend = session.task, session.data, session.store, session.backend
         cfg = task.config
         rows = [run_one(session, spec) for spec in session.arms]
+        # Beside an arm that changed its model's weights, the base weights' zero change, from the base
+        # measurement that arm's row carries.
+        measured = {r.model: r.forgetting for r in rows if r.fine_tuned and r.forgetting is not None}
+        rows = [r.model_copy(update={"forgetting": unchanged(measured[r.model])})
+                if not r.fine_tuned and r.usd_per_mtok is None and r.forgetting is None and r.model in measured else r
+                for r in rows]
         curves = [learning_curve(session, curve, points) for curve, points in task.curves]
         decision = cfg.decision
         metric = decision.metric or cfg.metric_names[0]

@@ -7,10 +7,12 @@ of France is Paris." answer the first question, so the score does not depend on 
 Token F1 of the generations rose by tens of points after an adapter merely taught the model to
 answer in one word; scoring the gold answers' log-probabilities did too, even against every other
 probe answer (a model that answers tersely puts its mass on short answers, right or wrong). The
-same probe runs on the base model and on each strategy's model; the report gives the deltas with
-paired bootstrap intervals, over passages for the loss and over questions for the answers. Prompting strategies do not touch weights: their model's weight
-fingerprint equals the base's, so their probe results are the base's own measurement and every
-delta and interval is exactly zero; a changed fingerprint triggers a new measurement."""
+same probe runs on the base model and on each model whose weights an arm changed; the report gives
+the deltas with paired bootstrap intervals, over passages for the loss and over questions for the
+answers. Prompting strategies do not touch weights, so nothing is measured for them: beside an
+arm that changed weights, their row is the base against itself (`unchanged`), every delta and
+interval exactly zero. Measurements are kept by weight fingerprint, so equal weights are measured
+once."""
 
 from __future__ import annotations
 
@@ -182,3 +184,11 @@ class ForgettingMeter:
                           delta_loss_ci_high=loss_high, delta_perplexity=after.perplexity - before.perplexity,
                           delta_qa_contains=after.qa_contains - before.qa_contains, delta_qa_contains_ci_low=qa_low,
                           delta_qa_contains_ci_high=qa_high)
+
+
+def unchanged(measured: Forgetting) -> Forgetting:
+    """The base weights against themselves, from another set's measurement against them: every
+    change and interval is exactly zero, and nothing is run."""
+    zero = {f: 0.0 for f in ("delta_loss", "delta_loss_ci_low", "delta_loss_ci_high", "delta_perplexity",
+                             "delta_qa_contains", "delta_qa_contains_ci_low", "delta_qa_contains_ci_high")}
+    return measured.model_copy(update={"weights_changed": False, "adapted": measured.base, **zero})

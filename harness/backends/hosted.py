@@ -149,6 +149,7 @@ class HostedBackend:
         self.cached += sum(k in results for k in keys)
         todo = {k: r for k, r in zip(keys, requests) if k not in results}
         pool = ThreadPoolExecutor(self.spec.max_concurrency)
+        futures = {}
         try:
             futures = {pool.submit(self._send, *request): key for key, request in todo.items()}
             pending = set(futures)
@@ -157,16 +158,24 @@ class HostedBackend:
                 self._status(len(pending))
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
-                    data, latency_ms, retries = future.result()
-                    self.retries += retries
-                    results[futures[future]] = entry = {"response": data, "latency_ms": latency_ms}
-                    if self.cache is not None:
-                        self.cache.add_response(futures[future], entry)
+                    self._keep(future.result(), futures[future], results)
             self._status(0)
         finally:
-            # An error or Ctrl-C: the requests not yet sent are dropped, those in flight finish.
+            # An error or Ctrl-C: the requests not yet sent are dropped, those in flight finish. Their
+            # answers, and those that arrived with the failed one, are kept too: they were waited for,
+            # and a rerun would otherwise pay for them again.
             pool.shutdown(wait=True, cancel_futures=True)
+            for future, key in futures.items():
+                if key not in results and future.done() and not future.cancelled() and future.exception() is None:
+                    self._keep(future.result(), key, results)
         return [results[k] for k in keys]
+
+    def _keep(self, sent: tuple[dict, float, int], key: str, results: dict) -> None:
+        data, latency_ms, retries = sent
+        self.retries += retries
+        results[key] = entry = {"response": data, "latency_ms": latency_ms}
+        if self.cache is not None:
+            self.cache.add_response(key, entry)
 
     def _status(self, in_flight: int) -> None:
         if self.on_status is not None:
@@ -178,7 +187,9 @@ class HostedBackend:
         log-probabilities fail here, in one line."""
         self._send(*self._request(Prompt("Say OK.", 3, messages=[{"role": "user", "content": "Say OK."}]), 1))
         if self.can_score:
-            self.loglikelihood([Prompt("The sky is", 3)], ["blue"])
+            # Shaped like a raw prompt's scoring request ("The sky is" + " " + "blue"): without the
+            # delimiter, "isblue" may be one token that starts before the answer.
+            self.loglikelihood([Prompt("The sky is", 3, answer_prefix=" ", end_of_turn=False)], ["blue"])
 
     # --- what the runner calls ----------------------------------------------------------------------
 
@@ -204,12 +215,16 @@ class HostedBackend:
     def _continuation_logprob(self, response: dict, start: int, end: int) -> float:
         """The summed log-probability of the echoed tokens starting in [start, end): the answer."""
         logprobs = response["choices"][0].get("logprobs") or {}
-        offsets, values = logprobs.get("text_offset"), logprobs.get("token_logprobs")
-        if not offsets or not values or max(offsets) < start:
+        offsets, values = logprobs.get("text_offset") or [], logprobs.get("token_logprobs") or []
+        answer = [v for o, v in zip(offsets, values) if start <= o < end]
+        # The answer's own tokens must be there, each with a value. A server that ignores `echo`
+        # still returns the generated token's log-probability, placed after the answer: summing the
+        # answer's tokens (none) would score every label 0.0 and pick the first, at chance accuracy.
+        if not answer or None in answer or len(offsets) != len(values):
             raise self._fail("logprobs", "the server returned no log-probabilities for the prompt (asked on "
                                          "/completions with echo: true, logprobs: 1), so labels cannot be "
                                          "scored; set logprobs: false for this model to classify by generating")
-        return float(sum(v for o, v in zip(offsets, values) if start <= o < end and v is not None))
+        return float(sum(answer))
 
     def loglikelihood(self, prompts, choices):
         answers = self._run([self._scoring_request(p, c) for p in prompts for c in choices])

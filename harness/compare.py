@@ -97,10 +97,13 @@ class Session:
         # Prices, decision thresholds and learning curves change no run's results, so they stay out
         # of the run key: editing them reuses every stored run. So does the overflow rule: a prompt
         # it would refuse never runs, and one it cuts is cut the same way either way.
+        # Unset, `prompt.scoring` follows the model (its backend's capabilities, which the model's own
+        # entry identifies): leaving it out keeps the keys of runs stored before it existed.
+        prompt = {"overflow"} | ({"scoring"} if self.task.config.prompt.scoring is None else set())
         return self.task.config.model_dump(mode="json", exclude={"description": True, "strategies": True,
                                                                   "cost": True, "decision": True,
                                                                   "learning_curves": True, "gate": True,
-                                                                  "prompt": {"overflow"}})
+                                                                  "prompt": prompt})
 
     def forgetting(self, model: str | HostedModel, backend: Backend) -> Forgetting | None:
         """The change on the probe from `model`'s base weights to `backend`'s (None: no weights here)."""

@@ -140,12 +140,24 @@ def _model_text(row: ArmResult) -> str:
     return f"{row.name} ({row.model}, {where}{size})"
 
 
-def _across_models(ft: ArmResult, alt: ArmResult, comparisons: Comparisons, min_gain: float) -> str | None:
-    """When the fine-tuned arm and the alternative run on different models (a small local model
-    fine-tuned against a large hosted one): how close in quality, at what share of the cost, and when
-    the training is paid back."""
-    if ft.model == alt.model and ft.usd_per_mtok == alt.usd_per_mtok:
-        return None
+def _serving(row: ArmResult) -> tuple[str | None, bool]:
+    return row.model, row.usd_per_mtok is not None
+
+
+def _on_other_models(ft: ArmResult, alt: ArmResult, others: list[ArmResult], metric: str) -> list[ArmResult]:
+    """Per model the fine-tuned arm does not run on (another local model, or a hosted one): the arm
+    without fine-tuning to hold it against, the alternative if it runs there, else that model's best."""
+    groups: dict[tuple[str | None, bool], list[ArmResult]] = {}
+    for r in others:
+        if _serving(r) != _serving(ft):
+            groups.setdefault(_serving(r), []).append(r)
+    return [alt if alt in group else _top(group, metric) for group in groups.values()]
+
+
+def _across_models(ft: ArmResult, alt: ArmResult, comparisons: Comparisons, min_gain: float) -> str:
+    """A fine-tuned arm against an arm on another model (a small local model fine-tuned against a
+    large hosted one): how close in quality, at what share of the cost, and when the training is
+    paid back."""
     pair, margin = comparisons.pair(alt.name, ft.name), f"{100 * min_gain:.1f} points"
     shown = f"{pair.b} vs {pair.a} {_interval(pair, comparisons)}"
     as_good = True
@@ -435,8 +447,8 @@ def recommend(rows: list[ArmResult], comparisons: Comparisons, curves: list[Curv
             reasons.extend([_quality_text(j.arm, metric), _difference(comparisons.pair(best.name, j.arm.name),
                                                                       comparisons), j.reason,
                             _cost_text(j.arm), _break_even_text(j.arm, alt, decision.payback_months)])
-            if across := _across_models(j.arm, alt, comparisons, decision.min_gain):
-                reasons.append(across)
+            reasons.extend(_across_models(j.arm, other, comparisons, decision.min_gain)
+                           for other in _on_other_models(j.arm, alt, others, metric))
         reasons.extend([*map(_cost_text, without), _latency_text([*tuned, alt], slo)])
     for j in judgements:
         # Only a strategy that would be recommended needs its forgetting told.

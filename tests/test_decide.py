@@ -474,3 +474,19 @@ def test_arms_on_one_model_get_no_models_reason():
     few, lora = paired(300, both=180, only_a=5, only_b=50)
     rec = decide(strategy("few_shot", few), strategy("lora", lora, training=True))
     assert not any(r.startswith("models: ") for r in rec.reasons)
+
+
+def test_a_hosted_arm_that_is_not_the_alternative_is_still_held_against_the_fine_tuned_one():
+    # The local zero-shot arm is the best without fine-tuning; the hosted arm, behind it, is what
+    # the team pays for today, so the verdict says how the fine-tuned arm compares with it too.
+    zero, lora = paired(300, both=100, only_a=5, only_b=120)
+    big, _ = paired(300, both=60, only_a=0, only_b=0)
+    (zero_row, _), (big_row, _) = strategy("zero_shot", zero), strategy("big", big, prompt=400)
+    (lora_row, _) = strategy("lora", lora, training=True)
+    rec = decide((local(zero_row), zero), (hosted(big_row), big), (local(lora_row), lora))
+    assert rec.verdict == "fine-tune"
+    across = [r for r in rec.reasons if r.startswith("models: ")]
+    assert len(across) == 1 and across[0].startswith(
+        "models: lora (smollm2-135m-instruct, local, 135M parameters) beats big (lora vs big +53.3 points "
+        "[95% CI +47.7, +59.0]), at 6% of big")
+    assert "(gpt-big, hosted)'s cost per request; break-even after 176 requests" in across[0]

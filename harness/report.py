@@ -178,7 +178,8 @@ def render_markdown(report: ComparisonReport, images: dict[str, str]) -> str:
              else f"self-hosted: measured seconds per example at ${cost.hardware_usd_per_hour:g}/hour")
     hosted = sorted({(r.model, r.usd_per_mtok["input"], r.usd_per_mtok["output"]) for r in report.strategies
                      if r.usd_per_mtok})
-    basis += "".join(f"; hosted {m}: its prices ${i:g} / ${o:g} per million input / output tokens" for m, i, o in hosted)
+    basis += "".join(f"; hosted {m}: its prices ${i:g} / ${o:g} per million input / output tokens"
+                     for m, i, o in hosted)
     out += [f"Per-request cost: {basis}. One-time cost: training (or preparation) time at "
             f"${cost.hardware_usd_per_hour:g}/hour. Monthly: {decision.monthly_requests:,} requests plus "
             f"adapter storage at ${cost.storage_usd_per_gb_month:g}/GB-month. FLOPs: 2 x parameters x tokens "

@@ -306,7 +306,8 @@ class Store:
 
     def add_response(self, key: str, response: dict) -> None:
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?)", (key, json.dumps(response), time.time()))
+            self.db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?)",
+                            (key, json.dumps(response), time.time()))
 
     def save_comparison(self, task: str, report: dict) -> int:
         with self.db:

@@ -90,12 +90,12 @@ class HostedBackend:
     def use_cache(self, store) -> None:
         self.cache = store
 
-    def _request(self, prompt: Prompt, max_tokens: int, **extra) -> tuple[str, dict]:
-        if prompt.messages is not None and not extra:
+    def _request(self, prompt: Prompt, max_tokens: int) -> tuple[str, dict]:
+        if prompt.messages is not None:
             return "chat", {"model": self.name, "messages": prompt.messages, "max_tokens": max_tokens,
                             "temperature": 0}
         return "completions", {"model": self.name, "prompt": prompt.text, "max_tokens": max_tokens,
-                               "temperature": 0, **extra}
+                               "temperature": 0}
 
     def _cache_key(self, endpoint: str, body: dict) -> str:
         request = {"base_url": self.spec.base_url.rstrip("/"), "endpoint": endpoint, "body": body}

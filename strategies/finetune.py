@@ -149,6 +149,7 @@ def train_weights(task, data, backend, params: TrainingConfig, out: Path, *, met
     import torch
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     train_rows, val_rows = training_rows(task, data, backend, params, messages, where)
 
@@ -207,6 +208,16 @@ def train_weights(task, data, backend, params: TrainingConfig, out: Path, *, met
         data_collator=DataCollatorForSeq2Seq(collate_tok, padding=True, label_pad_token_id=-100),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=params.early_stopping_patience)],
     )
+    # The Trainer prints every logged loss as a dict on stdout (through its bar, or bare when bars are
+    # off), in the middle of the comparison's table; the losses are kept in its log history, which the
+    # manifest records, so only its bars are shown.
+    trainer.remove_callback(ProgressCallback if progress else PrinterCallback)
+    if progress:
+        class BarsOnly(ProgressCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                pass
+
+        trainer.add_callback(BarsOnly)
     with timer() as wall:
         result = trainer.train(resume_from_checkpoint=last)
     tokens = int(trainer.state.num_input_tokens_seen)

@@ -41,9 +41,12 @@ def lora_task(make_task, **lora):
                      strategies={"zero_shot": {}, "lora": {**LORA, **lora}})
 
 
-def test_lora_learns_and_changes_the_model(make_task, tmp_path):
+@pytest.mark.parametrize("progress", [False, True], ids=["quiet", "bars"])
+def test_lora_learns_and_changes_the_model(make_task, tmp_path, capsys, progress):
     path = lora_task(make_task)
-    report = compare(path, store_path=tmp_path / "s.sqlite", progress=False)
+    report = compare(path, store_path=tmp_path / "s.sqlite", progress=progress)
+    # Its losses go to the training record, not to stdout beside the comparison's table.
+    assert "'loss'" not in capsys.readouterr().out
     zero, lora = report.strategies
     t = lora.training
     assert lora.fine_tuned and not zero.fine_tuned

@@ -78,6 +78,7 @@ def run_strategy(task, strategy, backend, examples, *, on_batch: Callable[[list[
     # is shared, and rendering here would run retrieval twice.
     ordered = sorted(examples, key=lambda ex: len(ex.input))
     size = cfg.limits.batch_size
+    how = scoring(task, backend)
     for start in range(0, len(ordered), size):
         batch = ordered[start:start + size]
         # Prompts are built inside the timed region: a strategy whose prompt costs work (retrieval)
@@ -85,7 +86,6 @@ def run_strategy(task, strategy, backend, examples, *, on_batch: Callable[[list[
         with timer() as elapsed:
             prompted = [strategy.messages(ex) for ex in batch]
             prompts = [render(task, backend, p.messages) for p in prompted]
-            how = scoring(task, backend)
             if how == "loglikelihood":
                 scored = backend.loglikelihood(prompts, cfg.labels)
                 ranked = [s.logprobs for s in scored]

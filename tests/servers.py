@@ -320,16 +320,17 @@ class LogprobServer(BackgroundApp):
                 break
         return out
 
-    def _check(self, body: dict) -> web.Response | None:
-        if body.get("model") != self.name:
-            return web.json_response({"error": {"message": f"model '{body.get('model')}' not found",
-                                                "type": "invalid_request_error"}}, status=404)
-        return None
-
-    async def _completions(self, request: web.Request) -> web.Response:
+    async def _received(self, request: web.Request) -> tuple[dict, web.Response | None]:
+        """The request's body, recorded, and the refusal of a model this server does not serve."""
         body = await request.json()
         self.requests.append(body)
-        refused = self._check(body)
+        if body.get("model") != self.name:
+            return body, web.json_response({"error": {"message": f"model '{body.get('model')}' not found",
+                                                      "type": "invalid_request_error"}}, status=404)
+        return body, None
+
+    async def _completions(self, request: web.Request) -> web.Response:
+        body, refused = await self._received(request)
         if refused is not None:
             return refused
         prompt, echo = body["prompt"], bool(body.get("echo")) and self.echo_supported
@@ -367,9 +368,7 @@ class LogprobServer(BackgroundApp):
                       "total_tokens": len(ids) + len(generated)}})
 
     async def _chat(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.requests.append(body)
-        refused = self._check(body)
+        body, refused = await self._received(request)
         if refused is not None:
             return refused
         ids = self.tokenizer.apply_chat_template(body["messages"], add_generation_prompt=True, tokenize=True,

@@ -34,6 +34,12 @@ from harness.errors import HarnessError
 CHARS_PER_TOKEN = 4
 
 
+def _text(endpoint: str, response: dict):
+    """The answer's text in a chat or completions response."""
+    choice = response["choices"][0]
+    return choice["message"]["content"] if endpoint == "chat" else choice["text"]
+
+
 class HostedBackend:
     has_weights = False
     n_params = None
@@ -131,10 +137,8 @@ class HostedBackend:
             raise self._fail("base_url", f"cannot reach {self.spec.base_url}: {e.__cause__ or e}") from None
         try:
             data = json.loads(raw.text)
-            choice = data["choices"][0]
-            text = choice["message"]["content"] if endpoint == "chat" else choice["text"]
-            if not isinstance(text, str):
-                raise TypeError(text)
+            if not isinstance(_text(endpoint, data), str):
+                raise TypeError(data)
         except (ValueError, KeyError, IndexError, TypeError):
             raise self._fail("base_url", f"the answer to /{endpoint} is not an OpenAI-compatible response "
                                          f"(it begins {raw.text[:120]!r})") from None
@@ -195,9 +199,9 @@ class HostedBackend:
 
     def generate(self, prompts, max_new_tokens):
         out = []
-        for prompt, answer in zip(prompts, self._run([self._request(p, max_new_tokens) for p in prompts])):
-            choice, usage = answer["response"]["choices"][0], answer["response"].get("usage") or {}
-            text = choice["message"]["content"] if prompt.messages is not None else choice["text"]
+        requests = [self._request(p, max_new_tokens) for p in prompts]
+        for prompt, (endpoint, _), answer in zip(prompts, requests, self._run(requests)):
+            text, usage = _text(endpoint, answer["response"]), answer["response"].get("usage") or {}
             out.append(Generation(text.strip(), usage.get("prompt_tokens") or prompt.n_tokens,
                                   usage.get("completion_tokens") or self.count_tokens([text])[0],
                                   answer["latency_ms"]))

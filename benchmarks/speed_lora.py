@@ -38,7 +38,7 @@ def ours(task, data, backend, params, steps: int) -> tuple[float, int]:
     from harness.armspec import parse_arm
 
     run = params.model_copy(update={"max_steps": steps, "eval_steps": steps + 1})
-    arm = build(parse_arm("lora", run.model_dump(), task.config.model, "strategies"), task)
+    arm = build(parse_arm("lora", run.model_dump(), task.config, "strategies"), task)
     with tempfile.TemporaryDirectory() as tmp:
         t = arm.train(data, backend, Path(tmp), progress=False)
     return t.tokens_seen / t.wall_s, t.tokens_seen

@@ -3,9 +3,14 @@
 Both tools score the BBC News topic task as 5-way multiple choice on the first --limit eval
 articles: the prompt is "Article: {{text}}\\nTopic:" with no chat template, each label is scored
 as the continuation " " + label (lm-eval's default target_delimiter), and the label with the
-highest summed log-likelihood is the prediction (lm-eval's `acc`, our raw-format zero-shot arm).
+highest summed log-likelihood is the prediction (lm-eval's `acc`, our raw-format arm).
 Each article is first cut to --max-input-tokens tokens with the model's tokenizer and written to
 one JSONL that both tools read, so they see identical text.
+
+Each number of demonstrations in --shots is run by both tools: 0 (lm-eval's default, our
+zero_shot arm) and 5 (lm-eval's --num_fewshot 5 with the `first_n` sampler over a fewshot split
+holding the harness's five demonstrations in the harness's order, our few_shot arm): the same
+fixed demonstrations before every query, as a deployed few-shot prompt has.
 
 It prints both accuracies, how many prompts are byte-identical, how many predictions are
 identical (the harness must agree with lm-eval on at least --min-agreement of them, else the exit
@@ -13,11 +18,11 @@ status is 1) and where they differ, and the wall-clock time of each whole comman
 and `harness compare ...`, model loading included; median of --repeats runs) with the ratio. Also
 per tool: the command's CPU seconds (less sensitive than wall time to other processes on the
 machine) and the scoring loop alone (lm-eval: its "Running loglikelihood requests" progress bar,
-to the second; harness: the summed batch times in its store). The harness command does more than
-lm-eval's: it also measures the base model on its forgetting probe and bootstraps intervals.
+to the second; harness: the summed batch times in its store). The harness command also bootstraps
+intervals and writes its store. Last, the harness's few-shot throughput against its zero-shot's.
 
     make install && .venv/bin/pip install -e '.[bench]' && .venv/bin/python benchmarks/vs_lm_eval.py
-        [--limit 200] [--max-input-tokens 128] [--batch-size 8] [--repeats 1] [--out DIR]
+        [--limit 200] [--max-input-tokens 128] [--batch-size 8] [--shots 0 5] [--repeats 1] [--out DIR]
 
 Nothing is fetched from the network: the model is the built-in smollm2-135m-instruct (a local
 safetensors folder), and lm-eval reads the JSONL through the `json` dataset builder.
@@ -76,12 +81,15 @@ def write_yaml(path: Path, doc: dict) -> Path:
     return path
 
 
-def lm_eval_task(folder: Path, eval_file: Path) -> Path:
+def lm_eval_task(folder: Path, eval_file: Path, demos_file: Path) -> Path:
     return write_yaml(folder / f"{LM_EVAL_TASK}.yaml", {
         "task": LM_EVAL_TASK,
         "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {"test": str(eval_file)}},
+        "dataset_kwargs": {"data_files": {"test": str(eval_file), "train": str(demos_file)}},
         "test_split": "test",
+        # The demonstrations in the file's order, the same for every query.
+        "fewshot_split": "train",
+        "fewshot_config": {"sampler": "first_n"},
         "output_type": "multiple_choice",
         "doc_to_text": TEMPLATE,
         "doc_to_choice": LABELS,
@@ -91,7 +99,7 @@ def lm_eval_task(folder: Path, eval_file: Path) -> Path:
     })
 
 
-def harness_task(folder: Path, train_file: Path, eval_file: Path, batch_size: int) -> Path:
+def harness_task(folder: Path, train_file: Path, eval_file: Path, batch_size: int, shots: list[int]) -> Path:
     return write_yaml(folder / "harness_task.yaml", {
         "name": "bbc_news_vs_lm_eval",
         "type": "classification",
@@ -102,7 +110,8 @@ def harness_task(folder: Path, train_file: Path, eval_file: Path, batch_size: in
         "prompt": {"format": "raw", "template": TEMPLATE, "target_delimiter": DELIMITER},
         "labels": LABELS,
         "metrics": ["accuracy"],
-        "strategies": {"zero_shot": {}},
+        # random over a train split of exactly the demonstrations: all of them, in select_demos' order.
+        "strategies": {"zero_shot": {}, **{"few_shot": {"k": k, "balanced": False} for k in shots if k}},
         "seed": 1234,
         "limits": {"batch_size": batch_size},
     })
@@ -143,10 +152,10 @@ def fresh(folder: Path) -> None:
     folder.mkdir(parents=True)
 
 
-def run_lm_eval(folder: str, task_dir: Path, out: Path, batch_size: int) -> dict:
+def run_lm_eval(folder: str, task_dir: Path, out: Path, batch_size: int, shots: int) -> dict:
     fresh(out)
     cmd = [tool("lm_eval"), "--model", "hf", "--model_args", f"pretrained={folder},dtype=float32",
-           "--device", "cpu", "--batch_size", str(batch_size), "--tasks", LM_EVAL_TASK,
+           "--device", "cpu", "--batch_size", str(batch_size), "--tasks", LM_EVAL_TASK, "--num_fewshot", str(shots),
            "--include_path", str(task_dir), "--log_samples", "--output_path", str(out)]
     seconds, cpu = timed(cmd, out / "log.txt")
     [results] = out.rglob("results_*.json")
@@ -169,15 +178,16 @@ def run_lm_eval(folder: str, task_dir: Path, out: Path, batch_size: int) -> dict
             "prompts": prompts}
 
 
-def run_harness(task_file: Path, out: Path) -> dict:
+def run_harness(task_file: Path, out: Path, shots: int) -> dict:
     from harness.store import Store
 
     fresh(out)
     store, report = out / "h.sqlite", out / "h.json"
-    cmd = [tool("harness"), "compare", str(task_file), "--store", str(store), "--json", str(report),
-           "--no-progress"]
+    name = "few_shot" if shots else "zero_shot"
+    cmd = [tool("harness"), "compare", str(task_file), "--strategies", name, "--store", str(store),
+           "--json", str(report), "--no-progress"]
     seconds, cpu = timed(cmd, out / "log.txt")
-    [arm] = [s for s in json.loads(report.read_text())["strategies"] if s["name"] == "zero_shot"]
+    [arm] = json.loads(report.read_text())["strategies"]
     db = Store(store, readonly=True)
     try:
         examples = db.examples(arm["run_id"])
@@ -187,7 +197,7 @@ def run_harness(task_file: Path, out: Path) -> dict:
     prompts = {e["example_id"]: e["prompt"] for e in examples}
     loop = sum(e["latency_ms"] for e in examples) / 1000  # each example carries its batch's time / batch size
     return {"seconds": seconds, "cpu": cpu, "loop": loop, "accuracy": arm["quality"]["value"],
-            "logprobs": logprobs, "prompts": prompts}
+            "logprobs": logprobs, "prompts": prompts, "tokens": arm["tokens"]}
 
 
 # ---------------------------------------------------------------- report
@@ -208,20 +218,57 @@ def med(runs: list[dict], key: str) -> float | None:
     return None if None in values else statistics.median(values)
 
 
+def compare_shots(shots: int, rows: list[dict], lm: list[dict], ours: list[dict], min_agreement: float) -> bool:
+    """Print one number of demonstrations' table; whether the predictions agree enough."""
+    gold = {r["id"]: LABELS.index(r["label"]) for r in rows}
+    a, b = lm[0]["logprobs"], ours[0]["logprobs"]
+    if set(a) != set(gold) or set(b) != set(gold):
+        sys.exit(f"example ids differ: lm-eval {len(a)}, harness {len(b)}, data {len(gold)}")
+    same = [i for i in gold if argmax(a[i]) == argmax(b[i])]
+    same_prompt = sum(lm[0]["prompts"][i] == ours[0]["prompts"][i] for i in gold)
+    share = len(same) / len(gold)
+    gap = max(abs(x - y) for i in gold for x, y in zip(a[i], b[i]))
+    tokens = ours[0]["tokens"]
+
+    print(f"\n{shots}-shot ({tokens['prompt_mean']:.0f} prompt tokens per article, {tokens['cached_mean']:.0f} of them "
+          f"served from the harness's prefix cache)")
+    print(f"{'tool':<10} {'accuracy':>9} {'command s':>10} {'command cpu s':>14} {'scoring s':>10}")
+    for name, runs in (("lm-eval", lm), ("harness", ours)):
+        loop = med(runs, "loop")
+        print(f"{name:<10} {runs[0]['accuracy']:9.3f} {med(runs, 'seconds'):10.1f} {med(runs, 'cpu'):14.1f} "
+              f"{'-' if loop is None else format(loop, '.1f'):>10}")
+    print(f"identical prompts: {same_prompt}/{len(gold)}")
+    print(f"identical predictions: {len(same)}/{len(gold)} ({100 * share:.1f}%)")
+    print(f"largest log-likelihood difference on any label: {gap:.2e} nats")
+    for i in sorted(set(gold) - set(same)):
+        print(f"  differs: {i} (gold {LABELS[gold[i]]}): lm-eval {LABELS[argmax(a[i])]} "
+              f"(margin {margin(a[i]):.2e}), harness {LABELS[argmax(b[i])]} (margin {margin(b[i]):.2e})")
+    print(f"speed-up over lm-eval, whole command: {med(lm, 'seconds') / med(ours, 'seconds'):.2f}x")
+    if med(lm, "loop") and med(ours, "loop"):
+        print(f"speed-up over lm-eval, scoring loop:  {med(lm, 'loop') / med(ours, 'loop'):.2f}x")
+    if share < min_agreement:
+        print(f"FAIL: agreement {100 * share:.1f}% < {100 * min_agreement:.0f}%")
+    return share >= min_agreement
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=200, help="first N eval articles (default 200)")
     parser.add_argument("--max-input-tokens", type=int, default=128, help="each article cut to this many tokens")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--shots", type=int, nargs="+", default=[0, 5], help="numbers of demonstrations (default 0 5)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each tool; times are medians")
     parser.add_argument("--min-agreement", type=float, default=0.99, help="exit 1 below this share")
     parser.add_argument("--out", type=Path, help="work folder (default: a new temp folder, kept for inspection)")
     args = parser.parse_args()
+    if len({k for k in args.shots if k}) > 1:
+        parser.error("--shots: 0 and one number of demonstrations (both tools draw them from the same split)")
     os.environ.update(OFFLINE)
 
     from transformers import AutoTokenizer
 
     from harness.backends.local import resolve_model
+    from strategies.demos import select_demos
 
     eval_src = DATA / "eval.jsonl"
     if not eval_src.is_file():
@@ -232,52 +279,37 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     rows = cut_rows(eval_src, args.limit, tokenizer, args.max_input_tokens)
     eval_file = write_jsonl(work / "eval.jsonl", rows)
-    train_file = write_jsonl(work / "train.jsonl",
-                             cut_rows(DATA / "train.jsonl", args.limit, tokenizer, args.max_input_tokens))
+    # The train split is the demonstrations (the most any arm uses), which the harness draws all of,
+    # in select_demos' order for the task seed: lm-eval's first_n takes them in that order.
+    k = max(args.shots)
+    demos = cut_rows(DATA / "train.jsonl", k, tokenizer, args.max_input_tokens)
+    train_file = write_jsonl(work / "train.jsonl", demos)
+    demos_file = write_jsonl(work / "demos.jsonl", select_demos(demos, k, 1234, by_label=False))
     task_dir = work / "lm_eval_task"
     task_dir.mkdir(exist_ok=True)
-    lm_eval_task(task_dir, eval_file)
-    harness_file = harness_task(work, train_file, eval_file, args.batch_size)
+    lm_eval_task(task_dir, eval_file, demos_file)
+    harness_file = harness_task(work, train_file, eval_file, args.batch_size, args.shots)
     print(f"{len(rows)} BBC News eval articles cut to {args.max_input_tokens} tokens, model {MODEL} "
           f"(float32, CPU, batch {args.batch_size}), {args.repeats} run(s) per tool; files in {work}", flush=True)
 
-    lm, ours = [], []
-    for i in range(args.repeats):  # alternated, so a slow spell of the machine hits both tools
-        lm.append(run_lm_eval(folder, task_dir, work / f"lm_eval_{i}", args.batch_size))
-        ours.append(run_harness(harness_file, work / f"harness_{i}"))
-        print(f"run {i + 1}: lm-eval {lm[-1]['seconds']:.1f} s, harness {ours[-1]['seconds']:.1f} s", flush=True)
-
-    gold = {r["id"]: LABELS.index(r["label"]) for r in rows}
-    a, b = lm[0]["logprobs"], ours[0]["logprobs"]
-    if set(a) != set(gold) or set(b) != set(gold):
-        sys.exit(f"example ids differ: lm-eval {len(a)}, harness {len(b)}, data {len(gold)}")
-    same = [i for i in gold if argmax(a[i]) == argmax(b[i])]
-    same_prompt = sum(lm[0]["prompts"][i] == ours[0]["prompts"][i] for i in gold)
-    share = len(same) / len(gold)
-    gap = max(abs(x - y) for i in gold for x, y in zip(a[i], b[i]))
-
-    print()
-    print(f"{'tool':<10} {'accuracy':>9} {'command s':>10} {'command cpu s':>14} {'scoring s':>10}")
-    for name, runs in (("lm-eval", lm), ("harness", ours)):
-        loop = med(runs, "loop")
-        print(f"{name:<10} {runs[0]['accuracy']:9.3f} {med(runs, 'seconds'):10.1f} {med(runs, 'cpu'):14.1f} "
-              f"{'-' if loop is None else format(loop, '.1f'):>10}")
-    print()
-    print(f"identical prompts: {same_prompt}/{len(gold)}")
-    print(f"identical predictions: {len(same)}/{len(gold)} ({100 * share:.1f}%)")
-    print(f"largest log-likelihood difference on any label: {gap:.2e} nats")
-    for i in sorted(set(gold) - set(same)):
-        print(f"  differs: {i} (gold {LABELS[gold[i]]}): lm-eval {LABELS[argmax(a[i])]} "
-              f"(margin {margin(a[i]):.2e}), harness {LABELS[argmax(b[i])]} (margin {margin(b[i]):.2e})")
-    ratio = med(lm, "seconds") / med(ours, "seconds")
-    print(f"time ratio lm-eval / harness (whole command): {ratio:.2f}")
-    if med(lm, "loop") and med(ours, "loop"):
-        print(f"time ratio lm-eval / harness (scoring loop):  {med(lm, 'loop') / med(ours, 'loop'):.2f}")
+    ok, harness_loops = True, {}
+    for shots in args.shots:
+        lm, ours = [], []
+        for i in range(args.repeats):  # alternated, so a slow spell of the machine hits both tools
+            lm.append(run_lm_eval(folder, task_dir, work / f"lm_eval_{shots}_{i}", args.batch_size, shots))
+            ours.append(run_harness(harness_file, work / f"harness_{shots}_{i}", shots))
+            print(f"{shots}-shot run {i + 1}: lm-eval {lm[-1]['seconds']:.1f} s, harness {ours[-1]['seconds']:.1f} s",
+                  flush=True)
+        ok = compare_shots(shots, rows, lm, ours, args.min_agreement) and ok
+        harness_loops[shots] = med(ours, "loop")
+    if 0 in harness_loops:
+        for shots, loop in harness_loops.items():
+            if shots:
+                print(f"\nharness {shots}-shot scoring loop / 0-shot's: {loop / harness_loops[0]:.2f}x")
     load, cores = os.getloadavg()[0], os.cpu_count()
     if load > cores:
         print(f"note: load average {load:.1f} on {cores} cores at the end: other processes competed, times are inflated")
-    if share < args.min_agreement:
-        print(f"FAIL: agreement {100 * share:.1f}% < {100 * args.min_agreement:.0f}%")
+    if not ok:
         sys.exit(1)
 
 

@@ -61,7 +61,9 @@ def summarise(task, name: str, run_id: int, examples: list[dict], extra: dict) -
                        "mean": sum(latencies) / n, "mean_ci_low": latency_low, "mean_ci_high": latency_high},
         "throughput_eps": n / (sum(latencies) / 1000) if sum(latencies) else None,
         "tokens": {"prompt_mean": sum(e["prompt_tokens"] for e in examples) / n,
-                   "output_mean": sum(e["output_tokens"] for e in examples) / n},
+                   "output_mean": sum(e["output_tokens"] for e in examples) / n,
+                   # A store older than the prefix cache has no such column: nothing was cached then.
+                   "cached_mean": sum(e.get("cached_tokens", 0) for e in examples) / n},
         **extra,
     })
 
@@ -179,7 +181,9 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
 def _prices(model: str | HostedModel) -> dict[str, float] | None:
     if isinstance(model, str):
         return None
-    return {"input": model.usd_per_mtok_input, "output": model.usd_per_mtok_output}
+    cached = model.usd_per_mtok_cached_input
+    return {"input": model.usd_per_mtok_input, "output": model.usd_per_mtok_output,
+            "cached_input": model.usd_per_mtok_input if cached is None else cached}
 
 
 def _labelled_examples(row: ArmResult) -> int | None:
@@ -285,7 +289,7 @@ def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit
         decision = cfg.decision
         metric = decision.metric or cfg.metric_names[0]
         # Paired by example id, from the store: a reused run's examples count like a fresh one's.
-        tokens = {r.name: {e["example_id"]: (e["prompt_tokens"], e["output_tokens"])
+        tokens = {r.name: {e["example_id"]: (e["prompt_tokens"], e["output_tokens"], e.get("cached_tokens", 0))
                            for e in store.examples(r.run_id)} for r in rows}
         rows = add_costs(rows, cfg.cost, backend.n_params, decision.monthly_requests, tokens, cfg.seed)
 

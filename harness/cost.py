@@ -6,10 +6,14 @@ A request's money follows the tokens it processes (prompt plus output). Self-hos
 run one model (the base or a merged adapter, with or without demonstrations or retrieved passages)
 share its architecture, so a token costs the same in each of them: one price per token and model,
 calibrated from the compare's pooled measurements (those arms' measured seconds at the machine's
-hourly price, over all the tokens they processed). Pricing each arm's own seconds made two arms of equal FLOPs differ
+hourly price, over all the tokens they computed). Pricing each arm's own seconds made two arms of equal FLOPs differ
 by whichever run happened to be faster. Prompt and output tokens share that one price; generating
-a token costs more than reading one, and no measurement here separates the two. API serving prices
-tokens at the task's API prices, one pair for every arm. An arm on a hosted model is priced at its
+a token costs more than reading one, and no measurement here separates the two. A prompt token
+served from the cache of the arm's shared prefix (fixed demonstrations, the system prompt) is not
+computed again: self-hosted it costs nothing per request (reading it in attention is inside the
+other tokens' measured seconds) and adds no FLOPs, as on a server with prefix caching. API serving
+prices tokens at the task's API prices, one set for every arm, a cached prompt token at the cached
+price providers bill. An arm on a hosted model is priced at its
 own model's prices, whatever the serving assumption, on the tokens its server reported using; its
 FLOPs are unknown (the server does not tell its size).
 
@@ -29,8 +33,11 @@ if TYPE_CHECKING:
     from harness.results import ArmResult
     from harness.task import CostConfig
 
-# Per arm, example id -> (prompt tokens, output tokens), as stored.
-ExampleTokens = dict[str, tuple[float, float]]
+# Per arm, example id -> (prompt tokens, output tokens, of the prompt tokens those served from the
+# prefix cache), as stored.
+ExampleTokens = dict[str, tuple[float, float, float]]
+# (the basis, USD per computed prompt token, per output token, per cached prompt token)
+Price = tuple[str, float, float, float]
 
 
 def break_even_requests(one_time: float, per_request: float, per_request_other: float) -> float | None:
@@ -43,25 +50,33 @@ def break_even_requests(one_time: float, per_request: float, per_request_other: 
 def usd_per_token(rows: list[ArmResult], usd_per_hour: float) -> float:
     """The self-hosted price of a token: the machine's price of all arms' measured seconds, over all
     the tokens those seconds processed (rows of a hosted model are never among them: their seconds
-    are another machine's)."""
+    are another machine's; prompt tokens served from the prefix cache are not among the tokens)."""
     seconds = sum(r.n_examples * r.latency_ms.mean / 1000 for r in rows)
-    tokens = sum(r.n_examples * (r.tokens.prompt_mean + r.tokens.output_mean) for r in rows)
+    tokens = sum(r.n_examples * computed_tokens(r) for r in rows)
     return usd_per_hour / 3600 * seconds / tokens
 
 
-def token_prices(row: ArmResult, prices: CostConfig, rate: float | None) -> tuple[str, float, float]:
-    """(the basis, USD per prompt token, USD per output token) of a row's requests: its hosted
-    model's prices, the task's API prices, or `rate` per token self-hosted."""
+def computed_tokens(row: ArmResult) -> float:
+    """Tokens a request of the row computes: its prompt past the cached prefix, and its output."""
+    return row.tokens.prompt_mean - row.tokens.cached_mean + row.tokens.output_mean
+
+
+def token_prices(row: ArmResult, prices: CostConfig, rate: float | None) -> Price:
+    """The prices of a row's requests: its hosted model's, the task's API prices, or `rate` per
+    computed token self-hosted (a cached one free)."""
     if row.usd_per_mtok is not None:
-        return "api", row.usd_per_mtok["input"] / 1e6, row.usd_per_mtok["output"] / 1e6
+        own = row.usd_per_mtok
+        return "api", own["input"] / 1e6, own["output"] / 1e6, own.get("cached_input", own["input"]) / 1e6
     if prices.serving == "api":
-        return "api", prices.api_usd_per_mtok_input / 1e6, prices.api_usd_per_mtok_output / 1e6
-    return "self_hosted", rate, rate
+        cached = prices.api_usd_per_mtok_cached_input
+        return ("api", prices.api_usd_per_mtok_input / 1e6, prices.api_usd_per_mtok_output / 1e6,
+                (prices.api_usd_per_mtok_input if cached is None else cached) / 1e6)
+    return "self_hosted", rate, rate, 0.0
 
 
-def request_usd(prompt: float, output: float, price: tuple[str, float, float]) -> float:
-    """What a request processing these tokens costs at `token_prices`."""
-    return prompt * price[1] + output * price[2]
+def request_usd(prompt: float, output: float, cached: float, price: Price) -> float:
+    """What a request of these tokens (`cached` of its prompt tokens from the cache) costs at `price`."""
+    return (prompt - cached) * price[1] + output * price[2] + cached * price[3]
 
 
 def strategy_cost(row: ArmResult, prices: CostConfig, n_params: int | None, monthly_requests: int,
@@ -70,7 +85,7 @@ def strategy_cost(row: ArmResult, prices: CostConfig, n_params: int | None, mont
     model); `n_params` None: a model of unknown size, whose FLOPs are unknown."""
     tokens = row.tokens
     price = token_prices(row, prices, rate)
-    per_request = request_usd(tokens.prompt_mean, tokens.output_mean, price)
+    per_request = request_usd(tokens.prompt_mean, tokens.output_mean, tokens.cached_mean, price)
     training = row.training
     # Training time comes from the adapter's own record: a run that reuses a cached adapter only
     # loads it, but its one-time cost is still the training that made it. Other strategies' one-time
@@ -82,8 +97,7 @@ def strategy_cost(row: ArmResult, prices: CostConfig, n_params: int | None, mont
         per_request_usd=per_request,
         per_request_tokens=tokens.prompt_mean + tokens.output_mean,
         usd_per_token=rate if price[0] == "self_hosted" else None,
-        per_request_flops=None if n_params is None else inference_flops(n_params,
-                                                                        tokens.prompt_mean + tokens.output_mean),
+        per_request_flops=None if n_params is None else inference_flops(n_params, computed_tokens(row)),
         one_time_s=one_time_s,
         one_time_usd=one_time_s / 3600 * prices.hardware_usd_per_hour,
         one_time_flops=training.flops if training else 0.0,
@@ -93,8 +107,8 @@ def strategy_cost(row: ArmResult, prices: CostConfig, n_params: int | None, mont
     )
 
 
-def saving_interval(mine: ExampleTokens, other: ExampleTokens, price: tuple[str, float, float],
-                    other_price: tuple[str, float, float], seed: int) -> tuple[float, float]:
+def saving_interval(mine: ExampleTokens, other: ExampleTokens, price: Price, other_price: Price,
+                    seed: int) -> tuple[float, float]:
     """Paired bootstrap interval of the saving per request, other's cost minus mine, over the
     examples both arms answered."""
     ids = sorted(mine.keys() & other.keys())
@@ -108,7 +122,7 @@ def add_costs(rows: list[ArmResult], prices: CostConfig, n_params: int, monthly_
     fine-tuned, its saving per request and the requests and months at the expected volume after
     which it has paid for itself.
 
-    `tokens` (arm -> example id -> (prompt, output) tokens) gives the saving its paired interval,
+    `tokens` (arm -> example id -> (prompt, output, cached) tokens) gives the saving its paired interval,
     and a break-even needs that interval above zero. Without it (hand-built rows) the saving has no
     interval, and a break-even needs only the saving itself above zero."""
     local = [r for r in rows if r.usd_per_mtok is None]

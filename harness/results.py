@@ -41,6 +41,9 @@ class Latency(_Result):
 class Tokens(_Result):
     prompt_mean: float
     output_mean: float
+    # Of the prompt tokens, those served from a cache of the arm's shared prefix (computed once, or
+    # by the server's prompt cache), priced accordingly (harness/cost.py).
+    cached_mean: float = 0.0
 
 
 class ProbeScores(_Result):

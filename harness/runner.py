@@ -24,6 +24,7 @@ class ExampleResult:
     output_tokens: int
     latency_ms: float
     extra: dict[str, Any] = field(default_factory=dict)
+    cached_tokens: int = 0  # of prompt_tokens, those served from a cache of the arm's shared prefix
 
 
 def _first_line(text: str) -> str:
@@ -95,7 +96,7 @@ def run_strategy(task, strategy, backend, examples, *, on_batch: Callable[[list[
                               for r in ranked]
                     extras = [{**e, "calibrated": dict(zip(cfg.labels, r))} for e, r in zip(extras, ranked)]
                 preds = [cfg.labels[max(range(len(cfg.labels)), key=r.__getitem__)] for r in ranked]
-                counts = [(s.prompt_tokens, 0) for s in scored]
+                counts = [(s.prompt_tokens, 0, s.cached_tokens) for s in scored]
                 own_ms = [s.latency_ms for s in scored]
             else:
                 gens = backend.generate(prompts, cfg.limits.max_new_tokens)
@@ -107,7 +108,7 @@ def run_strategy(task, strategy, backend, examples, *, on_batch: Callable[[list[
                 else:
                     preds = [_first_line(g.text) if cfg.type == "short_answer" else g.text for g in gens]
                     extras = [{"raw_output": g.text} if g.text != p else {} for g, p in zip(gens, preds)]
-                counts = [(g.prompt_tokens, g.output_tokens) for g in gens]
+                counts = [(g.prompt_tokens, g.output_tokens, g.cached_tokens) for g in gens]
                 own_ms = [g.latency_ms for g in gens]
         # A request of its own (hosted) has its own latency; a batch's examples share its time.
         latencies = own_ms if None not in own_ms else [elapsed.ms / len(batch)] * len(batch)
@@ -115,8 +116,8 @@ def run_strategy(task, strategy, backend, examples, *, on_batch: Callable[[list[
         metric_scores = {m: score(m, preds, references) for m in cfg.metric_names}
         on_batch([
             ExampleResult(ex.id, p.text, pred, ex.target, {m: metric_scores[m][i] for m in metric_scores},
-                          n_in, n_out, ms, {**extra, **pr.trace})
-            for i, (ex, p, pred, (n_in, n_out), extra, pr, ms) in enumerate(
+                          n_in, n_out, ms, {**extra, **pr.trace}, n_cached)
+            for i, (ex, p, pred, (n_in, n_out, n_cached), extra, pr, ms) in enumerate(
                 zip(batch, prompts, preds, counts, extras, prompted, latencies))
         ])
         progress(len(batch))

@@ -92,6 +92,10 @@ _MIGRATIONS = [
             created_at REAL NOT NULL
         )""",
     ],
+    # Of an example's prompt tokens, those served from a cache of the prompt's shared prefix.
+    [
+        "ALTER TABLE examples ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0",
+    ],
 ]
 # The user_version from which runs have owners: a read-only store older than that has no such columns.
 _OWNERS_SINCE = 3
@@ -229,9 +233,10 @@ class Store:
     def add_examples(self, run_id: int, results) -> None:
         with self.db:
             self.db.executemany(
-                "INSERT OR REPLACE INTO examples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO examples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(run_id, r.example_id, r.prompt, r.prediction, r.target, json.dumps(r.scores),
-                  r.prompt_tokens, r.output_tokens, r.latency_ms, json.dumps(r.extra)) for r in results])
+                  r.prompt_tokens, r.output_tokens, r.latency_ms, json.dumps(r.extra), r.cached_tokens)
+                 for r in results])
 
     def finish_run(self, run_id: int, summary: dict, strategy_record: dict) -> None:
         with self.db:

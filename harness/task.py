@@ -82,6 +82,9 @@ class CostConfig(_Strict):
         None, description="API price per million prompt tokens (required when serving is 'api')")
     api_usd_per_mtok_output: NonNegativeFloat | None = Field(
         None, description="API price per million output tokens (required when serving is 'api')")
+    api_usd_per_mtok_cached_input: NonNegativeFloat | None = Field(
+        None, description="API price per million prompt tokens served from the provider's prompt cache (a "
+                          "shared prefix: fixed demonstrations, the system prompt); default: the input price")
     # Object storage list price; an adapter of a few MB costs a fraction of a cent a month.
     storage_usd_per_gb_month: NonNegativeFloat = Field(0.023, description="price of storing adapters, per GB-month")
 

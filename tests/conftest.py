@@ -129,7 +129,7 @@ def make_task(tmp_path, tiny_model_dir):
 
 
 def arm(name: str, *, value: float = 0.5, metric: str = "accuracy", n: int = 100, latency_mean_ms: float = 200.0,
-        p95: float | None = None, prompt: float = 100, output: float = 0.0, prepare_s: float = 0.0,
+        p95: float | None = None, prompt: float = 100, output: float = 0.0, cached: float = 0.0, prepare_s: float = 0.0,
         weights: str = "base", training: dict | None = None, forgetting: float | None = None,
         retrieval: dict | None = None, run_id: int = 1):
     """A hand-built report row (harness.results.ArmResult) for tests of cost, decide and report: only the
@@ -141,7 +141,7 @@ def arm(name: str, *, value: float = 0.5, metric: str = "accuracy", n: int = 100
     row = {"name": name, "run_id": run_id, "n_examples": n, "quality": {"metric": metric, **q},
            "metrics": {metric: q}, "throughput_eps": 1000 / latency_mean_ms,
            "latency_ms": {"p50": latency_mean_ms, "p95": p95 or latency_mean_ms, "mean": latency_mean_ms},
-           "tokens": {"prompt_mean": prompt, "output_mean": output}, "prepare_s": prepare_s,
+           "tokens": {"prompt_mean": prompt, "output_mean": output, "cached_mean": cached}, "prepare_s": prepare_s,
            "weights": "lora" if training is not None and weights == "base" else weights}
     if training is not None:
         row["training"] = {"wall_s": 600.0, "flops": 1e15, "adapter_bytes": 4_000_000, **training}

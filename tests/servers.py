@@ -287,7 +287,10 @@ class LogprobServer(BackgroundApp):
     tokens added, as for this model's tokenizer), and scored in one forward pass.
 
     `echo=False`: a server that ignores `echo` and returns only the generated tokens' log-probabilities,
-    their offsets counted from the prompt's start (as OpenAI's legacy completions API numbered them)."""
+    their offsets counted from the prompt's start (as OpenAI's legacy completions API numbered them).
+
+    Like a provider's prompt cache, usage reports as `prompt_tokens_details.cached_tokens` the
+    longest prefix of a prompt's tokens that an earlier prompt began with."""
 
     def __init__(self, model_folder: Path, name: str, echo: bool = True):
         import torch
@@ -300,6 +303,7 @@ class LogprobServer(BackgroundApp):
         self.tokenizer = AutoTokenizer.from_pretrained(model_folder)
         self.model = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32).eval()
         self.requests: list[dict] = []
+        self._prompts: list[list[int]] = []
         self.app.router.add_post("/v1/completions", self._completions)
         self.app.router.add_post("/v1/chat/completions", self._chat)
 
@@ -319,6 +323,13 @@ class LogprobServer(BackgroundApp):
             if token == self.tokenizer.eos_token_id:
                 break
         return out
+
+    def _usage(self, ids: list[int], generated: list) -> dict:
+        cached = max((next((i for i, (a, b) in enumerate(zip(ids, seen)) if a != b), min(len(ids), len(seen)))
+                      for seen in self._prompts), default=0)
+        self._prompts.append(ids)
+        return {"prompt_tokens": len(ids), "completion_tokens": len(generated), "total_tokens": len(ids) + len(generated),
+                "prompt_tokens_details": {"cached_tokens": cached}}
 
     async def _received(self, request: web.Request) -> tuple[dict, web.Response | None]:
         """The request's body, recorded, and the refusal of a model this server does not serve."""
@@ -363,9 +374,7 @@ class LogprobServer(BackgroundApp):
                                   "text_offset": text_offset}
         return web.json_response({
             "id": f"cmpl-{len(self.requests)}", "object": "text_completion", "created": int(time.time()),
-            "model": self.name, "choices": [choice],
-            "usage": {"prompt_tokens": len(ids), "completion_tokens": len(generated),
-                      "total_tokens": len(ids) + len(generated)}})
+            "model": self.name, "choices": [choice], "usage": self._usage(ids, generated)})
 
     async def _chat(self, request: web.Request) -> web.Response:
         body, refused = await self._received(request)
@@ -379,5 +388,4 @@ class LogprobServer(BackgroundApp):
             "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
             "model": self.name,
             "choices": [{"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": len(ids), "completion_tokens": len(generated),
-                      "total_tokens": len(ids) + len(generated)}})
+            "usage": self._usage(ids, generated)})

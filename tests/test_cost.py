@@ -43,9 +43,9 @@ def test_t_few_inference_and_training_figures():
 
 
 def measured(name, prompts, *, latency_mean_ms, **extra):
-    """A row and its per-example (prompt, output) tokens, the row's means computed from them."""
+    """A row and its per-example (prompt, output, cached) tokens, the row's means computed from them."""
     row = arm(name, n=len(prompts), prompt=sum(prompts) / len(prompts), latency_mean_ms=latency_mean_ms, **extra)
-    return row, {f"ex-{i}": (p, 0) for i, p in enumerate(prompts)}
+    return row, {f"ex-{i}": (p, 0, 0) for i, p in enumerate(prompts)}
 
 
 def test_per_request_flops_follow_measured_tokens():
@@ -88,6 +88,22 @@ def test_api_cost_is_tokens_times_prices():
     assert c.per_request_usd == pytest.approx(6.825e-5)
     assert c.monthly_usd == pytest.approx(6.825)
     assert c.usd_per_token is None and c.per_request_tokens == 449
+
+
+def test_prompt_tokens_served_from_the_prefix_cache_are_priced_as_cached():
+    # 4 demonstrations (346 tokens) shared by every request and served from the prefix cache.
+    zero = row("zero_shot", prompt=101, latency_mean_ms=221)
+    few = row("few_shot", prompt=447, cached=346, latency_mean_ms=240)
+    # Self-hosted, a cached token is not computed again: the two arms compute the same tokens, at
+    # one rate calibrated on computed tokens only.
+    z, f = (r.cost for r in add_costs([zero, few], SELF_HOSTED, 134_515_008, 1000))
+    assert f.per_request_flops == z.per_request_flops == inference_flops(134_515_008, 101)
+    assert f.per_request_usd == z.per_request_usd == pytest.approx(2.0 / 3600 * (0.221 + 0.240) / 202 * 101)
+    # At API prices a cached token costs what providers bill for one (the input price unless set).
+    assert strategy_cost(few, API, 134_515_008, 1000, None).per_request_usd == pytest.approx(447 * 0.15e-6)
+    cached_price = API.model_copy(update={"api_usd_per_mtok_cached_input": 0.015})
+    assert strategy_cost(few, cached_price, 134_515_008, 1000, None).per_request_usd == pytest.approx(
+        (101 * 0.15 + 346 * 0.015) / 1e6)
 
 
 @pytest.mark.parametrize("prices", [SELF_HOSTED, API], ids=["self_hosted", "api"])

@@ -32,7 +32,7 @@ from tests.conftest import TOPICS, build_tiny_model, topic_rows, write_jsonl
 from tests.servers import SERVED_MODEL, FaultProxy, LogprobServer, free_port, serve_transformers
 
 REPO = Path(__file__).resolve().parent.parent
-PRICES = {"usd_per_mtok_input": 0.15, "usd_per_mtok_output": 0.6}
+PRICES = {"usd_per_mtok_input": 0.15, "usd_per_mtok_output": 0.6, "usd_per_mtok_cached_input": 0.015}
 KEY_ENV = "HARNESS_TEST_API_KEY"
 KEY = "sk-hx-7Qv3ZpL9wK2mT8rB4nYc6FdJ"  # distinctive: found nowhere unless leaked
 
@@ -520,6 +520,15 @@ def test_loglikelihoods_over_http_equal_the_local_backends(tmp_path, capsys):
     report = Store(store).comparisons()[0]["report"]
     assert {r["name"]: r["scoring"] for r in report["strategies"]} == {"local": "loglikelihood",
                                                                         "hosted": "loglikelihood"}
+    # The prompts share their system text: the server's prompt cache serves it, and says so in usage;
+    # an example's cached tokens are its label requests' (each counted, as each is billed).
+    hosted = {r["name"]: r for r in report["strategies"]}["hosted"]
+    assert all(e["cached_tokens"] >= len(names) * 5 for e in remote_rows.values())
+    assert hosted["tokens"]["cached_mean"] == pytest.approx(
+        sum(e["cached_tokens"] for e in remote_rows.values()) / len(rows))
+    price = (hosted["tokens"]["prompt_mean"] - hosted["tokens"]["cached_mean"]) * PRICES["usd_per_mtok_input"] + \
+        hosted["tokens"]["cached_mean"] * PRICES["usd_per_mtok_cached_input"]
+    assert hosted["cost"]["per_request_usd"] == pytest.approx(price / 1e6)
 
 
 @pytest.mark.timeout(120)

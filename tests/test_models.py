@@ -63,6 +63,59 @@ def test_generate_batched_equals_one_at_a_time(tiny_model_dir):
         assert 1 <= b.output_tokens <= 6
 
 
+# A fixed preamble and demonstrations: the prefix every query shares, then queries of many lengths.
+PREAMBLE = [{"role": "system", "content": "answer with one word"},
+            {"role": "user", "content": "the team won the match . topic ?"}, {"role": "assistant", "content": "sport"},
+            {"role": "user", "content": "the phone and the computer . topic ?"}, {"role": "assistant", "content": "tech"}]
+QUERIES = ["the star won one match", "the capital city of italy and the capital of france", "the team",
+           "the computer won", "phone", "what is the capital of france and the match of the star and the phone",
+           "tech tech", "match"]
+
+
+@pytest.fixture(scope="module")
+def varied_model_dir(tmp_path_factory):
+    """A tiny model whose greedy outputs differ from prompt to prompt (a larger initialisation)."""
+    from tests.conftest import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("varied"), seed=3, initializer_range=0.5)
+
+
+def prefix_prompts(backend):
+    return [backend.render(PREAMBLE + [{"role": "user", "content": q + " . topic ?"}]) for q in QUERIES]
+
+
+def test_shared_prefix_is_cached_and_scores_equal_the_uncached_forward(varied_model_dir):
+    backend = load_backend(str(varied_model_dir))
+    prompts = prefix_prompts(backend)
+    # Two batches: the first sets up the prefix cache (its queries share more than the preamble by
+    # chance: "the"), the second cuts it back and reuses it.
+    scored = backend.loglikelihood(prompts[:4], CHOICES) + backend.loglikelihood(prompts[4:], CHOICES)
+    preamble = len(backend.render(PREAMBLE).text)  # characters; the cached tokens cover at least it
+    for prompt, s in zip(prompts, scored):
+        assert s.prompt_tokens == prompt.n_tokens
+        assert len(backend.tokenizer.decode(backend._ids([prompt.text])[0][:s.cached_tokens])) >= preamble - 30
+        for choice, got in zip(CHOICES, s.logprobs):
+            context, (answer,) = backend.split_answers(prompt, [choice])
+            assert got == pytest.approx(brute_force(backend, context, answer), abs=1e-4)
+    assert min(s.cached_tokens for s in scored) >= 20
+
+
+def test_shared_prefix_is_cached_and_generation_equals_the_uncached_path(varied_model_dir, monkeypatch):
+    import harness.backends.local as local
+
+    backend = load_backend(str(varied_model_dir))
+    prompts = prefix_prompts(backend)
+    cached = backend.generate(prompts[:4], max_new_tokens=6) + backend.generate(prompts[4:], max_new_tokens=6)
+    monkeypatch.setattr(local, "MIN_PREFIX_TOKENS", 10**9)
+    uncached = load_backend(str(varied_model_dir))
+    for prompt, c in zip(prompts, cached):
+        (alone,) = uncached.generate([prompt], max_new_tokens=6)
+        assert alone.cached_tokens == 0 and c.cached_tokens >= 20
+        assert (c.text, c.output_tokens, c.prompt_tokens) == (alone.text, alone.output_tokens, prompt.n_tokens)
+    # The prompts differ enough for equal texts to mean something.
+    assert len({c.text for c in cached}) >= 3
+
+
 def test_truncate_counts_tokens(tiny_model_dir):
     backend = load_backend(str(tiny_model_dir))
     text = "the team won the match and the star won one match"

@@ -42,6 +42,7 @@ class Scored:
     logprobs: list[float]  # one per choice: sum of the choice's token log-probabilities
     prompt_tokens: int
     latency_ms: float | None = None  # the example's own requests, when it had its own (hosted)
+    cached_tokens: int = 0  # of prompt_tokens, those served from a cache of the prompt's prefix
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Generation:
     prompt_tokens: int
     output_tokens: int
     latency_ms: float | None = None  # the example's own request, when it had its own (hosted)
+    cached_tokens: int = 0  # of prompt_tokens, those served from a cache of the prompt's prefix
 
 
 class Backend(Protocol):
@@ -97,6 +99,9 @@ class HostedModel(BaseModel):
                                                                       "timeouts")
     usd_per_mtok_input: NonNegativeFloat = Field(exclude=True, description="price per million prompt tokens")
     usd_per_mtok_output: NonNegativeFloat = Field(exclude=True, description="price per million output tokens")
+    usd_per_mtok_cached_input: NonNegativeFloat | None = Field(
+        None, exclude=True, description="price per million prompt tokens the server reports as served from its "
+                                        "prompt cache; default: the input price")
 
 
 def _kind(value) -> str:

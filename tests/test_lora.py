@@ -66,6 +66,38 @@ def test_lora_learns_and_changes_the_model(make_task, tmp_path, capsys, progress
     assert lora.forgetting.base == zero.forgetting.adapted
 
 
+def test_loss_on_answer_logits_only_equals_the_loss_over_every_position(make_task):
+    """The collator has only the positions that predict answer tokens projected onto the vocabulary;
+    the loss and every gradient are those of the full logits."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import DataCollatorForSeq2Seq
+
+    from strategies.finetune import AnswerLogitsCollator, training_rows
+
+    task = load_task(lora_task(make_task))
+    data, backend = load_data(task), load_backend(task.config.model)
+    rows, _ = training_rows(task, data, backend, task.arms["lora"].weights.config, None, "lora")
+    features = [{k: r[k] for k in ("input_ids", "labels")} for r in rows[:6]]
+    assert len({len(f["input_ids"]) for f in features}) > 1, "rows of one length would need no padding"
+    backend.tokenizer.padding_side = "right"
+    full = DataCollatorForSeq2Seq(backend.tokenizer, padding=True, label_pad_token_id=-100)(features)
+    kept = AnswerLogitsCollator(backend.tokenizer)(features)
+    assert kept["logits_to_keep"].numel() < full["input_ids"].shape[1] / 2
+    torch.manual_seed(0)
+    model = get_peft_model(backend.model, LoraConfig(task_type="CAUSAL_LM", r=4, target_modules="all-linear",
+                                                     init_lora_weights=False))
+    losses, grads = [], []
+    for batch in (full, kept):
+        model.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad]))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-7)
+    assert grads[0].abs().sum() > 0
+
+
 def test_identical_config_reuses_the_adapter(make_task, tmp_path, monkeypatch):
     path = lora_task(make_task)
     compare(path, store_path=tmp_path / "a.sqlite", progress=False)

@@ -40,6 +40,21 @@ def test_loglikelihood_matches_unbatched_forward(fixture, request):
             assert got == pytest.approx(want, abs=1e-4)
 
 
+def test_prompts_scored_again_are_not_run_again(tiny_model_dir):
+    # A calibrated arm scores its uncalibrated twin's prompts: the scores come back with the time
+    # they took, and the model does not run.
+    backend = load_backend(str(tiny_model_dir))
+    prompts = [backend.render(m) for m in MESSAGES]
+    first = backend.loglikelihood(prompts, CHOICES)
+    runs = []
+    backend.model.register_forward_hook(lambda *args: runs.append(1))
+    again = backend.loglikelihood(prompts, CHOICES)
+    assert runs == [] and [s.logprobs for s in again] == [s.logprobs for s in first]
+    assert all(s.latency_ms is None for s in first) and all(s.latency_ms > 0 for s in again)
+    backend.loglikelihood(prompts, CHOICES[:2])  # other choices are another question
+    assert runs
+
+
 def test_chat_answers_end_with_end_of_turn(tiny_model_dir, tiny_base_model_dir):
     chat, base = load_backend(str(tiny_model_dir)), load_backend(str(tiny_base_model_dir))
     msgs = [{"role": "user", "content": "topic ?"}]

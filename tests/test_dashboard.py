@@ -133,7 +133,8 @@ def test_store_written_during_the_visit(open_app, tmp_path):
     writer.execute("INSERT INTO runs (key, task, strategy, model, status, created_at, config, provenance, "
                    "owner_host, owner_pid) VALUES ('k', 'news', 'lora', 'm', 'running', 1e9, '{}', '{}', ?, ?)",
                    (socket.gethostname(), os.getpid()))
-    writer.execute("INSERT INTO examples VALUES (last_insert_rowid(), 'ex-1', 'p', 'sport', 'sport', "
+    writer.execute("INSERT INTO examples (run_id, example_id, prompt, prediction, target, scores, prompt_tokens, "
+                   "output_tokens, latency_ms, extra) VALUES (last_insert_rowid(), 'ex-1', 'p', 'sport', 'sport', "
                    "'{\"accuracy\": 1.0}', 3, 1, 5.0, '{}')")
     try:
         at = open_app(path, "Runs")

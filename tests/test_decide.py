@@ -127,7 +127,7 @@ def test_identical_arms_do_not_fine_tune_whatever_the_latency_noise(lora_latency
     # A/A: the same 97% on 1,000 examples and the same tokens; the merged adapter measured 3% faster
     # or slower by noise. Equal tokens cost equal, so there is no saving to pay for training.
     zero, lora = paired(1000, both=970, only_a=0, only_b=0)
-    tokens = {name: {f"ex{i}": (100, 0) for i in range(1000)} for name in ("zero_shot", "lora")}
+    tokens = {name: {f"ex{i}": (100, 0, 0) for i in range(1000)} for name in ("zero_shot", "lora")}
     rec = decide(strategy("zero_shot", zero), strategy("lora", lora, latency=lora_latency, training=True),
                  tokens=tokens)
     assert rec.verdict == "don't fine-tune: use zero_shot"
@@ -139,8 +139,8 @@ def test_identical_arms_do_not_fine_tune_whatever_the_latency_noise(lora_latency
 def test_a_saving_whose_interval_includes_zero_is_no_saving():
     # LoRA's prompts are 1 token shorter on average, but vary by 100 tokens either way.
     few, lora = paired(300, both=200, only_a=2, only_b=2)
-    tokens = {"few_shot": {f"ex{i}": (100, 0) for i in range(300)},
-              "lora": {f"ex{i}": (99 + (100 if i % 2 else -100), 0) for i in range(300)}}
+    tokens = {"few_shot": {f"ex{i}": (100, 0, 0) for i in range(300)},
+              "lora": {f"ex{i}": (99 + (100 if i % 2 else -100), 0, 0) for i in range(300)}}
     rec = decide(strategy("few_shot", few), strategy("lora", lora, prompt=99, training=True), tokens=tokens)
     assert rec.verdict == "don't fine-tune: use few_shot"
     assert any("no saving shown: lora saves $" in r and "never paid back" in r for r in rec.reasons)

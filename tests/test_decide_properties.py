@@ -40,11 +40,11 @@ def prompt_tokens(draw, size: int) -> np.ndarray:
 
 
 def build(name: str, scores, prompts, *, fine_tuned: bool = False, latency: float | None = None):
-    """An arm as test_decide builds one, and its per-example (prompt, output) tokens."""
+    """An arm as test_decide builds one, and its per-example (prompt, output, cached) tokens."""
     mean = float(np.mean(prompts))
     row = strategy(name, [float(s) for s in scores], prompt=mean, training=fine_tuned,
                    latency=MS_PER_TOKEN * mean if latency is None else latency)
-    return row, {f"ex{i}": (float(p), 0.0) for i, p in enumerate(prompts)}
+    return row, {f"ex{i}": (float(p), 0.0, 0.0) for i, p in enumerate(prompts)}
 
 
 def verdict(*arms):

@@ -218,19 +218,23 @@ def test_hosted_model_answers_like_the_same_model_run_locally(kind, proxy, smoll
         usage[text] = r.response["usage"]
     for e in examples["hosted"]:
         (text,) = [t for t in inputs if t in e["prompt"]]
-        assert (e["prompt_tokens"], e["output_tokens"]) == (usage[text]["prompt_tokens"],
-                                                             usage[text]["completion_tokens"])
+        assert (e["prompt_tokens"], e["output_tokens"], e["cached_tokens"]) == (
+            usage[text]["prompt_tokens"], usage[text]["completion_tokens"],
+            (usage[text].get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
 
     report = json.loads(out_json.read_text())
     rows = {r["name"]: r for r in report["strategies"]}
     h, loc = rows["hosted"], rows["local"]
     assert h["cost"]["basis"] == "api" and loc["cost"]["basis"] == "self_hosted"
-    assert h["usd_per_mtok"] == {"input": 0.15, "output": 0.6}
+    assert h["usd_per_mtok"] == {"input": 0.15, "output": 0.6, "cached_input": 0.015}
     n = len(inputs)
     prompt_mean = sum(u["prompt_tokens"] for u in usage.values()) / n
     output_mean = sum(u["completion_tokens"] for u in usage.values()) / n
-    assert h["tokens"] == {"prompt_mean": pytest.approx(prompt_mean), "output_mean": pytest.approx(output_mean)}
-    assert h["cost"]["per_request_usd"] == pytest.approx((prompt_mean * 0.15 + output_mean * 0.6) / 1e6)
+    cached_mean = sum(e["cached_tokens"] for e in examples["hosted"]) / n
+    assert h["tokens"] == {"prompt_mean": pytest.approx(prompt_mean), "output_mean": pytest.approx(output_mean),
+                           "cached_mean": pytest.approx(cached_mean)}
+    assert h["cost"]["per_request_usd"] == pytest.approx(
+        ((prompt_mean - cached_mean) * 0.15 + cached_mean * 0.015 + output_mean * 0.6) / 1e6)
     assert h["cost"]["per_request_flops"] is None and h["model_params"] is None
     assert "forgetting" not in h and h["forgetting_note"] == "not measured: no access to weights"
     assert "forgetting_note" not in loc, "a local model's weights are here"

@@ -120,7 +120,7 @@ def _gate(store, task: str, c: int, rows: dict, scores: dict, prov, decision, se
     one; every other comparison under strict rules (90% quality, forgetting under 0.02) that the lora
     runs fail, so the history holds passes and failures."""
     from harness.gate import judge
-    from harness.task import GateConfig
+    from harness.config import GateConfig
 
     rules = GateConfig(min_quality=0.9, max_forgetting=0.02) if c % 2 else GateConfig()
     candidate, baseline = rows["lora"], rows["zero_shot"]
@@ -141,12 +141,13 @@ def fill_store(path: str | Path, *, comparisons: int = 25, examples: int = 1000,
     Strategies' predictions differ on a seeded random half of the examples and agree on the rest."""
     from harness.compare import summarise
     from harness.cost import add_costs
-    from harness.decide import recommend
     from harness.measure import provenance
     from harness.results import Assumptions, Comparisons, ComparisonReport, Provenance
     from harness.stats import CONFIDENCE, paired_comparisons
     from harness.store import Store
-    from harness.task import CostConfig, DecisionConfig
+    from harness.config import CostConfig, DecisionConfig
+    from harness.verdict.decide import recommend
+    from harness.verdict.text import explain
 
     rng = random.Random(seed)
     cost, decision = CostConfig(), DecisionConfig()
@@ -182,7 +183,7 @@ def fill_store(path: str | Path, *, comparisons: int = 25, examples: int = 1000,
                 task=task, task_file="synthetic", model="smollm2-135m-instruct", model_params=N_PARAMS,
                 task_type="classification", n_examples=examples, data_hash="synthetic", provenance=prov,
                 strategies=rows, comparisons=comps, assumptions=Assumptions(cost=cost, decision=decision),
-                recommendation=recommend(rows, comps, [], decision))
+                recommendation=explain(recommend(rows, comps, [], decision)))
             ids.append(store.save_comparison(task, report.model_dump(mode="json", exclude={"comparison_id"})))
             _gate(store, task, c, {r.name: r for r in rows}, scores, prov, decision, seed)
     finally:

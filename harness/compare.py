@@ -11,21 +11,27 @@ from pathlib import Path
 
 from harness.arm import build
 from harness.armspec import SHORTHANDS, ArmSpec, parse_arm
+from harness.baselines import fair_baselines
 from harness.cost import add_costs
 from harness.data import TaskData, config_fingerprint, load_data
-from harness.decide import recommend
 from harness.errors import HarnessError
 from harness.forgetting import ForgettingMeter, unchanged
 from harness.measure import latency_mean_ci, peak_memory_mb, provenance, timer
 from harness.metrics import LENIENT, MetricError, load_metric
-from harness.backends import Backend, HostedModel, load_backend, model_label
-from harness.results import (ArmResult, Assumptions, Comparisons, ComparisonReport, Curve, CurvePoint, Forgetting,
+from harness.backends.base import Backend, HasWeights, Remote
+from harness.config import HostedModel, model_label
+from harness.results import (Answers, ArmResult, Assumptions, Comparisons, ComparisonReport, Curve, CurvePoint, Forgetting,
                              Provenance)
 from harness.prompting import scoring
 from harness.runner import calibration, run_strategy
 from harness.stats import CONFIDENCE, bootstrap_ci, paired_comparisons
+from harness.registry import load_backend
 from harness.store import Store
+from harness.strategy import Checked, ChecksPrompts
 from harness.task import LoadedTask, load_task
+from harness.verdict import judge
+from harness.verdict.decide import recommend
+from harness.verdict.text import explain
 
 
 # Bumped whenever a stored row's fields or the way one is measured change.
@@ -78,6 +84,10 @@ class Session:
     store: Store
     provenance: Provenance
     arms: list[ArmSpec] = field(default_factory=list)
+    # Of `arms`, the fair baselines the harness added; the ones it did not add (decision.baselines:
+    # none), as task-file entries for the verdict to name.
+    added: frozenset[str] = frozenset()
+    missing_baselines: dict[str, dict] = field(default_factory=dict)
     force: bool = False
     progress: bool = True
 
@@ -109,7 +119,7 @@ class Session:
 
     def forgetting(self, model: str | HostedModel, backend: Backend) -> Forgetting | None:
         """The change on the probe from `model`'s base weights to `backend`'s (None: no weights here)."""
-        if not backend.has_weights:
+        if not isinstance(backend, HasWeights):
             return None
         # Created on first use: a compare whose runs all come from the store measures nothing.
         if model not in self._forgetting:
@@ -156,7 +166,7 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
     todo = [ex for ex in data.eval if ex.id not in done]
     with tqdm(total=len(data.eval), initial=len(done), desc=f"{name:>10}", unit="ex",
               disable=not session.progress, leave=False) as bar:
-        if hasattr(eval_backend, "on_status"):  # a hosted model: its requests in flight and retries
+        if isinstance(eval_backend, Remote):  # a hosted model: its requests in flight and retries
             eval_backend.on_status = lambda **status: bar.set_postfix(status, refresh=False)
         run_strategy(arm_task, strategy, eval_backend, todo, bias=bias,
                      on_batch=lambda results: store.add_examples(run_id, results), progress=bar.update)
@@ -171,11 +181,16 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
                          # (compare shows their zero change beside an arm that changed weights).
                          "forgetting": session.forgetting(spec.model, eval_backend) if strategy.weights != "base"
                          else None,
-                         "forgetting_note": None if backend.has_weights else "not measured: no access to weights",
+                         "forgetting_note": None if isinstance(backend, HasWeights) else "not measured: no access to weights",
                          **strategy.summary(examples)})
     store.finish_run(run_id, summary.model_dump(mode="json"), strategy.record())
     session._finished.add(key)
     return summary
+
+
+def _answers(examples: list[dict]) -> Answers | None:
+    top, count, gold = judge.answer_spread((e["prediction"] for e in examples), (e["target"] for e in examples))
+    return Answers(top=top, count=count, gold_count=gold) if examples else None
 
 
 def _prices(model: str | HostedModel) -> dict[str, float] | None:
@@ -224,16 +239,17 @@ def open_session(task_path: str | Path, *, strategies: list[str] | None = None, 
         except MetricError as e:
             raise HarnessError(f"{task.path}: metrics", str(e)) from None
     backends = {cfg.model: load_backend(cfg.model, task.path.parent, f"{task.path}: model")}
-    arms = [] if strategies is None else arms_to_run(task, strategies, data, backends)
+    arms, added, missing = ([], [], {}) if strategies is None else arms_to_run(task, strategies, data, backends)
 
     store = Store(store_path)
     for b in backends.values():
-        if hasattr(b, "use_cache"):  # a hosted model's answers are kept in the store
+        if isinstance(b, Remote):  # a hosted model's answers are kept in the store
             b.use_cache(store)
     prov = Provenance(**provenance(), task_file=str(task.path), data_hash=data.hash, data_source=cfg.data.source)
     backend = backends.pop(cfg.model)
     try:
-        yield Session(task, data, backend, store, prov, arms, force=force, progress=progress, _backends=backends)
+        yield Session(task, data, backend, store, prov, arms, frozenset(a.name for a in added), missing, force=force,
+                      progress=progress, _backends=backends)
     finally:
         store.close()
 
@@ -243,12 +259,14 @@ def stored_scores(store: Store, run_id: int, metric: str) -> dict[str, float]:
     return {e["example_id"]: e["scores"][metric] for e in store.examples(run_id)}
 
 
-def arms_to_run(task: LoadedTask, names: list[str], data: TaskData, backends: dict[str, Backend]) -> list[ArmSpec]:
-    """The arms named on the command line (default: the task's), each built and checked with its
-    prompts (`Arm.check_prompts`), so that a missing corpus or embedder, a template naming no column
-    or a prompt too long fails before the store is opened. A shorthand absent from the task file runs
-    with its defaults. `backends`: model -> loaded backend, with the task's; an arm's other model is
-    loaded into it."""
+def arms_to_run(task: LoadedTask, names: list[str], data: TaskData,
+                backends: dict[str, Backend]) -> tuple[list[ArmSpec], list[ArmSpec], dict[str, dict]]:
+    """The arms named on the command line (default: the task's) and the fair baselines they lack
+    (harness/baselines.py), each built and checked with its prompts (`Arm.check_prompts`), so that a
+    missing corpus or embedder, a template naming no column or a prompt too long fails before the
+    store is opened. A shorthand absent from the task file runs with its defaults. `backends`: model
+    -> loaded backend, with the task's; an arm's other model is loaded into it. Returns the arms, the
+    baselines added to them, and those not added (decision.baselines: none) as task-file entries."""
     specs = []
     for name in names or task.arms:
         spec = task.arms.get(name)
@@ -260,16 +278,18 @@ def arms_to_run(task: LoadedTask, names: list[str], data: TaskData, backends: di
                 raise HarnessError(e.where, f"required to run {name}; add `{name}: {{{field}: ...}}` to the "
                                             f"task's strategies") from None
         specs.append(spec)
+    added, missing = fair_baselines(task.config, specs, f"{task.path}: strategies")
+    specs += added
     for spec in specs + [point for _, points in task.curves for point in points]:
         strategy = build(spec, task)
-        if hasattr(strategy, "check"):
+        if isinstance(strategy, Checked):
             strategy.check()
-        if hasattr(strategy, "check_prompts"):
+        if isinstance(strategy, ChecksPrompts):
             if spec.model not in backends:
                 backends[spec.model] = load_backend(spec.model, task.path.parent,
                                                     f"{task.path}: strategies.{spec.name}.model")
             strategy.check_prompts(data, backends[spec.model])
-    return specs
+    return specs, added, missing
 
 
 def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit: int | None = None,
@@ -279,6 +299,10 @@ def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit
         task, data, store, backend = session.task, session.data, session.store, session.backend
         cfg = task.config
         rows = [run_one(session, spec) for spec in session.arms]
+        examples = {r.name: store.examples(r.run_id) for r in rows}
+        # From the stored examples, so a run stored before answers were counted is judged too.
+        rows = [r.model_copy(update={"added_by_harness": r.name in session.added,
+                                     "answers": _answers(examples[r.name])}) for r in rows]
         # Beside an arm that changed its model's weights, the base weights' zero change, from the base
         # measurement that arm's row carries.
         measured = {r.model: r.forgetting for r in rows if r.fine_tuned and r.forgetting is not None}
@@ -290,11 +314,15 @@ def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit
         metric = decision.metric or cfg.metric_names[0]
         # Paired by example id, from the store: a reused run's examples count like a fresh one's.
         tokens = {r.name: {e["example_id"]: (e["prompt_tokens"], e["output_tokens"], e.get("cached_tokens", 0))
-                           for e in store.examples(r.run_id)} for r in rows}
+                           for e in examples[r.name]} for r in rows}
         rows = add_costs(rows, cfg.cost, backend.n_params, decision.monthly_requests, tokens, cfg.seed)
 
+        # A degenerate arm is not compared: the verdict measures no gain against it, and leaving it
+        # out of the Holm family keeps adding one from changing any other pair's test.
+        fair = [r for r in rows if not judge.degenerate_row(r)]
+
         def pairs_on(name: str) -> Comparisons:
-            scores = {r.name: stored_scores(store, r.run_id, name) for r in rows}
+            scores = {r.name: stored_scores(store, r.run_id, name) for r in fair}
             return Comparisons(metric=name, alpha=decision.alpha, power=decision.power, confidence=CONFIDENCE,
                                pairs=paired_comparisons(scores, seed=cfg.seed, alpha=decision.alpha,
                                                         power=decision.power))
@@ -306,7 +334,8 @@ def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit
             task_type=cfg.type, n_examples=len(data.eval), data_hash=data.hash, provenance=session.provenance,
             strategies=rows, comparisons=comparisons, content=content, learning_curves=curves,
             assumptions=Assumptions(cost=cfg.cost, decision=decision),
-            recommendation=recommend(rows, comparisons, curves, decision, content))
+            recommendation=explain(recommend(rows, comparisons, curves, decision, content,
+                                             missing_baselines=session.missing_baselines)))
         report.comparison_id = store.save_comparison(cfg.name,
                                                      report.model_dump(mode="json", exclude={"comparison_id"}))
         return report

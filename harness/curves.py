@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.format import pct
 from harness.results import Curve, CurvePoint
+from harness.verdict import findings
 
 
 def plotted_curves(curves: list[Curve]) -> list[Curve]:
@@ -65,27 +65,26 @@ def overtake(curves: list[Curve], metric: str) -> Overtake | None:
     return Overtake(curve=curve, point=point, best_curve=best_curve, best=best, clear=bool(clear))
 
 
-def overtake_text(curves: list[Curve], metric: str) -> str:
-    """`overtake(curves, metric)` as one sentence, which says why when there is no overtaking point."""
-    def quality(point: CurvePoint) -> str:
-        q = point.metrics[metric]
-        return f"{pct(q.value)} {metric} [95% CI {pct(q.ci_low)}, {pct(q.ci_high)}]"
+def _point(point: CurvePoint, metric: str) -> findings.PointQuality:
+    q = point.metrics[metric]
+    return findings.PointQuality(value=point.value, labelled_examples=point.labelled_examples, quality=q.value,
+                                 ci_low=q.ci_low, ci_high=q.ci_high)
 
+
+def overtake_finding(curves: list[Curve], metric: str) -> findings.Overtake:
+    """`overtake(curves, metric)` as a finding of the verdict, which says why when there is no
+    overtaking point."""
     tuned = [c for c in curves if c.fine_tuning]
     found = _best_in_context(curves, metric)
     if not tuned:
-        return "No fine-tuning learning curve, so nothing shows where fine-tuning overtakes in-context learning."
+        return findings.Overtake(metric=metric, outcome="no_fine_tuning_curve")
     if found is None:
-        return "No in-context learning curve, so nothing shows where fine-tuning overtakes in-context learning."
+        return findings.Overtake(metric=metric, outcome="no_in_context_curve")
     best_curve, best = found
-    against = f"the best in-context result ({best_curve.strategy} {best_curve.param}={best.value}: {quality(best)})"
+    against = {"best_curve": best_curve.strategy, "best_param": best_curve.param, "best": _point(best, metric)}
     over = overtake(curves, metric)
     if over is None:
-        most = max(p.labelled_examples for c in tuned for p in c.points)
-        return f"Fine-tuning never overtakes {against}, up to {most:,} labelled examples."
-    at = (f"at {over.labelled_examples:,} labelled examples ({over.curve.param}={over.point.value}: "
-          f"{quality(over.point)})")
-    if over.clear:
-        return f"{over.curve.strategy} overtakes {against} {at}, its 95% interval entirely above."
-    return (f"{over.curve.strategy} overtakes {against} {at} on point estimate only: the 95% intervals "
-            f"overlap at every number of labelled examples tried.")
+        return findings.Overtake(metric=metric, outcome="never", **against,
+                                 most_labelled=max(p.labelled_examples for c in tuned for p in c.points))
+    return findings.Overtake(metric=metric, outcome="overtakes", **against, curve=over.curve.strategy,
+                             param=over.curve.param, point=_point(over.point, metric), clear=over.clear)

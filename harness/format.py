@@ -68,7 +68,9 @@ def strategy_columns(metric: str, lenient: str | None = None) -> list[Column]:
                       "answers containing the gold answer as whole words: content, whatever the form")] if lenient else []
     return [
         Column("strategy", lambda r: r.name),
-        Column("made of", lambda r: r.made_of or "-", "the arm's weights, retrieved context and demonstrations"),
+        Column("made of", lambda r: (r.made_of or "-") + (" (added)" if r.added_by_harness else ""),
+               "the arm's weights, retrieved context and demonstrations; (added): a fair baseline the task file "
+               "lacked, added by the harness"),
         Column(f"{metric} % [95% CI]", lambda r: with_ci(r.metrics[metric]),
                "the decision metric with its 95% percentile-bootstrap interval"),
         *content,

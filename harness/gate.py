@@ -13,17 +13,19 @@ inconclusive, never a pass, so a small eval set cannot wave a regression through
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from harness.armspec import parse_arm
+from harness.baselines import on_model
 from harness.errors import HarnessError
 from harness.format import pct, pts
 from harness.results import (ArmResult, Forgetting, GateBaseline, GateCandidate, GateResult, PairedDifference,
                              Provenance, Rule)
-from harness.task import GateConfig
+from harness.config import GateConfig
+from harness.verdict.judge import answer_spread, degenerate, non_inferiority
+from harness.verdict.text import paired_test_name
 
 # How a gate's outcome reads wherever it is shown (printed, step summary, dashboard): what needs
 # attention in capitals.
@@ -35,51 +37,41 @@ def _rule(name: str, outcome: str, threshold: float | None, observed: float | No
     return Rule(name=name, outcome=outcome, threshold=threshold, observed=observed, message=message)
 
 
-def _examples_to_decide(baseline_scores: Sequence[float], candidate_scores: Sequence[float], estimate: float,
-                        margin: float, alpha: float) -> str:
-    """About how many paired examples put the one-sided bound clear of the margin if the difference
-    held at its estimate, by the normal approximation from the paired sd."""
-    import numpy as np
-    from scipy.stats import norm
-
-    distance = abs(estimate + margin)
-    if math.isclose(distance, 0.0, abs_tol=1e-9):
-        return "the estimate sits on the margin, so more examples decide it only if the difference moves"
-    d = np.asarray(candidate_scores, dtype=float) - np.asarray(baseline_scores, dtype=float)
-    needed = math.ceil((norm.ppf(1 - alpha) * float(np.std(d, ddof=1)) / distance) ** 2)
-    # Near the margin the approximation can undershoot the bootstrap that was just undecided on
-    # these examples, and fewer than those cannot decide it.
-    needed = max(needed, len(d) + 1)
-    return f"about {needed:,} paired examples would decide it if the difference held at {pts(estimate)} points"
-
-
 def _drop_rule(rules: GateConfig, metric: str, candidate: ArmResult, baseline: ArmResult, diff: PairedDifference,
-               baseline_scores: Sequence[float], candidate_scores: Sequence[float], seed: int) -> Rule:
+               baseline_scores: Sequence[float], candidate_scores: Sequence[float], seed: int,
+               degenerate_baseline: bool) -> Rule:
     """Non-inferiority: the candidate must be shown to lose no more than `max_drop`."""
     from harness.stats import MIN_EXAMPLES, paired_bootstrap_ci
 
-    test = "exact McNemar" if diff.test == "mcnemar_exact" else "paired permutation"
     evidence = (f"{metric} {pct(baseline.value(metric))} -> {pct(candidate.value(metric))}: "
                 f"{pts(diff.diff)} points [95% CI {pts(diff.ci_low)}, {pts(diff.ci_high)}] on "
-                f"{diff.n} paired examples, {test} p={diff.p_value:.3g}")
+                f"{diff.n} paired examples, {paired_test_name(diff.test)} p={diff.p_value:.3g}")
     if rules.max_drop is None:
         return _rule("max_drop", "skipped", None, -diff.diff, f"no drop limit set ({evidence})")
     margin, alpha = rules.max_drop, rules.alpha
+    if degenerate_baseline:
+        return _rule("max_drop", "inconclusive", margin, -diff.diff,
+                     f"{evidence}; the baseline answers one thing for nearly every example under every fair prompt, "
+                     f"so no drop against it shows anything: name a baseline that does the task (--baseline or "
+                     f"--baseline-checkpoint)")
     # Each end of a two-sided interval at 1 - 2 alpha is a one-sided (1 - alpha) bound.
     low, high = paired_bootstrap_ci(baseline_scores, candidate_scores, seed, confidence=1 - 2 * alpha)
     allowed = f"the {100 * margin:.1f} points allowed"
-    if low >= -margin and diff.n < MIN_EXAMPLES:
-        outcome, why = "inconclusive", (f"lower bound {pts(low)} >= {pts(-margin)}, but on {diff.n} paired examples "
-                                        f"the interval cannot be trusted to show it; at least {MIN_EXAMPLES} needed")
-    elif low >= -margin:
-        outcome, why = "pass", f"lower bound {pts(low)} >= {pts(-margin)}: shown to lose at most {allowed}"
-    elif high < -margin:
-        outcome, why = "fail", f"upper bound {pts(high)} < {pts(-margin)}: shown to lose more than {allowed}"
+    outcome, needed = non_inferiority(diff.n, diff.diff, low, high, margin)
+    if outcome == "too_few":
+        result, why = "inconclusive", (f"lower bound {pts(low)} >= {pts(-margin)}, but on {diff.n} paired examples "
+                                       f"the interval cannot be trusted to show it; at least {MIN_EXAMPLES} needed")
+    elif outcome == "non_inferior":
+        result, why = "pass", f"lower bound {pts(low)} >= {pts(-margin)}: shown to lose at most {allowed}"
+    elif outcome == "inferior":
+        result, why = "fail", f"upper bound {pts(high)} < {pts(-margin)}: shown to lose more than {allowed}"
     else:
-        outcome, why = "inconclusive", (
-            f"bounds {pts(low)} and {pts(high)} straddle {pts(-margin)}: not shown to lose at most {allowed}, "
-            f"nor more; {_examples_to_decide(baseline_scores, candidate_scores, diff.diff, margin, alpha)}")
-    return _rule("max_drop", outcome, margin, -diff.diff, f"{evidence}; one-sided {100 * (1 - alpha):g}% {why}")
+        settle = ("the estimate sits on the margin, so more examples decide it only if the difference moves"
+                  if needed is None else
+                  f"about {needed:,} paired examples would decide it if the difference held at {pts(diff.diff)} points")
+        result, why = "inconclusive", (f"bounds {pts(low)} and {pts(high)} straddle {pts(-margin)}: not shown to lose "
+                                       f"at most {allowed}, nor more; {settle}")
+    return _rule("max_drop", result, margin, -diff.diff, f"{evidence}; one-sided {100 * (1 - alpha):g}% {why}")
 
 
 def _forgetting_rule(rules: GateConfig, f: Forgetting) -> Rule:
@@ -99,7 +91,7 @@ def _forgetting_rule(rules: GateConfig, f: Forgetting) -> Rule:
 
 def evaluate_rules(rules: GateConfig, metric: str, candidate: ArmResult, baseline: ArmResult,
                    diff: PairedDifference, *, baseline_scores: Sequence[float], candidate_scores: Sequence[float],
-                   seed: int) -> list[Rule]:
+                   seed: int, degenerate_baseline: bool = False) -> list[Rule]:
     """Every rule's outcome. The scores are per example, paired in order; `diff` is their paired
     difference candidate - baseline (`harness.stats.paired_difference`); `seed` is the task's."""
     quality = candidate.metrics[metric]
@@ -113,7 +105,8 @@ def evaluate_rules(rules: GateConfig, metric: str, candidate: ArmResult, baselin
                          f"{metric} {pct(quality.value)} [95% CI {pct(quality.ci_low)}, "
                          f"{pct(quality.ci_high)}] {'>=' if ok else '<'} minimum {pct(rules.min_quality)}"))
 
-    out.append(_drop_rule(rules, metric, candidate, baseline, diff, baseline_scores, candidate_scores, seed))
+    out.append(_drop_rule(rules, metric, candidate, baseline, diff, baseline_scores, candidate_scores, seed,
+                          degenerate_baseline))
     out.append(_forgetting_rule(rules, candidate.forgetting))
 
     p95 = candidate.latency_ms.p95
@@ -156,8 +149,26 @@ def _baseline(session, baseline_run: int | None, baseline_checkpoint: str | None
                                                           "label": f"run {baseline_run} ({run['strategy']})"}
     if baseline_checkpoint is not None:
         return _checkpoint_run(session, baseline_checkpoint), {"kind": "checkpoint", "label": str(baseline_checkpoint)}
-    return run_one(session, parse_arm("zero_shot", {}, task.config, "gate")), {
-        "kind": "base_model", "label": f"{task.config.model} zero-shot"}
+    zero_shot = run_one(session, parse_arm("zero_shot", {}, task.config, "gate"))
+    described = {"kind": "base_model", "label": f"{task.config.model} zero-shot"}
+    if not _degenerate(session, zero_shot):
+        return zero_shot, described
+    # The zero-shot prompt leaves the model on one answer: a drop against it shows nothing, so the
+    # candidate is held against the best fair baseline that does answer (harness/baselines.py).
+    fair = [run_one(session, spec) for spec in on_model(task.config, task.config.model, {"zero_shot"}, "gate")]
+    fair = [r for r in fair if not _degenerate(session, r)]
+    metric = task.config.decision.metric or task.config.metric_names[0]
+    if not fair:
+        return zero_shot, {**described, "degenerate": True}
+    best = max(fair, key=lambda r: (r.value(metric), r.name))
+    return best, {"kind": "base_model", "label": f"{task.config.model} {best.name} ({best.made_of}), the fairest "
+                                                 f"prompt: zero-shot answers one thing"}
+
+
+def _degenerate(session, row: ArmResult) -> bool:
+    examples = session.store.examples(row.run_id)
+    _, count, gold = answer_spread((e["prediction"] for e in examples), (e["target"] for e in examples))
+    return degenerate(count, gold, len(examples))
 
 
 def judge(rules: GateConfig, metric: str, candidate: ArmResult, baseline: ArmResult, described: dict,
@@ -168,7 +179,8 @@ def judge(rules: GateConfig, metric: str, candidate: ArmResult, baseline: ArmRes
 
     diff = paired_difference(baseline_scores, candidate_scores, seed=seed, alpha=rules.alpha, power=power)
     outcomes = evaluate_rules(rules, metric, candidate, baseline, diff, baseline_scores=baseline_scores,
-                              candidate_scores=candidate_scores, seed=seed)
+                              candidate_scores=candidate_scores, seed=seed,
+                              degenerate_baseline=described.get("degenerate", False))
     outcome = verdict(outcomes)
     return GateResult(
         task=task, task_file=task_file, checkpoint=checkpoint, passed=outcome == "pass", outcome=outcome,

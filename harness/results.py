@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, model_serializer
+from pydantic import BaseModel, ConfigDict, model_serializer, model_validator
 
-from harness.task import CostConfig, DecisionConfig
+from harness.config import CostConfig, DecisionConfig
+from harness.verdict.findings import Cause, Finding, VerdictKind
 
 
 class _Result(BaseModel):
@@ -157,6 +158,12 @@ class Cost(_Result):
     break_even: dict[str, BreakEven] = {}
 
 
+class Answers(_Result):
+    top: str  # normalised: lower case, surrounding space removed
+    count: int  # examples answered with it
+    gold_count: int  # examples whose gold answer it is
+
+
 class ArmResult(_Result):
     """One strategy's row of the comparison."""
 
@@ -202,6 +209,11 @@ class ArmResult(_Result):
     retrieval: Retrieval | None = None
     checkpoint: CheckpointInfo | None = None
     cost: Cost | None = None
+    # The answer given most often: an arm giving one answer for nearly every example is degenerate
+    # (harness/verdict/judge.py), and no fine-tuning gain is measured against it.
+    answers: Answers | None = None
+    # A fair prompting baseline the task file lacked, added by the harness (harness/baselines.py).
+    added_by_harness: bool = False
 
     @model_serializer(mode="wrap")
     def _omit_absent_parts(self, handler):
@@ -209,7 +221,7 @@ class ArmResult(_Result):
         # shape has `training` only on fine-tuned rows, `retrieval` only on retrieval rows.
         out = handler(self)
         for part in ("forgetting", "forgetting_note", "training", "retrieval", "checkpoint", "cost", "calibration",
-                     "usd_per_mtok", "scoring"):
+                     "usd_per_mtok", "scoring", "answers"):
             if out.get(part, 0) is None:
                 del out[part]
         return out
@@ -287,14 +299,36 @@ class Curve(_Result):
 
 
 class Recommendation(_Result):
-    verdict: str
-    best_strategy: str | None
+    """The verdict as data (harness/verdict/decide.py): its `kind` and `cause`, the arms it names and
+    its typed `findings`; `verdict`, `reasons` and `missing` are the same in English
+    (harness/verdict/text.py), kept for readers of older reports."""
+
+    kind: VerdictKind
+    cause: Cause | None = None  # why a verdict is not a plain fine_tune / dont_fine_tune
+    # The arm recommended (the fine-tuned winner, or the arm to use instead), and the arm without
+    # fine-tuning that fine-tuning was held against.
+    best: str | None = None
+    alternative: str | None = None
+    subject: str | None = None  # the fine-tuned arm a not_enough_evidence or cannot_decide is about
     metric: str
-    reasons: list[str]
-    missing: list[str]
-    # What the best arms lack, where it could be told (harness/decide.py rule 6): "knowledge" (facts
-    # retrieval supplies) and/or "format" (a fine-tuned arm's win on the strict metric alone).
+    # What the best arms lack, where it could be told: "knowledge" (facts retrieval supplies) and/or
+    # "format" (a fine-tuned arm's win on the strict metric alone); their findings come first.
     gaps: list[str] = []
+    findings: list[Finding] = []
+    verdict: str = ""
+    best_strategy: str | None = None  # `best`, under its old name
+    reasons: list[str] = []
+    missing: list[str] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_of_an_older_report(cls, raw):
+        # Reports stored before verdicts were data have the sentence alone, which begins with the kind.
+        if isinstance(raw, dict) and "kind" not in raw and isinstance(raw.get("verdict"), str):
+            kinds = {"fine-tune": "fine_tune", "don't": "dont_fine_tune", "not enough": "not_enough_evidence"}
+            kind = next((k for prefix, k in kinds.items() if raw["verdict"].startswith(prefix)), "cannot_decide")
+            raw = {**raw, "kind": kind, "best": raw.get("best_strategy")}
+        return raw
 
 
 class Assumptions(_Result):
@@ -358,6 +392,9 @@ class GateBaseline(_Result):
     label: str
     run_id: int
     quality: Interval
+    # The base model answers one thing for nearly every example under every fair prompt: no drop
+    # against it can be shown (harness/verdict/judge.py).
+    degenerate: bool = False
 
 
 class GateResult(_Result):

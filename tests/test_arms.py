@@ -21,8 +21,9 @@ from harness.cli import main
 from harness.compare import compare
 from harness.data import load_data
 from harness.errors import HarnessError
-from harness.backends import load_backend
-from harness.prompting import PromptConfig, build_messages, user_turn
+from harness.registry import load_backend
+from harness.config import PromptConfig
+from harness.prompting import build_messages, user_turn
 from harness.store import Store
 from harness.task import load_task
 from strategies.demos import select_demos
@@ -183,7 +184,7 @@ def test_a_a_comparison_is_exactly_null(make_task, tmp_path):
     assert pair.diff == 0.0 and pair.ci_low == 0.0 and pair.ci_high == 0.0
     assert pair.only_a == 0 and pair.only_b == 0 and pair.p_value == 1.0
     assert pair.significant is False and pair.n == 12
-    assert not report.recommendation.verdict.startswith("fine-tune"), report.recommendation.verdict
+    assert report.recommendation.kind != "fine_tune", report.recommendation.verdict
     store = Store(store_path)
     try:
         assert len(store.runs_with_counts()) == 1

@@ -53,7 +53,7 @@ def test_compare_ends_with_a_verdict_whose_reasons_are_numbers(compared):
     _, report, printed = compared
     verdict = printed[printed.index("verdict:"):].splitlines()
     assert verdict[0] == f"verdict: {report['recommendation']['verdict']}"
-    assert report["recommendation"]["verdict"].startswith("cannot decide: no fine-tuning strategy was run")
+    assert (report["recommendation"]["kind"], report["recommendation"]["cause"]) == ("cannot_decide", "no_fine_tuning")
     reasons = [line for line in verdict if line.startswith("  - ")]
     assert reasons and all(re.search(r"\d", r) for r in reasons)
     assert any("not run: fine-tuning" in line for line in verdict)
@@ -200,7 +200,8 @@ BEST_ICL = "the best in-context result (few_shot k=4: 71.0% accuracy [95% CI 66.
      f"Fine-tuning never overtakes {BEST_ICL}, up to 1,000 labelled examples."),
 ])
 def test_overtake_is_the_first_point_above_the_best_in_context_point(lora, at, clear, text):
-    from harness.curves import overtake, overtake_text
+    from harness.curves import overtake, overtake_finding
+    from harness.verdict.text import overtake_sentence
 
     curves = [curve("few_shot", False, FEW_SHOT), curve("lora", True, lora)]
     over = overtake(curves, "accuracy")
@@ -208,7 +209,7 @@ def test_overtake_is_the_first_point_above_the_best_in_context_point(lora, at, c
     assert found == (None if at is None else ("lora", at, clear))
     if over:
         assert (over.best_curve.strategy, over.best.value) == ("few_shot", 4)
-    assert overtake_text(curves, "accuracy") == text
+    assert overtake_sentence(overtake_finding(curves, "accuracy")) == text
 
 
 def test_overtake_takes_the_fewest_examples_over_every_fine_tuning_curve():
@@ -229,10 +230,11 @@ def test_overtake_takes_the_fewest_examples_over_every_fine_tuning_curve():
     ([], "No fine-tuning learning curve, so nothing shows where fine-tuning overtakes in-context learning."),
 ])
 def test_no_overtake_without_both_kinds_of_curve(curves, text):
-    from harness.curves import overtake, overtake_text
+    from harness.curves import overtake, overtake_finding
+    from harness.verdict.text import overtake_sentence
 
     assert overtake(curves, "accuracy") is None
-    assert overtake_text(curves, "accuracy") == text
+    assert overtake_sentence(overtake_finding(curves, "accuracy")) == text
 
 
 def test_learning_curve_plot_marks_the_overtake(compared):

@@ -10,15 +10,16 @@ import streamlit as st
 
 from dashboard.views.common import md
 from harness.format import table_cells, usd
-from harness.curves import Overtake, overtake, overtake_text, plotted_curves
+from harness.curves import Overtake, overtake, overtake_finding, plotted_curves
 from harness.report import figures, pareto_front, render_html, render_markdown
 from harness.results import ComparisonReport, Curve, CurvePoint
+from harness.verdict.text import overtake_sentence
 
 
 def _verdict_card(report: ComparisonReport) -> None:
     rec = report.recommendation
     verdict = rec.verdict
-    alert = st.success if verdict.startswith("fine-tune") else st.info if verdict.startswith("don't") else st.warning
+    alert = {"fine_tune": st.success, "dont_fine_tune": st.info}.get(rec.kind, st.warning)
     with st.container(border=True, key="verdict"):
         alert(f"**Verdict: {md(verdict)}**")
         if rec.best_strategy:
@@ -236,7 +237,7 @@ def _learning_curves(report: ComparisonReport) -> None:
         st.vega_lite_chart(_curves_chart(report, curves, overtake(curves, metric)))
         st.caption("Lines: quality with its 95% interval against the labelled train examples each point learned "
                    "from (demonstrations in the prompt, or the fine-tuning set). Dotted: the compared runs.")
-        st.markdown(md(overtake_text(curves, metric)))
+        st.markdown(md(overtake_sentence(overtake_finding(curves, metric))))
     unplotted = [c for c in report.learning_curves if c not in curves]
     if unplotted:
         st.caption("Curves over a parameter that does not set the number of labelled examples:")

@@ -1,0 +1,80 @@
+"""Fair baselines: the cheap prompting arms a fine-tuned arm must be held against, added by the
+harness when the task file lacks them.
+
+A baseline weaker than it needs to be makes "fine-tune" the answer by construction: a chat template
+can leave a small model answering one label for every example while the same model, prompted in
+plain text as lm-evaluation-harness prompts it, does the task. So beside every model that an arm
+fine-tunes, compare runs the task's own template in the raw format and, for classification, the
+task's prompt calibrated (for short answers, a plain `Question:`/`Answer:` framing when the template
+is the bare question). They are zero-shot arms: a small share of a compare's time, and nothing at all
+when the task file already has an arm of the same configuration.
+
+`decision.baselines: none` turns this off; the verdict then names the baselines not run."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from harness.armspec import ArmSpec, parse_arm
+from harness.config import Task, model_label
+
+# A template that is the input column alone: the question as it is, which a plain Question/Answer
+# framing turns into lm-evaluation-harness's usual short-answer prompt.
+_BARE = re.compile(r"\s*\{\{\s*(\w+)\s*\}\}\s*")
+
+
+def _entries(config: Task) -> dict[str, dict]:
+    """The fair baselines of a task on its own model, as task-file entries."""
+    raw: dict = {"format": "raw"}
+    bare = _BARE.fullmatch(config.prompt.template)
+    if config.type == "short_answer" and bare and bare.group(1) == config.fields.input:
+        raw["template"] = f"Question: {{{{ {config.fields.input} }}}}\nAnswer:"
+    out = {"raw": {"prompt": raw}} if raw != {"format": config.prompt.format} else {}
+    # Calibration divides label log-likelihoods: an arm told to generate its label has none.
+    if config.type == "classification" and not config.prompt.calibrate and config.prompt.scoring != "generate":
+        out["calibrated"] = {"prompt": {"calibrate": True}}
+    return out
+
+
+def _name(base: str, model, config: Task, taken: set[str]) -> str:
+    name = base if model == config.model else f"{base}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', model_label(model))}"
+    while name in taken:
+        name += "_auto"
+    return name
+
+
+def on_model(config: Task, model, taken: set[str], where: str) -> list[ArmSpec]:
+    """The fair baselines of a task on one local model, named apart from `taken`."""
+    out = []
+    for base, entry in _entries(config).items():
+        name = _name(base, model, config, taken | {a.name for a in out})
+        out.append(parse_arm(name, entry if model == config.model else {**entry, "model": model}, config, where))
+    return out
+
+
+def fair_baselines(config: Task, arms: list[ArmSpec], where: str) -> tuple[list[ArmSpec], dict[str, dict]]:
+    """The fair baselines that `arms` lack: beside each local model an arm fine-tunes, or the task's
+    model when an arm runs on another model. Returns them as arms to run (none when
+    `decision.baselines` is none), and as task-file entries by name for the verdict to name (the
+    ones not run)."""
+    models = {a.model for a in arms if a.weights is not None}
+    if any(a.model != config.model for a in arms if a.weights is None):
+        models.add(config.model)
+    have = {_key(a.axes()) for a in arms}
+    taken = {a.name for a in arms}
+    lacking: list[ArmSpec] = []
+    # A hosted model's fairest prompt is the task file's business: its requests cost money.
+    for model in sorted(m for m in models if isinstance(m, str)):
+        for spec in on_model(config, model, taken, where):
+            if _key(spec.axes()) not in have:
+                lacking.append(spec)
+                taken.add(spec.name)
+                have.add(_key(spec.axes()))
+    if config.decision.baselines == "none":
+        return [], {spec.name: spec.params for spec in lacking}
+    return lacking, {}
+
+
+def _key(axes: dict) -> str:
+    return json.dumps(axes, sort_keys=True, default=str)

@@ -1,0 +1,141 @@
+"""Fair by default: beside an arm that fine-tunes, compare adds the prompting baselines the task file
+lacks, runs them like any arm, and the verdict holds fine-tuning against the best arm that does the
+task, never against one that answers one thing for every example."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from harness.armspec import parse_arm
+from harness.baselines import fair_baselines
+from harness.config import Task
+from harness.verdict.judge import answer_spread, degenerate
+from tests.conftest import TOPICS, build_tiny_model, topic_rows
+
+# Every chat prompt renders to the same text whatever the question: the prompt fails the model the way
+# a chat template that biases one label does, so the chat arms answer one label for every example.
+BLIND_CHAT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\nthe<|im_end|>\n{% endfor %}"
+              "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+QUICK_LORA = {"r": 2, "max_steps": 2, "batch_size": 4, "eval_steps": 1}
+
+
+def _config(**overrides) -> Task:
+    raw = {"name": "t", "type": "classification", "data": {"train": "a.jsonl", "eval": "b.jsonl"},
+           "fields": {"input": "text", "target": "label"}, "prompt": {"template": "{{ text }}"},
+           "labels": ["a", "b"], "strategies": {"zero_shot": {}, "lora": {}}, **overrides}
+    return Task.model_validate(raw)
+
+
+def _arms(config: Task):
+    return [parse_arm(name, params, config, "t.yaml: strategies") for name, params in config.strategies.items()]
+
+
+def test_a_task_with_zero_shot_and_lora_gets_a_raw_and_a_calibrated_baseline():
+    config = _config()
+    added, missing = fair_baselines(config, _arms(config), "t.yaml: strategies")
+    assert [(a.name, a.params) for a in added] == [("raw", {"prompt": {"format": "raw"}}),
+                                                   ("calibrated", {"prompt": {"calibrate": True}})]
+    assert missing == {}
+
+
+def test_an_arm_the_task_already_has_is_not_added_again_whatever_its_name():
+    config = _config(strategies={"zero_shot": {}, "lora": {}, "plain": {"prompt": {"format": "raw"}}})
+    added, _ = fair_baselines(config, _arms(config), "t.yaml: strategies")
+    assert [a.name for a in added] == ["calibrated"]
+
+
+def test_no_baseline_is_added_without_an_arm_to_hold_against_it():
+    config = _config(strategies={"zero_shot": {}, "few_shot": {}})
+    assert fair_baselines(config, _arms(config), "t.yaml: strategies") == ([], {})
+
+
+def test_turned_off_the_baselines_are_named_not_run():
+    config = _config(decision={"baselines": "none"})
+    added, missing = fair_baselines(config, _arms(config), "t.yaml: strategies")
+    assert added == [] and missing == {"raw": {"prompt": {"format": "raw"}}, "calibrated": {"prompt": {"calibrate": True}}}
+
+
+def test_a_bare_question_gets_the_plain_question_answer_framing():
+    config = Task.model_validate({
+        "name": "t", "type": "short_answer", "data": {"train": "a.jsonl", "eval": "b.jsonl"},
+        "fields": {"input": "question", "target": "answer"}, "prompt": {"template": "{{ question }}"},
+        "strategies": {"zero_shot": {}, "lora": {}}})
+    added, _ = fair_baselines(config, _arms(config), "t.yaml: strategies")
+    assert [(a.name, a.params) for a in added] == [
+        ("raw", {"prompt": {"format": "raw", "template": "Question: {{ question }}\nAnswer:"}})]
+
+
+def test_an_arm_on_another_model_gets_the_baselines_on_its_own_model():
+    config = _config(strategies={"zero_shot": {}, "small": {"model": "other-model", "weights": "lora"}})
+    added, _ = fair_baselines(config, _arms(config), "t.yaml: strategies")
+    assert [(a.name, a.model) for a in added] == [("raw_other-model", "other-model"),
+                                                  ("calibrated_other-model", "other-model")]
+
+
+def test_degenerate_needs_one_answer_the_gold_answers_do_not_share():
+    assert answer_spread(["Sport ", "sport", "tech"], ["sport", "tech", "tech"]) == ("sport", 2, 1)
+    assert degenerate(9, 3, 10) and not degenerate(8, 3, 10)
+    # An eval set that is 95% one label: answering it every time is the majority baseline, not a failure.
+    assert not degenerate(20, 19, 20)
+
+
+def _compare(tmp_path, model, decision=None):
+    from harness.cli import main
+
+    rows = topic_rows(4, offset=10)
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in topic_rows(6)))
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = {"name": "blind", "type": "classification", "model": str(model),
+            "data": {"train": "train.jsonl", "eval": "eval.jsonl"}, "fields": {"id": "id", "input": "text",
+                                                                               "target": "label"},
+            "prompt": {"template": "article : {{ text }} topic ?"}, "labels": list(TOPICS),
+            # Fine-tuned on the plain prompt, which shows it the article.
+            "strategies": {"zero_shot": {}, "tuned": {"weights": {"lora": QUICK_LORA}, "prompt": {"format": "raw"}}},
+            "limits": {"batch_size": 4},
+            "decision": {"min_gain": 0.02, **(decision or {})}}
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(task), encoding="utf-8")
+    out = tmp_path / "report.json"
+    assert main(["compare", str(tmp_path / "task.yaml"), "--store", str(tmp_path / "s.sqlite"), "--json", str(out),
+                 "--no-progress"]) == 0
+    return json.loads(out.read_text())
+
+
+def test_a_chat_prompt_that_fails_the_model_gets_a_fair_raw_baseline(tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    model = build_tiny_model(tmp_path / "model", seed=3, initializer_range=0.5)
+    tok = AutoTokenizer.from_pretrained(model)
+    tok.chat_template = BLIND_CHAT
+    tok.save_pretrained(model)
+    report = _compare(tmp_path, model)
+    rows = {r["name"]: r for r in report["strategies"]}
+    rec = report["recommendation"]
+    assert sorted(rows)[:2] == ["calibrated", "raw"] and list(rows)[-2:] == ["raw", "calibrated"] and len(rows) == 4
+    assert rows["raw"]["added_by_harness"] and rows["calibrated"]["added_by_harness"]
+    assert not rows["zero_shot"]["added_by_harness"]
+    table = capsys.readouterr().out
+    assert table.count("(added)") == 2  # the "made of" cells of raw and calibrated
+    # The chat prompt is the same text for every article: one label for all 12.
+    assert rows["zero_shot"]["answers"]["count"] == 12
+    degenerate_arms = {f["arm"] for f in rec["findings"] if f["type"] == "degenerate"}
+    assert "zero_shot" in degenerate_arms and "raw" not in degenerate_arms
+    assert {"type": "baselines_added", "arms": ["raw", "calibrated"]} in rec["findings"]
+    # Fine-tuning is held against a fair arm: the raw prompt (or its calibrated twin, if that is fair).
+    judged = [f for f in rec["findings"] if f["type"] == "judgement"]
+    assert judged and {j["against"] for j in judged} <= set(rows) - degenerate_arms
+    assert rec["alternative"] not in degenerate_arms
+    # No pair is computed against a degenerate arm.
+    assert all("zero_shot" not in (p["a"], p["b"]) for p in report["comparisons"]["pairs"])
+
+
+def test_turning_baselines_off_runs_the_task_as_written_and_names_them(tmp_path):
+    model = build_tiny_model(tmp_path / "model", seed=3, initializer_range=0.5)
+    report = _compare(tmp_path, model, {"baselines": "none"})
+    assert sorted(r["name"] for r in report["strategies"]) == ["tuned", "zero_shot"]
+    missing = [f for f in report["recommendation"]["findings"] if f["type"] == "missing"]
+    assert {"type": "missing", "what": "fair_baseline", "arm": None,
+            "suggest": {"raw": {"prompt": {"format": "raw"}}, "calibrated": {"prompt": {"calibrate": True}}}} in missing
+    assert any(m.startswith("fair baseline: `raw: {prompt: {format: raw}}`")
+               for m in report["recommendation"]["missing"])

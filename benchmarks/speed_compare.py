@@ -17,10 +17,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from harness.backends import load_backend
 from harness.compare import compare
 from harness.files import cache_dir
 from harness.measure import timer
+from harness.registry import load_backend
 
 TARGET_S = 300  # the default comparison, every arm, in 5 minutes or less on 2 cores
 RERUN_TARGET_S = 15  # the same command again, answered from the store

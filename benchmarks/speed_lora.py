@@ -80,7 +80,7 @@ def plain(task, data, backend, params, steps: int) -> tuple[float, int]:
 
 def main() -> None:
     from harness.data import load_data
-    from harness.backends import load_backend
+    from harness.registry import load_backend
     from harness.task import load_task
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

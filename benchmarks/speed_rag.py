@@ -29,7 +29,8 @@ DIM, QUERIES, K = 384, 500, 10
 
 def embedding_throughput() -> None:
     from harness.task import load_task
-    from strategies.rag import chunk_documents, load_embedder, read_corpus
+    from strategies.rag.corpus import chunk_documents, read_corpus
+    from strategies.rag.index import load_embedder
 
     task = load_task(TASK)
     cfg = task.arms["rag"].context.config
@@ -55,7 +56,7 @@ def search_latency(n: int) -> None:
     import faiss
     import numpy as np
 
-    from strategies.rag import build_index
+    from strategies.rag.index import build_index
 
     rng = np.random.default_rng(0)
     vectors = synthetic(n, rng)
@@ -81,10 +82,10 @@ def search_latency(n: int) -> None:
 
 
 def rerun() -> None:
-    from harness.data import load_data
-    from harness.backends import load_backend
-    from harness.task import load_task
     from harness.arm import build
+    from harness.data import load_data
+    from harness.registry import load_backend
+    from harness.task import load_task
 
     task = load_task(TASK)
     data = load_data(task)

@@ -12,37 +12,40 @@ from __future__ import annotations
 from dataclasses import replace
 from itertools import chain
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from harness import registry
 from harness.armspec import ArmSpec
-from harness.backends import model_label
+from harness.backends.base import Backend, Scorer
+from harness.config import model_label
 from harness.errors import HarnessError
+from harness.examples import Example, Prompted, TaskData
 from harness.prompting import answer_room, build_messages, check_template, render, scoring
-from harness.strategy import Prompted, Trainable
+from harness.strategy import Component, Strategy, TrainedWeights
+
+if TYPE_CHECKING:
+    from harness.results import Training
+    from harness.task import LoadedTask
 
 
 class Arm:
-    def __init__(self, spec: ArmSpec, task, parts: dict):
+    def __init__(self, spec: ArmSpec, task: LoadedTask, parts: dict[str, Component]):
         self.spec, self.name, self.task, self.parts = spec, spec.name, task, parts
-        self.weights = spec.weights_kind
+        self.weights = spec.weights_method
         self.context, self.demos = parts.get("context"), parts.get("demos")
         self.reserved = 0  # tokens each prompt leaves for retrieved passages, once the index is built
         # Each eval example as `prepare` fitted it: the runner's prompt building then does not
         # render and count every prompt a second time.
-        self.fitted: dict = {}
-        weights = parts.get("weights")
-        if self.context is not None and hasattr(weights, "train_with"):
-            weights.train_with(lambda ex: self.compose(ex, demos=[])[0],
-                               {"context": spec.context.dump(), **self.context.fingerprint()})
+        self.fitted: dict[Example, tuple[Example, int]] = {}
 
-    def fingerprint(self):
+    def fingerprint(self) -> dict[str, Any]:
         return {f"{axis}_inputs": fp for axis, part in self.parts.items() if (fp := part.fingerprint())}
 
     def check(self) -> None:
         for part in self.parts.values():
             part.check()
 
-    def check_prompts(self, data, backend) -> None:
+    def check_prompts(self, data: TaskData, backend: Backend) -> None:
         """Before any run is stored: every train and eval example renders, every eval prompt fits
         the model's context (`fit`), and weights that train have enough examples, each fitting
         their max_length. Demonstrations chosen per question and retrieved passages need the
@@ -52,7 +55,8 @@ class Arm:
         if room >= context:
             field = "limits.max_new_tokens" if self.task.config.type != "classification" else "labels"
             raise HarnessError(f"{self.task.path}: {field}", f"the answer takes up to {room} tokens, which leaves "
-                                                             f"no room for a prompt in the model's {context}-token context")
+                                                             f"no room for a prompt in the model's {context}-token "
+                                                             f"context")
         field = "prompt.template" if "template" not in self.spec.prompt else f"strategies.{self.name}.prompt.template"
         check_template(self.task.config.prompt.template, list(chain(data.train, data.eval)),
                        f"{self.task.path}: {field}")
@@ -62,17 +66,16 @@ class Arm:
             self.demos.prepare(data)
         for ex in data.eval:
             self.fit(ex, self._demos_for(ex) if fixed else [])
-        weights = self.parts.get("weights")
-        if hasattr(weights, "check_prompts"):
-            weights.check_prompts(data, backend)
+        if "weights" in self.parts:
+            self.parts["weights"].check_prompts(data, backend)
 
-    def _check_backend(self, data, backend) -> None:
+    def _check_backend(self, data: TaskData, backend: Backend) -> None:
         """The arm asks only what its model's backend can do (weights: see armspec.parse_arm)."""
         path, prompt = self.task.path, self.task.config.prompt
         label = model_label(self.spec.model)
         how = scoring(self.task, backend)
         if how == "loglikelihood":
-            if not backend.can_score:
+            if not isinstance(backend, Scorer):
                 raise HarnessError(f"{path}: {self._prompt_field('scoring')}",
                                    f"{label} gives no log-likelihoods (a hosted model gives them only with "
                                    f"logprobs: true); use scoring: generate")
@@ -87,7 +90,7 @@ class Arm:
     def _prompt_field(self, key: str) -> str:
         return f"strategies.{self.name}.prompt.{key}" if key in self.spec.prompt else f"prompt.{key}"
 
-    def prepare(self, data, backend):
+    def prepare(self, data: TaskData, backend: Backend) -> Backend:
         self.backend = backend
         if self.context is not None:
             self.context.prepare(data, backend)
@@ -99,13 +102,13 @@ class Arm:
         weights = self.parts.get("weights")
         return backend if weights is None else weights.prepare(data, backend)
 
-    def _demos_for(self, example) -> list:
+    def _demos_for(self, example: Example) -> list[Example]:
         return self.demos.for_example(example) if self.demos is not None else []
 
-    def _tokens(self, example, demos) -> int:
+    def _tokens(self, example: Example, demos: list[Example]) -> int:
         return render(self.task, self.backend, build_messages(self.task, example, self.backend, demos=demos)).n_tokens
 
-    def fit(self, example, demos):
+    def fit(self, example: Example, demos: list[Example]) -> tuple[Example, int]:
         """The example as it is prompted, and its prompt's tokens without passages. The prompt must
         leave the answer and the passages' reserve within the model's context; one that does not
         has its input cut by as many tokens (`prompt.overflow: truncate_input`) or is refused
@@ -139,7 +142,7 @@ class Arm:
                            f"{context}-token context beside the answer{kept} ({limit} tokens); use fewer "
                            f"demonstrations or a shorter system text")
 
-    def compose(self, example, demos) -> tuple[list[dict[str, str]], dict]:
+    def compose(self, example: Example, demos: list[Example]) -> tuple[list[dict[str, str]], dict]:
         """The chat turns for one example with these demonstrations, and its trace (the retrieved
         passages, an input cut to fit)."""
         example, n_tokens = self.fitted.get(example) or self.fit(example, demos)
@@ -150,7 +153,7 @@ class Arm:
             trace = {**trace, "input_truncated_to": example.truncated_to}
         return build_messages(self.task, example, self.backend, demos=demos, context=context), trace
 
-    def messages(self, example):
+    def messages(self, example: Example) -> Prompted:
         demos = self._demos_for(example)
         messages, trace = self.compose(example, demos)
         if self.demos is not None and self.demos.config.select == "similar":
@@ -158,13 +161,13 @@ class Arm:
             trace = {**trace, "demo_ids": [d.id for d in demos]}
         return Prompted(messages, trace)
 
-    def record(self):
+    def record(self) -> dict[str, Any]:
         out = {"axes": self.spec.axes()}
         for part in self.parts.values():
             out.update(part.record())
         return out
 
-    def summary(self, examples):
+    def summary(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         out = {"truncated_inputs": sum("input_truncated_to" in e["extra"] for e in examples),
                "unmatched_answers": sum(bool(e["extra"].get("unmatched")) for e in examples)}
         for part in self.parts.values():
@@ -175,21 +178,29 @@ class Arm:
 class TrainableArm(Arm):
     """An arm whose weights are trained here (lora, full): what `harness train` runs."""
 
-    def output_dir(self, data) -> Path:
-        return self.parts["weights"].output_dir(data)
+    def __init__(self, spec: ArmSpec, task: LoadedTask, parts: dict[str, Component]):
+        super().__init__(spec, task, parts)
+        self.trained: TrainedWeights = parts["weights"]
+        if self.context is not None:
+            self.trained.train_with(lambda ex: self.compose(ex, demos=[])[0],
+                                    {"context": spec.context.dump(), **self.context.fingerprint()})
 
-    def train(self, data, backend, output: Path | None, progress: bool):
+    def output_dir(self, data: TaskData) -> Path:
+        return self.trained.output_dir(data)
+
+    def train(self, data: TaskData, backend: Backend, output: Path | None, progress: bool) -> Training | None:
         self.backend = backend
         if self.context is not None:
             self.context.prepare(data, backend)
             self.reserved = self.context.reserve()
-        return self.parts["weights"].train(data, backend, output, progress)
+        return self.trained.train(data, backend, output, progress)
 
 
-def build(spec: ArmSpec, task):
+def build(spec: ArmSpec, task: LoadedTask) -> Strategy:
     """The strategy that runs one arm: a plugin's own, or the arm composed from its axes."""
     if spec.plugin:
-        return registry.build_plugin(spec.plugin.method, spec.plugin.config, task)
+        return registry.plugin_class(spec.plugin.method)(spec.plugin.config, task)
     task = task.for_arm(spec)
-    parts = {c.axis: registry.component(c.axis, c.method, c.config, task, c.where) for c in spec.components()}
-    return (TrainableArm if isinstance(parts.get("weights"), Trainable) else Arm)(spec, task, parts)
+    parts = {c.axis: registry.component_class(c.axis, c.method)(c.config, task, c.where)
+             for c in spec.components()}
+    return (TrainableArm if isinstance(parts.get("weights"), TrainedWeights) else Arm)(spec, task, parts)

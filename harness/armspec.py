@@ -18,31 +18,31 @@ the store's run key (built from it) gives them one run."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from harness import registry
-from harness.backends import HostedModel, model_key, model_label
+from harness.config import PROMPT_FIELDS, ComponentConfig, HostedModel, PromptConfig, Task, model_key, model_label
 from harness.errors import HarnessError, first_error
-from harness.prompting import PROMPT_FIELDS, PromptConfig
-from harness.strategy import StrategyConfig
 
 AXES = ("model", "weights", "context", "demos", "prompt")
 
+M = TypeVar("M", bound=BaseModel)
 
-class ZeroShot(StrategyConfig):
+
+class ZeroShot(ComponentConfig):
     pass
 
 
-class FewShot(StrategyConfig):
+class FewShot(ComponentConfig):
     k: int = Field(4, ge=0, le=64, description="number of demonstrations (0, for learning curves: the "
                                                 "zero-shot prompt)")
     balanced: bool = Field(True, description="classification: spread demos over labels round-robin")
 
 
 # Shorthand -> (its flat parameters' model, or the axis and method they configure).
-SHORTHANDS: dict[str, type[StrategyConfig] | tuple[str, str]] = {
+SHORTHANDS: dict[str, type[ComponentConfig] | tuple[str, str]] = {
     "zero_shot": ZeroShot,
     "few_shot": FewShot,
     "rag": ("context", "retrieval"),
@@ -52,12 +52,13 @@ SHORTHANDS: dict[str, type[StrategyConfig] | tuple[str, str]] = {
 
 
 @dataclass(frozen=True)
-class Component:
-    """One axis of an arm: its method and validated parameters, and where they are in the task file."""
+class ComponentSpec:
+    """One axis of an arm: its method and validated parameters, and where they are in the task file
+    (built into a harness.strategy.Component when the arm runs)."""
 
     axis: str
     method: str
-    config: StrategyConfig
+    config: ComponentConfig
     where: str
 
     def dump(self) -> dict[str, Any]:
@@ -70,18 +71,18 @@ class ArmSpec:
     name: str
     params: dict[str, Any]  # as written, validated: the report row's `params`, what curves vary
     model: str | HostedModel
-    weights: Component | None = None
-    context: Component | None = None
-    demos: Component | None = None
-    plugin: Component | None = None
+    weights: ComponentSpec | None = None
+    context: ComponentSpec | None = None
+    demos: ComponentSpec | None = None
+    plugin: ComponentSpec | None = None
     # The prompt settings that differ from the task's (so restating the task's changes nothing).
     prompt: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def weights_kind(self) -> str:
+    def weights_method(self) -> str:
         return self.weights.method if self.weights else "base"
 
-    def components(self) -> list[Component]:
+    def components(self) -> list[ComponentSpec]:
         return [c for c in (self.context, self.demos, self.weights) if c is not None]
 
     def axes(self) -> dict[str, Any]:
@@ -110,7 +111,7 @@ class ArmSpec:
         return described + (", calibrated" if prompt.calibrate else "")
 
 
-def _validate(cls, params: Any, where: str):
+def _validate(cls: type[M], params: Any, where: str) -> M:
     if params is None:
         params = {}
     if not isinstance(params, dict):
@@ -122,9 +123,9 @@ def _validate(cls, params: Any, where: str):
         raise HarnessError(f"{where}.{field}" if field else where, msg) from None
 
 
-def _method(axis: str, entry: Any, where: str) -> Component:
+def _method(axis: str, entry: Any, where: str) -> ComponentSpec:
     """`{method: {params}}` of one axis (a bare method name means its defaults)."""
-    known = registry.AXES[axis]
+    known = registry.METHODS[axis]
     if isinstance(entry, str):
         entry = {entry: {}}
     if not isinstance(entry, dict) or not entry:
@@ -135,32 +136,31 @@ def _method(axis: str, entry: Any, where: str) -> Component:
     (method, params), = entry.items()
     if method not in known:
         raise HarnessError(f"{where}.{method}", f"unknown {axis} method; known: {', '.join(known)}")
-    return Component(axis, method, _validate(registry.config_class(axis, method), params, f"{where}.{method}"),
+    return ComponentSpec(axis, method, _validate(registry.config_class(axis, method), params, f"{where}.{method}"),
                      f"{where}.{method}")
 
 
-def _demos(config: StrategyConfig, where: str) -> Component | None:
+def _demos(config: ComponentConfig, where: str) -> ComponentSpec | None:
     # No demonstrations is the zero-shot prompt: k=0 is not a different arm (a learning curve's k=0
     # point shares the zero-shot run).
-    return Component("demos", "demos", config, where) if config.k else None
+    return ComponentSpec("demos", "demos", config, where) if config.k else None
 
 
-def _prompt(task, params: Any, where: str) -> dict[str, Any]:
+def _prompt(config: Task, params: Any, where: str) -> dict[str, Any]:
     """The prompt settings an arm changes, validated with the task's as the rest."""
     if not isinstance(params, dict):
         raise HarnessError(where, f"expected a mapping of prompt settings ({', '.join(PROMPT_FIELDS)})")
-    merged = _validate(PromptConfig, {**task.prompt.model_dump(), **params}, where)
-    if merged.calibrate and task.type != "classification":
-        raise HarnessError(f"{where}.calibrate", f"calibration corrects a bias between labels; this task is "
-                                                 f"'{task.type}'")
-    return {key: getattr(merged, key) for key in params if getattr(merged, key) != getattr(task.prompt, key)}
+    merged = _validate(PromptConfig, {**config.prompt.model_dump(), **params}, where)
+    if problem := merged.calibration_problem(config.type):
+        raise HarnessError(f"{where}.calibrate", problem)
+    return {key: getattr(merged, key) for key in params if getattr(merged, key) != getattr(config.prompt, key)}
 
 
-def parse_arm(name: str, params: Any, task, where: str) -> ArmSpec:
-    """The arm `name` of a task file (`task`: its validated config), or a HarnessError naming the
+def parse_arm(name: str, params: Any, config: Task, where: str) -> ArmSpec:
+    """The arm `name` of a task file (`config`: its validated config), or a HarnessError naming the
     file, the arm and the field. `where` is the task file's `strategies` section, e.g.
     "tasks/x.yaml: strategies"."""
-    spec = _parse_arm(name, params, task, where)
+    spec = _parse_arm(name, params, config, where)
     if spec.weights is not None and isinstance(spec.model, HostedModel):
         # Checked here, before any backend is loaded or server asked: training and checkpoints need
         # the weights in this process.
@@ -170,27 +170,27 @@ def parse_arm(name: str, params: Any, task, where: str) -> ArmSpec:
     return spec
 
 
-def _parse_arm(name: str, params: Any, task, where: str) -> ArmSpec:
-    task_model = task.model
+def _parse_arm(name: str, params: Any, config: Task, where: str) -> ArmSpec:
+    task_model = config.model
     here = f"{where}.{name}"
     if name in SHORTHANDS:
         shape = SHORTHANDS[name]
         if isinstance(shape, tuple):
             axis, method = shape
-            config = _validate(registry.config_class(axis, method), params, here)
-            return ArmSpec(name, config.model_dump(mode="json"), task_model,
-                           **{axis: Component(axis, method, config, here)})
-        config = _validate(shape, params, here)
+            parsed = _validate(registry.config_class(axis, method), params, here)
+            return ArmSpec(name, parsed.model_dump(mode="json"), task_model,
+                           **{axis: ComponentSpec(axis, method, parsed, here)})
+        parsed = _validate(shape, params, here)
         demos = None
-        if isinstance(config, FewShot):
+        if isinstance(parsed, FewShot):
             demos_config = registry.config_class("demos", "demos")(
-                k=config.k, select="balanced" if config.balanced else "random")
+                k=parsed.k, select="balanced" if parsed.balanced else "random")
             demos = _demos(demos_config, here)
-        return ArmSpec(name, config.model_dump(mode="json"), task_model, demos=demos)
+        return ArmSpec(name, parsed.model_dump(mode="json"), task_model, demos=demos)
     if name in registry.plugins():
-        config = _validate(registry.config_class("plugin", name), params, here)
-        return ArmSpec(name, config.model_dump(mode="json"), task_model,
-                       plugin=Component("plugin", name, config, here))
+        parsed = _validate(registry.config_class("plugin", name), params, here)
+        return ArmSpec(name, parsed.model_dump(mode="json"), task_model,
+                       plugin=ComponentSpec("plugin", name, parsed, here))
 
     params = {} if params is None else params
     if not isinstance(params, dict):
@@ -207,7 +207,7 @@ def _parse_arm(name: str, params: Any, task, where: str) -> ArmSpec:
                                             "a hosted model (a mapping with backend: openai)")
     weights = params.get("weights", "base")
     parts = {
-        "prompt": _prompt(task, params["prompt"], f"{here}.prompt") if params.get("prompt") is not None else {},
+        "prompt": _prompt(config, params["prompt"], f"{here}.prompt") if params.get("prompt") is not None else {},
         "weights": None if weights in ("base", None) else _method("weights", weights, f"{here}.weights"),
         "context": None if params.get("context") is None else _method("context", params["context"],
                                                                        f"{here}.context"),
@@ -236,7 +236,7 @@ def parameters(spec: ArmSpec) -> list[str]:
     return out
 
 
-def with_param(params: dict, dotted: str, value: Any) -> dict:
+def with_param(params: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     """A copy of an arm's parameters with one dotted parameter set."""
     head, _, rest = dotted.partition(".")
     if not rest:

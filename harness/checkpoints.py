@@ -21,9 +21,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.results import Training
+
+if TYPE_CHECKING:
+    from harness.task import LoadedTask
 
 MANIFEST = "manifest.json"
 # Where harness training puts its weights, by method.
@@ -66,7 +70,7 @@ def file_digests(folder: Path) -> dict[str, str]:
     return out
 
 
-def _same_model(named: str | None, task) -> bool:
+def _same_model(named: str | None, task: LoadedTask) -> bool:
     from harness.backends.local import resolve_model
 
     model = task.config.model
@@ -114,7 +118,7 @@ def _read_json(path: Path) -> dict:
         raise HarnessError(str(path), f"unreadable ({str(e).splitlines()[0]})") from None
 
 
-def inspect(path: str | Path, task) -> Checkpoint:
+def inspect(path: str | Path, task: LoadedTask) -> Checkpoint:
     """The verified checkpoint at `path`, or a HarnessError saying what is wrong with it."""
     folder = Path(path)
     if not folder.is_dir():
@@ -161,7 +165,7 @@ def inspect(path: str | Path, task) -> Checkpoint:
     return Checkpoint(kind, folder, weights_dir, base, digests, recorded is not None, manifest)
 
 
-def _check_architecture(folder: Path, task) -> None:
+def _check_architecture(folder: Path, task: LoadedTask) -> None:
     """A full model has no base to name; it must at least share the task model's architecture and
     vocabulary, since it is run with the task model's tokenizer and prompts."""
     from transformers import AutoConfig
@@ -177,7 +181,7 @@ def _check_architecture(folder: Path, task) -> None:
                                f"{base.get(key)!r}: not a fine-tune of it")
 
 
-def load(ckpt: Checkpoint, base):
+def load(ckpt: Checkpoint, base: Any) -> Any:
     """The checkpoint's model, adapters merged in so inference costs what the base costs.
 
     An adapter is merged into a copy of `base`, the task's model as already loaded, which goes on

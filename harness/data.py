@@ -6,37 +6,15 @@ import hashlib
 import json
 import random
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.config import Split
 from harness.errors import HarnessError
-from harness.task import LoadedTask, Split
+from harness.examples import Example, TaskData
+from harness.task import LoadedTask
 
 _FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-
-
-@dataclass(frozen=True)
-class Example:
-    id: str
-    input: str
-    target: str
-    row: dict[str, Any] = field(repr=False, compare=False)
-    aliases: tuple[str, ...] = ()  # other accepted answers (the task's `fields.references` column)
-    truncated_to: int | None = None  # tokens of `input` kept, when cut to fit the model's context
-
-    @property
-    def references(self) -> tuple[str, ...]:
-        """Every accepted answer: metrics score the best of them, as SQuAD does."""
-        return (self.target, *self.aliases)
-
-
-@dataclass
-class TaskData:
-    train: list[Example]
-    eval: list[Example]
-    validation: list[Example] | None
-    hash: str  # of the raw split contents: results are only comparable on identical data
 
 
 def _normalise(text: str) -> str:
@@ -64,7 +42,8 @@ def _load_rows(task: LoadedTask, name: str, split: Split, digest) -> tuple[str, 
                 raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 line = raw[: e.start].count(b"\n") + 1
-                raise HarnessError(where, f"line {line}: not UTF-8 text (byte {e.start}); re-save the file as UTF-8") from None
+                raise HarnessError(where, f"line {line}: not UTF-8 text (byte {e.start}); re-save the file as "
+                                          f"UTF-8") from None
         digest.update(name.encode() + hashlib.sha256(raw).digest())
         if not raw.strip():
             return where, []

@@ -20,13 +20,18 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from harness.backends.base import Backend, HasWeights, Prompt
 from harness.errors import HarnessError
 from harness.metrics._text import contains as contains_answer
 from harness.results import Forgetting, ProbeScores
 from harness.stats import CONFIDENCE, paired_bootstrap_ci
+
+if TYPE_CHECKING:
+    from harness.task import LoadedTask
 
 PROBES = Path(__file__).parent / "probes"
 DEFAULT_TEXT = PROBES / "general_text.jsonl"
@@ -64,7 +69,7 @@ def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
     return rows
 
 
-def load_probe(task) -> Probe:
+def load_probe(task: LoadedTask) -> Probe:
     cfg = task.config.forgetting
     text = Path(task.resolve(cfg.text)) if cfg.text else DEFAULT_TEXT
     questions = Path(task.resolve(cfg.questions)) if cfg.questions else DEFAULT_QUESTIONS
@@ -76,7 +81,7 @@ def load_probe(task) -> Probe:
     )
 
 
-def weights_fingerprint(backend) -> str:
+def weights_fingerprint(backend: HasWeights) -> str:
     """A hash of every parameter's bytes: equal fingerprints mean identical weights."""
     import hashlib
 
@@ -105,7 +110,7 @@ class Measurement:
                            tokens=int(self.tokens.sum()))
 
 
-def question_prompt(backend, question: str):
+def question_prompt(backend: Backend, question: str) -> Prompt:
     return backend.render([{"role": "user", "content": f"{question} Reply with the answer only."}])
 
 
@@ -113,7 +118,7 @@ def question_prompt(backend, question: str):
 ANSWER_TOKENS = 24
 
 
-def measure(backend, probe: Probe, max_tokens: int, batch_size: int) -> Measurement:
+def measure(backend: HasWeights, probe: Probe, max_tokens: int, batch_size: int) -> Measurement:
     # One passage per call: text_nll sums over its batch, and the interval resamples passages.
     per_passage = [backend.text_nll([text], max_tokens) for text in probe.texts]
     return Measurement(nll=np.array([nll for nll, _ in per_passage], dtype=float),
@@ -127,7 +132,7 @@ def contains(answer: str, gold: list[str]) -> bool:
     return any(contains_answer(answer, g) for g in gold)
 
 
-def answered(backend, questions: list[tuple[str, list[str]]], batch_size: int) -> np.ndarray:
+def answered(backend: Backend, questions: list[tuple[str, list[str]]], batch_size: int) -> np.ndarray:
     out = []
     for i in range(0, len(questions), batch_size):
         chunk = questions[i:i + batch_size]
@@ -159,7 +164,7 @@ def loss_delta_ci(base: Measurement, adapted: Measurement, seed: int) -> tuple[f
 class ForgettingMeter:
     """Measures each distinct set of weights once; the base model's measurement is the reference."""
 
-    def __init__(self, task, base_backend):
+    def __init__(self, task: LoadedTask, base_backend: HasWeights):
         self.probe = load_probe(task)
         self.cfg = task.config.forgetting
         self.batch_size = task.config.limits.batch_size
@@ -167,13 +172,13 @@ class ForgettingMeter:
         self._by_weights: dict[str, Measurement] = {}
         self.base_fingerprint = self._fingerprint_and_measure(base_backend)
 
-    def _fingerprint_and_measure(self, backend) -> str:
+    def _fingerprint_and_measure(self, backend: HasWeights) -> str:
         fp = weights_fingerprint(backend)
         if fp not in self._by_weights:
             self._by_weights[fp] = measure(backend, self.probe, self.cfg.max_tokens, self.batch_size)
         return fp
 
-    def delta(self, backend) -> Forgetting:
+    def delta(self, backend: HasWeights) -> Forgetting:
         fp = self._fingerprint_and_measure(backend)
         base, adapted = self._by_weights[self.base_fingerprint], self._by_weights[fp]
         before, after = base.scores, adapted.scores

@@ -13,56 +13,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
-
+from harness.backends.base import Backend, Prompt, Scorer
 from harness.errors import HarnessError
+from harness.examples import Example
 
 if TYPE_CHECKING:
-    from harness.data import Example
-    from harness.backends import Backend, Prompt
     from harness.task import LoadedTask
 
-
-class PromptConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    system: str | None = Field(None, description="system message (chat); raw: text placed before the prompt")
-    template: str = Field(description="Jinja2 template of the user turn; every data column is a variable")
-    max_input_tokens: PositiveInt | None = Field(None, description="truncate the input column to this many tokens")
-    format: Literal["chat", "raw"] = Field("chat", description="chat: the model's chat template; raw: plain text "
-                                                               "scored as lm-evaluation-harness does")
-    target_delimiter: str = Field(" ", description="raw: between a prompt and its answer")
-    fewshot_delimiter: str = Field("\n\n", description="raw: between demonstrations")
-    calibrate: bool = Field(False, description="classification: contextual calibration from content-free inputs")
-    scoring: Literal["loglikelihood", "generate"] | None = Field(
-        None, description="classification: rank the labels by log-likelihood, or generate an answer and match it "
-                          "to a label (an answer matching none is scored wrong); default: log-likelihood when the "
-                          "model's backend gives it")
-    overflow: Literal["truncate_input", "error"] = Field(
-        "truncate_input", description="a prompt longer than the model's context leaves room for: cut its input "
-                                      "column to fit (counted in the report), or refuse to run, naming the example")
-
-    @field_validator("template")
-    @classmethod
-    def _compiles(cls, v: str) -> str:
-        import jinja2
-
-        try:
-            jinja2.Environment().parse(v)
-        except jinja2.TemplateSyntaxError as e:
-            raise ValueError(f"template is not valid Jinja2 (line {e.lineno}): {e.message}") from None
-        return v
-
-    def training_key(self) -> dict:
-        """What fine-tuning prompts depend on: calibration never, the raw delimiters only in raw."""
-        out = self.model_dump(include={"system", "template", "max_input_tokens"})
-        if self.format == "raw":
-            out.update(self.model_dump(include={"format", "target_delimiter", "fewshot_delimiter"}))
-        return out
-
-
-# An arm's `prompt:` axis: any of the task's prompt settings, overridden for that arm.
-PROMPT_FIELDS = tuple(PromptConfig.model_fields)
 
 # Zhao et al. 2021 ("Calibrate Before Use"): inputs with no content, whose label probabilities
 # show the bias the prompt alone puts on each label.
@@ -94,7 +51,7 @@ def scoring(task: LoadedTask, backend: Backend) -> Literal["loglikelihood", "gen
     cfg = task.config
     if cfg.type != "classification":
         return None
-    return cfg.prompt.scoring or ("loglikelihood" if backend.can_score else "generate")
+    return cfg.prompt.scoring or ("loglikelihood" if isinstance(backend, Scorer) else "generate")
 
 
 def answer_room(task: LoadedTask, backend: Backend) -> int:
@@ -137,8 +94,6 @@ def render(task: LoadedTask, backend: Backend, messages: list[dict[str, str]]) -
     cfg = task.config.prompt
     if cfg.format == "chat":
         return backend.render(messages)
-    from harness.backends import Prompt
-
     parts, shots = [], []
     for turn in messages:
         if turn["role"] == "system":
@@ -154,7 +109,5 @@ def render(task: LoadedTask, backend: Backend, messages: list[dict[str, str]]) -
 def content_free(example: Example, input_field: str) -> list[Example]:
     """`example` with its input replaced by each content-free text (the other columns kept, so a
     template naming them still renders)."""
-    from harness.data import Example
-
     return [Example(f"content-free-{i}", text, example.target, {**example.row, input_field: text})
             for i, text in enumerate(CONTENT_FREE)]

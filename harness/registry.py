@@ -1,9 +1,9 @@
 """Registry: lazy name -> module maps of the components an arm is made of (harness/armspec.py), plus
 the `ft_harness.strategies` entry-point group so an installed package can register a whole strategy
-of its own.
+of its own; and the backend that runs a model.
 
 The maps name modules instead of importing them, so reading them (for `--help`, or to validate a
-task file) never imports torch. A component module exposes `Config` (a pydantic StrategyConfig)
+task file) never imports torch. A component module exposes `Config` (a pydantic ComponentConfig)
 and its component class: `Weights` for a weights method, `Context` for a context method. A plugin
 module exposes `Config` and `Strategy` (see harness/strategy.py)."""
 
@@ -12,13 +12,20 @@ from __future__ import annotations
 import functools
 import importlib
 from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.backends.base import Backend
+    from harness.config import ComponentConfig, HostedModel
 
 ENTRY_POINT_GROUP = "ft_harness.strategies"
 
 # Per axis, method -> module.
-AXES = {
+METHODS = {
     "weights": {"lora": "strategies.lora", "full": "strategies.full", "checkpoint": "strategies.checkpoint"},
-    "context": {"retrieval": "strategies.rag"},
+    "context": {"retrieval": "strategies.rag.strategy"},
     "demos": {"demos": "strategies.demos"},
 }
 # The class each axis's module provides.
@@ -31,19 +38,34 @@ def plugins() -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-def _module(axis: str, method: str):
-    return importlib.import_module(AXES[axis][method] if axis != "plugin" else plugins()[method])
+def _module(axis: str, method: str) -> ModuleType:
+    return importlib.import_module(METHODS[axis][method] if axis != "plugin" else plugins()[method])
 
 
-def config_class(axis: str, method: str):
+def config_class(axis: str, method: str) -> type[ComponentConfig]:
     """The pydantic model that validates a component's (or a plugin's) parameters in the task YAML."""
     return _module(axis, method).Config
 
 
-def component(axis: str, method: str, config, task, where: str):
-    """An instance of one axis's component."""
-    return getattr(_module(axis, method), COMPONENT[axis])(config, task, where)
+# The classes below are harness.strategy's kinds, left unnamed here: the strategy protocols name the
+# task type, whose loading uses this registry.
+def component_class(axis: str, method: str) -> type:
+    """One axis's component class (a harness.strategy.Component)."""
+    return getattr(_module(axis, method), COMPONENT[axis])
 
 
-def build_plugin(name: str, config, task):
-    return _module("plugin", name).Strategy(config, task)
+def plugin_class(name: str) -> type:
+    """A plugin's whole strategy (a harness.strategy.Strategy)."""
+    return _module("plugin", name).Strategy
+
+
+def load_backend(model: str | HostedModel, base_dir: Path | None = None, where: str | None = None) -> Backend:
+    """The backend that runs `model`, checked to work: a local model loaded, a hosted one asked once.
+    `where` names the model's place in the task file for errors."""
+    if isinstance(model, str):
+        from harness.backends.local import load_local
+
+        return load_local(model, base_dir)
+    from harness.backends.hosted import HostedBackend, HostedScorer
+
+    return (HostedScorer if model.logprobs else HostedBackend)(model, base_dir, where or f"model {model.name}")

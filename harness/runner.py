@@ -4,13 +4,20 @@ scores, so every strategy's row is measured identically."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
+from harness.backends.base import Backend, Scorer
+from harness.examples import Example
 from harness.measure import timer
 from harness.metrics import score
 from harness.metrics._text import contains, normalize_answer
 from harness.prompting import content_free, render, scoring
+from harness.strategy import Strategy
+
+if TYPE_CHECKING:
+    from harness.task import LoadedTask
 
 
 @dataclass
@@ -48,7 +55,7 @@ def _label_probs(logprobs: list[float]) -> list[float]:
     return softmax(logprobs).tolist()
 
 
-def calibration(task, strategy, backend, example) -> dict[str, float]:
+def calibration(task: LoadedTask, strategy: Strategy, backend: Scorer, example: Example) -> dict[str, float]:
     """Contextual calibration (Zhao et al. 2021): the label distribution the arm's prompt gives
     content-free inputs, averaged over them. Dividing by it removes the bias the prompt itself puts
     on each label; no eval label is used. `example` supplies the template's other columns."""
@@ -60,7 +67,8 @@ def calibration(task, strategy, backend, example) -> dict[str, float]:
     return {label: sum(p[j] for p in probs) / len(probs) for j, label in enumerate(cfg.labels)}
 
 
-def run_strategy(task, strategy, backend, examples, *, on_batch: Callable[[list[ExampleResult]], None],
+def run_strategy(task: LoadedTask, strategy: Strategy, backend: Backend, examples: list[Example], *,
+                 on_batch: Callable[[list[ExampleResult]], None],
                  progress: Callable[[int], None] = lambda n: None, bias: dict[str, float] | None = None) -> None:
     """Evaluate `examples` in length-sorted batches; hand each finished batch to `on_batch`.
     `task` is the task as the arm runs it (its model and prompt settings); `bias`, the arm's

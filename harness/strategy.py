@@ -7,30 +7,16 @@ implement them: the core never imports one except through the registry (harness/
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
-
 if TYPE_CHECKING:
-    from harness.data import Example, TaskData
-    from harness.backends import Backend
+    from harness.backends.base import Backend
+    from harness.config import ComponentConfig
+    from harness.examples import Example, Prompted, TaskData
     from harness.results import Training
     from harness.task import LoadedTask
-
-
-class StrategyConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-@dataclass(frozen=True)
-class Prompted:
-    """The chat turns sent for one example, and what the model was shown beyond them (e.g. the
-    retrieved chunk ids), stored with the example."""
-
-    messages: list[dict[str, str]]
-    trace: dict[str, Any] = field(default_factory=dict)
 
 
 class Strategy(Protocol):
@@ -65,6 +51,22 @@ class Strategy(Protocol):
 
 
 @runtime_checkable
+class Checked(Protocol):
+    """A strategy that checks its own input (a corpus, an embedder, a checkpoint) before any run
+    starts; compare calls `check` on each strategy that has it."""
+
+    def check(self) -> None: ...
+
+
+@runtime_checkable
+class ChecksPrompts(Protocol):
+    """A strategy that checks its prompts against the data and the model before any run is stored
+    (every example renders and fits the context): harness/arm.py's `Arm.check_prompts`."""
+
+    def check_prompts(self, data: TaskData, backend: Backend) -> None: ...
+
+
+@runtime_checkable
 class Trainable(Protocol):
     """A strategy that trains weights on its own, without evaluating: what `harness train` runs
     (also under `accelerate launch`)."""
@@ -80,12 +82,12 @@ class Trainable(Protocol):
 
 
 class Component:
-    """One axis of an arm (harness/armspec.py): a weights method (`Weights`: `prepare(data, backend)`
-    returns the backend with those weights), a context method (`Context`: `prepare(data, backend)`,
-    then `room` and `passages` per question) or the demonstrations (`Demos`). Defaults for the parts
-    most components do not need."""
+    """One axis of an arm (harness/armspec.py's ComponentSpec, built): a weights method (`Weights`:
+    `prepare(data, backend)` returns the backend with those weights), a context method (`Context`:
+    `prepare(data, backend)`, then `room` and `passages` per question) or the demonstrations
+    (`Demos`). Defaults for the parts most components do not need."""
 
-    def __init__(self, config: StrategyConfig, task: LoadedTask, where: str):
+    def __init__(self, config: ComponentConfig, task: LoadedTask, where: str):
         # `where`: the component's place in the task file, for errors ("x.yaml: strategies.a.context.retrieval").
         self.config, self.task, self.where = config, task, where
 
@@ -96,8 +98,23 @@ class Component:
     def check(self) -> None:
         """Fail on bad input before any run starts (a missing corpus or embedder)."""
 
+    def check_prompts(self, data: TaskData, backend: Backend) -> None:
+        """Fail before any run is stored on prompts the component makes that cannot be run (training
+        examples that do not fit)."""
+
     def record(self) -> dict[str, Any]:
         return {}
 
     def summary(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         return {}
+
+
+Messages = Callable[["Example"], list[dict[str, str]]]
+
+
+@runtime_checkable
+class TrainedWeights(Trainable, Protocol):
+    """A weights component trained here (lora, full). An arm that retrieves has it train on the arm's
+    own prompts, passages included (`train_with`), so weights served with passages learn to use them."""
+
+    def train_with(self, messages: Messages, prompt_key: dict) -> None: ...

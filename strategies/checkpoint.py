@@ -9,27 +9,35 @@ key: a retrained or altered checkpoint at the same path is a new run, never a st
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field
 
+from harness.backends.base import HasWeights
 from harness.checkpoints import inspect, load
+from harness.config import ComponentConfig
+from harness.examples import TaskData
 from harness.results import CheckpointInfo
-from harness.strategy import Component, StrategyConfig
+from harness.strategy import Component
+
+if TYPE_CHECKING:
+    from harness.task import LoadedTask
 
 
-class Config(StrategyConfig):
+class Config(ComponentConfig):
     path: str = Field(description="checkpoint folder, relative to the task file: a harness or peft LoRA "
                                   "adapter, or a full model (safetensors only)")
 
 
 class Weights(Component):
-    def __init__(self, config: Config, task, where: str):
+    def __init__(self, config: Config, task: LoadedTask, where: str):
         super().__init__(config, task, where)
         self.checkpoint = inspect(task.resolve(config.path), task)
 
     def fingerprint(self):
         return {"checkpoint": self.checkpoint.digests}
 
-    def prepare(self, data, backend):
+    def prepare(self, data: TaskData, backend: HasWeights) -> HasWeights:
         from harness.backends.local import TransformersBackend
 
         return TransformersBackend(load(self.checkpoint, backend.model), backend.tokenizer,

@@ -14,17 +14,22 @@ also appears in train, so no gold answer can leak. Three ways to choose them:
 from __future__ import annotations
 
 import random
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
+from harness.config import ComponentConfig
 from harness.errors import HarnessError
-from harness.strategy import Component, StrategyConfig
+from harness.examples import Example, TaskData
+from harness.strategy import Component
+
+if TYPE_CHECKING:
+    from harness.task import LoadedTask
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 
 
-class Config(StrategyConfig):
+class Config(ComponentConfig):
     k: int = Field(4, ge=0, le=64, description="number of demonstrations (0, for learning curves: none)")
     select: Literal["random", "balanced", "similar"] = Field(
         "balanced", description="random, balanced (round-robin over labels) or similar (nearest to each query "
@@ -33,7 +38,7 @@ class Config(StrategyConfig):
 
 
 class Demos(Component):
-    def __init__(self, config: Config, task, where: str):
+    def __init__(self, config: Config, task: LoadedTask, where: str):
         super().__init__(config, task, where)
         self.fixed = ()
 
@@ -47,7 +52,7 @@ class Demos(Component):
 
         return load_embedder(self.config.embedder, self.task.path.parent, f"{self.where}.embedder")
 
-    def prepare(self, data) -> None:
+    def prepare(self, data: TaskData) -> None:
         cfg = self.config
         if cfg.k > len(data.train):
             raise HarnessError(f"{self.where}.k", f"{cfg.k} demonstrations but the train split has only "
@@ -69,7 +74,7 @@ class Demos(Component):
         return self.embedder.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False,
                                     batch_size=64)
 
-    def for_example(self, example) -> list:
+    def for_example(self, example: Example) -> list[Example]:
         if self.config.select != "similar" or not self.config.k:
             return list(self.fixed)
         _, ids = self.index.search(self._embed([example.input]), self.config.k)

@@ -21,23 +21,30 @@ import copy
 import json
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
+from harness.backends.base import HasWeights, Prompt
 from harness.checkpoints import WEIGHTS_FOLDER, file_digests, inspect, load
+from harness.config import ComponentConfig
 from harness.errors import HarnessError
+from harness.examples import Example, TaskData
 from harness.files import atomic_write_text, cache_dir
 from harness.measure import FLOPS_FORMULA, package_versions, peak_memory_mb, timer, training_flops, utc_now
 from harness.prompting import build_messages, render
 from harness.results import Training
-from harness.strategy import Component, StrategyConfig
+from harness.strategy import Component, Messages
+
+if TYPE_CHECKING:
+    from harness.task import LoadedTask
 
 MIN_TRAIN_EXAMPLES = 8
 
 
-class TrainingConfig(StrategyConfig):
+class TrainingConfig(ComponentConfig):
     learning_rate: float = Field(1e-3, gt=0, description="peak learning rate (linear decay)")
     epochs: float = Field(1.0, gt=0, description="passes over the training examples")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (a compute budget)")
@@ -54,10 +61,8 @@ class TrainingConfig(StrategyConfig):
     seed: int | None = Field(None, description="training seed (default: the task's seed)")
 
 
-Messages = Callable[[object], list[dict[str, str]]]
-
-
-def weights_dir(task, method: str, params: TrainingConfig, data_hash: str, prompt: dict | None = None) -> Path:
+def weights_dir(task: LoadedTask, method: str, params: TrainingConfig, data_hash: str,
+                prompt: dict | None = None) -> Path:
     """The cache folder of one training configuration. `prompt` is what the training prompts
     depend on beyond the task's template (an arm's retrieval settings and corpus)."""
     from harness.data import config_fingerprint
@@ -73,7 +78,8 @@ def weights_dir(task, method: str, params: TrainingConfig, data_hash: str, promp
     return cache_dir() / "adapters" / f"{cfg.name}-{config_fingerprint(spec)}"
 
 
-def _split(task, data, params: TrainingConfig, where: str):
+def _split(task: LoadedTask, data: TaskData, params: TrainingConfig,
+           where: str) -> tuple[list[Example], list[Example]]:
     """Training and validation examples: the task's validation split, or a seeded hold-out of train."""
     seed = task.config.seed if params.seed is None else params.seed
     train = list(data.train)
@@ -90,7 +96,8 @@ def _split(task, data, params: TrainingConfig, where: str):
     return train, validation
 
 
-def _tokenize(backend, examples, max_length: int, prompt: Callable, where: str) -> list[dict]:
+def _tokenize(backend: HasWeights, examples: list[Example], max_length: int, prompt: Callable[[Example], Prompt],
+              where: str) -> list[dict]:
     """Prompt in the format the runner uses, then the answer as it is scored; loss only on the answer."""
     rows, too_long = [], []
     for ex in examples:
@@ -127,13 +134,13 @@ def _last_complete_checkpoint(folder: Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]))) if done else None
 
 
-def training_rows(task, data, backend, params: TrainingConfig, messages: Messages | None,
-                  where: str) -> tuple[list[dict], list[dict]]:
+def training_rows(task: LoadedTask, data: TaskData, backend: HasWeights, params: TrainingConfig,
+                  messages: Messages | None, where: str) -> tuple[list[dict], list[dict]]:
     """The tokenized training and validation examples: each prompt as the runner renders it, then
     its answer; HarnessError when there are too few or one does not fit max_length."""
     turns = messages or (lambda ex: build_messages(task, ex, backend))
 
-    def prompt(ex):
+    def prompt(ex: Example) -> Prompt:
         return render(task, backend, turns(ex))
 
     train, validation = _split(task, data, params, where)
@@ -162,8 +169,8 @@ class AnswerLogitsCollator:
         return batch
 
 
-def train_weights(task, data, backend, params: TrainingConfig, out: Path, *, method: str,
-                  trainable: Callable, messages: Messages | None = None, where: str,
+def train_weights(task: LoadedTask, data: TaskData, backend: HasWeights, params: TrainingConfig, out: Path, *,
+                  method: str, trainable: Callable, messages: Messages | None = None, where: str,
                   progress: bool = True) -> dict | None:
     """Train (or resume training) `trainable(copy of the backend's model)` into `out`; returns the
     manifest, or None on a process of a distributed run that does not write."""
@@ -304,7 +311,7 @@ class FineTuned(Component):
 
     method = ""
 
-    def __init__(self, config: TrainingConfig, task, where: str):
+    def __init__(self, config: TrainingConfig, task: LoadedTask, where: str):
         super().__init__(config, task, where)
         self.messages: Messages | None = None
         self.prompt_key: dict | None = None
@@ -316,27 +323,27 @@ class FineTuned(Component):
         """Train on the arm's own prompts (its retrieved passages), keyed by what they depend on."""
         self.messages, self.prompt_key = messages, prompt_key
 
-    def output_dir(self, data) -> Path:
+    def output_dir(self, data: TaskData) -> Path:
         return weights_dir(self.task, self.method, self.config, data.hash, self.prompt_key)
 
-    def check_prompts(self, data, backend) -> None:
+    def check_prompts(self, data: TaskData, backend: HasWeights) -> None:
         """Before any run is stored, the training examples are enough and each fits max_length. A
         prompt with retrieved passages needs the index: `prepare` checks those when it trains."""
         if self.messages is None and not (self.output_dir(data) / "manifest.json").is_file():
             training_rows(self.task, data, backend, self.config, None, self.where)
 
-    def _train(self, data, backend, out: Path, progress: bool) -> dict | None:
+    def _train(self, data: TaskData, backend: HasWeights, out: Path, progress: bool) -> dict | None:
         return train_weights(self.task, data, backend, self.config, out, method=self.method,
                              trainable=self.trainable, messages=self.messages, where=self.where, progress=progress)
 
-    def train(self, data, backend, output: Path | None, progress: bool) -> Training | None:
+    def train(self, data: TaskData, backend: HasWeights, output: Path | None, progress: bool) -> Training | None:
         out = output or self.output_dir(data)
         if self._train(data, backend, out, progress) is None:
             return None
         # Read back through the checks compare applies, so what is reported is what compare will load.
         return inspect(out, self.task).training(reused=False)
 
-    def prepare(self, data, backend):
+    def prepare(self, data: TaskData, backend: HasWeights) -> HasWeights:
         from harness.backends.local import TransformersBackend
 
         folder = self.output_dir(data)

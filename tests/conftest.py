@@ -77,6 +77,14 @@ def tiny_base_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-base") / "model", chat=False)
 
 
+@pytest.fixture(scope="module")
+def embedder():
+    """The shipped sentence embedder (retrieval and similar demonstrations)."""
+    from strategies.rag.index import load_embedder
+
+    return load_embedder("all-MiniLM-L6-v2", Path("."), "test")
+
+
 TOPICS = {
     "sport": ["the team won the match", "the star won one match", "team and star of sport"],
     "business": ["market shares rose", "the market of shares rose", "business shares and market"],
@@ -89,8 +97,8 @@ def topic_rows(n_per_label: int, offset: int = 0) -> list[dict]:
     for label, texts in TOPICS.items():
         for i in range(n_per_label):
             j = offset + i
-            rows.append({"id": f"{label}-{j}", "text": f"{texts[j % len(texts)]} {'the ' * (j // len(texts))}article {j}",
-                         "label": label})
+            text = f"{texts[j % len(texts)]} {'the ' * (j // len(texts))}article {j}"
+            rows.append({"id": f"{label}-{j}", "text": text, "label": label})
     return rows
 
 

@@ -19,18 +19,18 @@ from harness.armspec import parameters, parse_arm, with_param
 from harness.checkpoints import inspect, load
 from harness.cli import main
 from harness.compare import compare
+from harness.config import PromptConfig
 from harness.data import load_data
 from harness.errors import HarnessError
-from harness.registry import load_backend
-from harness.config import PromptConfig
 from harness.prompting import build_messages, user_turn
+from harness.registry import load_backend
 from harness.store import Store
 from harness.task import load_task
 from strategies.demos import select_demos
 from strategies.finetune import weights_dir
 from strategies.rag.strategy import CONTEXT_HEADER
 from tests.conftest import TOPICS, topic_rows, write_jsonl
-from tests.test_rag import FACTS, QA, embedder, write_corpus  # noqa: F401 (embedder: a fixture)
+from tests.test_rag import FACTS, QA, write_corpus
 
 # Two steps: the LoRA test looks at what is trained on and where it is kept, not at what is learned.
 QUICK_LORA = {"max_steps": 2, "eval_steps": 1, "learning_rate": 0.01, "batch_size": 4}
@@ -103,7 +103,7 @@ def test_lora_and_checkpoint_are_weights():
     explicit = arm("z", {"weights": {"lora": {"r": 4, "max_steps": 7}}})
     assert short.axes() == explicit.axes()
     assert short.axes()["weights"]["lora"]["r"] == 4 and short.axes()["weights"]["lora"]["max_steps"] == 7
-    assert short.weights_kind == explicit.weights_kind == "lora"
+    assert short.weights_method == explicit.weights_method == "lora"
     # A bare method name is that method with its defaults.
     assert arm("z", {"weights": "lora"}).axes() == arm("lora").axes()
     with pytest.raises(HarnessError) as err:  # full fine-tuning has no rank
@@ -153,7 +153,8 @@ def test_prompt_axis_keeps_only_what_differs_from_the_task():
     assert raw.describe(TASK.prompt.model_copy(update=raw.prompt)) == "base, raw prompt"
     labelled = SimpleNamespace(**{**vars(TASK), "type": "classification"})
     calibrated = arm("cal", {"demos": {"k": 2}, "prompt": {"calibrate": True}}, task=labelled)
-    assert calibrated.describe(TASK.prompt.model_copy(update=calibrated.prompt)) == "base + 2 balanced demos, calibrated"
+    described = calibrated.describe(TASK.prompt.model_copy(update=calibrated.prompt))
+    assert described == "base + 2 balanced demos, calibrated"
     assert "prompt.calibrate" in parameters(calibrated)
 
 

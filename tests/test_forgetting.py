@@ -12,11 +12,20 @@ import numpy as np
 import pytest
 
 import harness.forgetting as forgetting
-from harness.errors import HarnessError
-from harness.forgetting import (DEFAULT_QUESTIONS, DEFAULT_TEXT, ForgettingMeter, Measurement, contains,
-                                load_probe, loss_delta_ci, question_prompt, weights_fingerprint)
-from harness.backends import load_backend
 from harness.backends.local import TransformersBackend
+from harness.errors import HarnessError
+from harness.forgetting import (
+    DEFAULT_QUESTIONS,
+    DEFAULT_TEXT,
+    ForgettingMeter,
+    Measurement,
+    contains,
+    load_probe,
+    loss_delta_ci,
+    question_prompt,
+    weights_fingerprint,
+)
+from harness.registry import load_backend
 from harness.task import load_task
 from tests.conftest import build_tiny_model
 
@@ -71,7 +80,8 @@ def test_custom_probe_files_relative_to_the_task(small_probe_task, tmp_path, mon
 def test_only_one_custom_file_keeps_the_other_default(make_task, tmp_path):
     write_lines(tmp_path / "qa.jsonl", [json.dumps({"question": "q ?", "answer": "a"})])
     probe = load_probe(load_task(make_task(forgetting={"questions": "qa.jsonl"})))
-    assert probe.name == f"{DEFAULT_TEXT.name}+qa.jsonl" and len(probe.texts) == 40 and probe.questions == [("q ?", ["a"])]
+    assert probe.name == f"{DEFAULT_TEXT.name}+qa.jsonl" and len(probe.texts) == 40
+    assert probe.questions == [("q ?", ["a"])]
 
 
 def test_probe_row_missing_a_field(make_task, tmp_path):
@@ -153,7 +163,8 @@ def test_changed_weights_are_measured_against_the_base(small_probe_task, backend
     for model, scores in ((backend, result.base), (changed, result.adapted)):
         said = [g.text for g in model.generate([question_prompt(model, q) for q, _ in questions],
                                                forgetting.ANSWER_TOKENS)]
-        assert scores.qa_contains == pytest.approx(np.mean([contains(t, gold) for t, (_, gold) in zip(said, questions)]))
+        contained = [contains(t, gold) for t, (_, gold) in zip(said, questions)]
+        assert scores.qa_contains == pytest.approx(np.mean(contained))
     assert result.delta_qa_contains == pytest.approx(result.adapted.qa_contains - result.base.qa_contains)
 
 

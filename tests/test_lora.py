@@ -21,7 +21,7 @@ from harness.cli import main
 from harness.compare import compare
 from harness.data import load_data
 from harness.errors import HarnessError
-from harness.backends import load_backend
+from harness.registry import load_backend
 from harness.strategy import Trainable
 from harness.task import load_task
 from tests.conftest import topic_rows

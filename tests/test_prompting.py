@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.arm import build
-from harness.data import load_data
-from harness.backends import Prompt, load_backend
 from harness import prompting
+from harness.arm import build
+from harness.backends.base import Prompt
+from harness.data import load_data
 from harness.prompting import build_messages, render
+from harness.registry import load_backend
 from harness.runner import calibration, run_strategy
 from harness.task import load_task
 from tests.conftest import build_tiny_model
@@ -67,7 +68,8 @@ def test_raw_alignment_on_the_default_tokenizer():
     context, (answer,) = backend.split_answers(Prompt("Article: Shares rose.\nTopic:", 0, " ", False), ["business"])
     assert context == encode("Article: Shares rose.\nTopic:")
     assert answer == encode(" business") and len(answer) == 1 and answer != encode("business")
-    assert backend.split_answers(Prompt("Article: Shares rose.\nTopic: ", 0, "", False), ["business"]) == (context, [answer])
+    trailing = Prompt("Article: Shares rose.\nTopic: ", 0, "", False)
+    assert backend.split_answers(trailing, ["business"]) == (context, [answer])
 
 
 class PlantedBias:

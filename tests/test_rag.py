@@ -10,16 +10,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.arm import build
 from harness.compare import compare
 from harness.data import load_data
 from harness.errors import HarnessError
-from harness.backends import load_backend
 from harness.prompting import answer_room, render
+from harness.registry import load_backend
 from harness.store import Store
 from harness.task import load_task
-from harness.arm import build
-from strategies.rag import (Document, build_index, chunk_documents, embed_passages, load_embedder, read_corpus,
-                            retrieval_scores)
+from strategies.rag.corpus import Document, chunk_documents, read_corpus
+from strategies.rag.index import build_index, embed_passages
+from strategies.rag.metrics import retrieval_scores
 from tests.conftest import WORDS, write_jsonl
 
 ELEMENTS = Path(__file__).parent.parent / "benchmarks" / "tasks" / "elements.yaml"
@@ -41,11 +42,6 @@ def private_cache(tmp_path, monkeypatch):
     # Empty index and vector caches for the test (the real-model test keeps the shared cache, where
     # the default model is already converted).
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return load_embedder("all-MiniLM-L6-v2", Path("."), "test")
 
 
 def write_corpus(folder: Path, facts: dict[str, str] = FACTS) -> Path:
@@ -158,10 +154,12 @@ def test_passages_are_cut_to_the_budget_best_first(rag_task, tiny_model_dir):
     prompted = strategy.messages(example)
     turns, trace = prompted.messages, prompted.trace
     assert len(trace["retrieved"]) == 5 and 1 <= trace["n_shown"] < 5
-    shown = [c for c in strategy.context.chunks if c.id in {h["chunk_id"] for h in trace["retrieved"][:trace["n_shown"]]}]
+    shown_ids = {h["chunk_id"] for h in trace["retrieved"][:trace["n_shown"]]}
+    shown = [c for c in strategy.context.chunks if c.id in shown_ids]
     assert sum(strategy.context.costs[strategy.context.chunks.index(c)] for c in shown) <= 40
     assert all(c.text in turns[-1]["content"] for c in shown)
-    hidden = strategy.context.chunks[[c.id for c in strategy.context.chunks].index(trace["retrieved"][trace["n_shown"]]["chunk_id"])]
+    first_hidden = trace["retrieved"][trace["n_shown"]]["chunk_id"]
+    hidden = next(c for c in strategy.context.chunks if c.id == first_hidden)
     assert hidden.text not in turns[-1]["content"]
     # The scores are cosine similarities, best first.
     scores = [h["score"] for h in trace["retrieved"]]

@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from harness.backends.base import Generation
 from harness.data import load_data
-from harness.backends import Generation, load_backend
+from harness.examples import Prompted
 from harness.prompting import build_messages
+from harness.registry import load_backend
 from harness.runner import run_strategy
-from harness.strategy import Prompted
 from harness.task import load_task
 from tests.conftest import TOPICS, topic_rows, write_jsonl
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.config import DEFAULT_MODEL, HubSplit
 from harness.errors import HarnessError
-from harness.task import DEFAULT_MODEL, HubSplit, load_task
+from harness.task import load_task
 
 QA = [{"id": "q1", "text": "what is the capital of france ?", "label": "paris"},
       {"id": "q2", "text": "what is the capital of spain ?", "label": "madrid"}]

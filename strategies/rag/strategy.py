@@ -4,23 +4,29 @@ question, any demonstrations) and the answer."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
+from harness.backends.base import Backend
+from harness.config import ComponentConfig
 from harness.errors import HarnessError
+from harness.examples import Example, TaskData
 from harness.measure import timer
 from harness.prompting import answer_room
 from harness.results import Retrieval
-from harness.strategy import Component, StrategyConfig
+from harness.strategy import Component
 from strategies.rag.corpus import Document, corpus_hash, read_corpus
 from strategies.rag.index import load_embedder, load_or_build, set_search_params
 from strategies.rag.metrics import gold_documents, retrieval_quality
 
+if TYPE_CHECKING:
+    from harness.task import LoadedTask
+
 CONTEXT_HEADER = "Context:"
 
 
-class Config(StrategyConfig):
+class Config(ComponentConfig):
     corpus: list[str] = Field(min_length=1, description="files, folders or .jsonl document files, relative to the "
                                                         "task YAML")
     embedder: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model name or local folder")
@@ -48,7 +54,7 @@ class Config(StrategyConfig):
 
 
 class Context(Component):
-    def __init__(self, config: Config, task, where: str):
+    def __init__(self, config: Config, task: LoadedTask, where: str):
         super().__init__(config, task, where)
         self.documents: list[Document] | None = None
 
@@ -65,7 +71,7 @@ class Context(Component):
     def check(self) -> None:
         self._docs()
 
-    def prepare(self, data, backend):
+    def prepare(self, data: TaskData, backend: Backend) -> None:
         cfg, docs = self.config, self._docs()
         self.backend = backend
         self.embedder = load_embedder(cfg.embedder, self.task.path.parent, f"{self.where}.embedder")
@@ -119,7 +125,7 @@ class Context(Component):
                                            f"raise nprobe or ef_search")
         return hits
 
-    def passages(self, example, room: int) -> tuple[str, dict]:
+    def passages(self, example: Example, room: int) -> tuple[str, dict]:
         """The context for one question, packed into `room` tokens, and its trace."""
         hits = self.retrieve(example.input)
         shown = 0

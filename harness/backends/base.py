@@ -1,0 +1,89 @@
+"""What a backend is, and what only some backends can do, as Protocols: code that needs a capability
+asks `isinstance(backend, Scorer)`, never whether an attribute happens to exist.
+
+- `Backend`: every backend renders chat turns into a prompt, counts and cuts tokens, knows its context
+  length and generates;
+- `Scorer`: also gives the log-likelihood of continuations (rank classification, calibration);
+- `HasWeights`: weights in this process, to fine-tune, load checkpoints onto and measure forgetting
+  on;
+- `Remote`: answers over the network, kept in the store's response cache, its requests reported as
+  they go.
+
+Plain types and Protocols only: this module imports the standard library alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass
+class Prompt:
+    text: str
+    n_tokens: int
+    # How an answer continues the prompt: a chat prompt ends where the assistant's reply starts and
+    # the reply ends its turn; a raw one is continued by " " + answer (see harness/prompting.py).
+    answer_prefix: str = ""
+    end_of_turn: bool = True
+    # The chat turns, for a backend that applies the chat template itself (a hosted model's server);
+    # None for a raw prompt, which is sent as text.
+    messages: list[dict[str, str]] | None = None
+
+
+@dataclass
+class Scored:
+    logprobs: list[float]  # one per choice: sum of the choice's token log-probabilities
+    prompt_tokens: int
+    latency_ms: float | None = None  # the example's own requests, when it had its own (hosted)
+    cached_tokens: int = 0  # of prompt_tokens, those served from a cache of the prompt's prefix
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int
+    output_tokens: int
+    latency_ms: float | None = None  # the example's own request, when it had its own (hosted)
+    cached_tokens: int = 0  # of prompt_tokens, those served from a cache of the prompt's prefix
+
+
+class Backend(Protocol):
+    name: str
+    n_params: int | None  # None when the server does not tell it
+
+    @property
+    def context_length(self) -> int: ...
+    def render(self, messages: list[dict[str, str]]) -> Prompt: ...
+    def truncate(self, text: str, max_tokens: int) -> str: ...
+    def count_tokens(self, texts: list[str]) -> list[int]: ...
+    def generate(self, prompts: list[Prompt], max_new_tokens: int) -> list[Generation]: ...
+
+
+@runtime_checkable
+class Scorer(Backend, Protocol):
+    def loglikelihood(self, prompts: list[Prompt], choices: list[str]) -> list[Scored]: ...
+
+
+@runtime_checkable
+class HasWeights(Backend, Protocol):
+    model: Any  # a transformers causal LM
+    tokenizer: Any  # its tokenizer
+
+    def split_answers(self, prompt: Prompt, answers: list[str]) -> tuple[list[int], list[list[int]]]:
+        """The prompt's token ids and each answer's, as scored and trained on."""
+        ...
+
+    def text_nll(self, texts: list[str], max_tokens: int) -> tuple[float, int]:
+        """Summed negative log-likelihood of plain texts and the number of predicted tokens."""
+        ...
+
+
+@runtime_checkable
+class Remote(Backend, Protocol):
+    # Called with the requests in flight, sent, retried and cached (a progress bar's postfix).
+    on_status: Callable[..., None] | None
+
+    def use_cache(self, store: Any) -> None:
+        """Keep every answer in `store` (a harness.store.Store), and read answers already there."""
+        ...

@@ -1,0 +1,331 @@
+"""The task file's typed config: plain pydantic models, checked field by field when a task is loaded.
+
+Types only: this module imports pydantic, the standard library and the metric names, so every
+module that reads a config can import it without importing behaviour (harness/task.py loads a file
+into these; harness/armspec.py resolves its arms)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from harness.metrics import DEFAULT_METRICS, LENIENT
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+TaskType = Literal["classification", "short_answer", "generation"]
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+class _Strict(BaseModel):
+    # An unknown key is almost always a typo; silently ignoring it would run the wrong experiment.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HostedModel(_Strict):
+    """`model:` as a mapping: a model behind an OpenAI-compatible HTTP API.
+
+    Only what changes the answers is part of a run's identity; the concurrency, timeouts and prices
+    are excluded from its dump, so changing them reuses every stored run."""
+
+    backend: Literal["openai"] = Field(description="the protocol: an OpenAI-compatible API")
+    name: str = Field(min_length=1, description="the model's id on the server (the requests' `model`)")
+    base_url: str = Field(pattern=r"^https?://", description="the API's root, e.g. https://api.openai.com/v1 or "
+                                                             "http://127.0.0.1:8000/v1")
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                    description="the environment variable holding the API key (the key itself "
+                                                "is never written in a task file, a store or a log); none: a "
+                                                "server that needs no key")
+    logprobs: bool = Field(False, description="the server returns prompt log-probabilities (completions with "
+                                              "echo, as vLLM and llama.cpp do): classification ranks labels by "
+                                              "log-likelihood; otherwise it generates and matches a label")
+    context_length: PositiveInt = Field(8192, description="the model's context, in tokens")
+    tokenizer: str | None = Field(None, description="a local tokenizer of the same model (built-in alias, folder "
+                                                    "or hub id) to count and cut prompt tokens exactly; none: "
+                                                    "about 4 characters per token")
+    max_concurrency: PositiveInt = Field(4, exclude=True, description="requests in flight at once")
+    timeout_s: PositiveFloat = Field(120, exclude=True, description="seconds before a request is abandoned")
+    max_retries: NonNegativeInt = Field(6, exclude=True, description="retries, with backoff, on 429, 5xx and "
+                                                                      "timeouts")
+    usd_per_mtok_input: NonNegativeFloat = Field(exclude=True, description="price per million prompt tokens")
+    usd_per_mtok_output: NonNegativeFloat = Field(exclude=True, description="price per million output tokens")
+    usd_per_mtok_cached_input: NonNegativeFloat | None = Field(
+        None, exclude=True, description="price per million prompt tokens the server reports as served from its "
+                                        "prompt cache; default: the input price")
+
+
+def _kind(value) -> str:
+    return "hosted" if isinstance(value, (dict, HostedModel)) else "local"
+
+
+# A mapping is a hosted model and anything else a local model's name, so a malformed mapping is
+# reported by its own fields rather than as "not a string".
+ModelSpec = Annotated[Union[Annotated[str, Tag("local")], Annotated[HostedModel, Tag("hosted")]],
+                      Discriminator(_kind)]
+
+
+def model_label(model: str | HostedModel) -> str:
+    """How tables, the store and the verdict name a model."""
+    return model if isinstance(model, str) else model.name
+
+
+def model_key(model: str | HostedModel) -> str | dict:
+    """What identifies a model in a run's key: the string, or the hosted model's answering fields."""
+    return model if isinstance(model, str) else model.model_dump(mode="json")
+
+
+class PromptConfig(_Strict):
+    system: str | None = Field(None, description="system message (chat); raw: text placed before the prompt")
+    template: str = Field(description="Jinja2 template of the user turn; every data column is a variable")
+    max_input_tokens: PositiveInt | None = Field(None, description="truncate the input column to this many tokens")
+    format: Literal["chat", "raw"] = Field("chat", description="chat: the model's chat template; raw: plain text "
+                                                               "scored as lm-evaluation-harness does")
+    target_delimiter: str = Field(" ", description="raw: between a prompt and its answer")
+    fewshot_delimiter: str = Field("\n\n", description="raw: between demonstrations")
+    calibrate: bool = Field(False, description="classification: contextual calibration from content-free inputs")
+    scoring: Literal["loglikelihood", "generate"] | None = Field(
+        None, description="classification: rank the labels by log-likelihood, or generate an answer and match it "
+                          "to a label (an answer matching none is scored wrong); default: log-likelihood when the "
+                          "model's backend gives it")
+    overflow: Literal["truncate_input", "error"] = Field(
+        "truncate_input", description="a prompt longer than the model's context leaves room for: cut its input "
+                                      "column to fit (counted in the report), or refuse to run, naming the example")
+
+    @field_validator("template")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        import jinja2
+
+        try:
+            jinja2.Environment().parse(v)
+        except jinja2.TemplateSyntaxError as e:
+            raise ValueError(f"template is not valid Jinja2 (line {e.lineno}): {e.message}") from None
+        return v
+
+    def training_key(self) -> dict:
+        """What fine-tuning prompts depend on: calibration never, the raw delimiters only in raw."""
+        out = self.model_dump(include={"system", "template", "max_input_tokens"})
+        if self.format == "raw":
+            out.update(self.model_dump(include={"format", "target_delimiter", "fewshot_delimiter"}))
+        return out
+
+    def calibration_problem(self, task_type: TaskType) -> str | None:
+        """Why these settings cannot be calibrated on a task of this type (None: they can). The task's
+        prompt and each arm's are checked by this one rule."""
+        if self.calibrate and task_type != "classification":
+            return f"calibration corrects a bias between labels; this task is '{task_type}'"
+        return None
+
+
+# An arm's `prompt:` axis: any of the task's prompt settings, overridden for that arm.
+PROMPT_FIELDS = tuple(PromptConfig.model_fields)
+
+
+class ComponentConfig(_Strict):
+    """The base of every component's (and plugin's) parameters in the task file."""
+
+
+class HubSplit(_Strict):
+    hub: str = Field(description="dataset name on the Hugging Face hub (needs network)")
+    split: str = Field(description="split of that dataset, e.g. 'train' or 'test'")
+    config: str | None = Field(None, description="dataset configuration name, if it has several")
+
+
+Split = str | HubSplit
+
+
+class DataConfig(_Strict):
+    source: str | None = Field(None, description="where the data comes from (provenance, free text)")
+    build: str | None = Field(None, description="command that creates the data files, shown when one is missing")
+    train: Split = Field(description="the split few-shot examples and fine-tuning draw from")
+    eval: Split = Field(description="the split every strategy is scored on")
+    validation: Split | None = Field(None, description="optional held-out split for early stopping")
+
+    @field_validator("train", "eval", "validation")
+    @classmethod
+    def _local_suffix(cls, v: Split | None) -> Split | None:
+        if isinstance(v, str) and not v.endswith(DATA_SUFFIXES):
+            raise ValueError(f"a local data file must end with one of {', '.join(DATA_SUFFIXES)}")
+        return v
+
+
+class Fields(_Strict):
+    id: str | None = Field(None, description="column with a stable example id (row number if absent)")
+    input: str = Field(description="column fed to the prompt template")
+    target: str = Field(description="column with the gold answer")
+    references: str | None = Field(None, description="column with a list of other accepted answers (aliases); "
+                                                     "every metric scores the best of the target and these")
+
+
+class Limits(_Strict):
+    eval_examples: PositiveInt | None = Field(None, description="score a seeded sample of this many eval examples")
+    batch_size: PositiveInt = Field(8, description="examples per forward pass")
+    max_new_tokens: PositiveInt = Field(32, description="generation budget for generative task types")
+
+
+class ForgettingConfig(_Strict):
+    text: str | None = Field(None, description="JSONL of general text ({'text': ...}) outside the task's domain; "
+                                                "default: the shipped probe (element encyclopaedia prose)")
+    questions: str | None = Field(None, description="JSONL of general questions ({'question', 'answer'}); "
+                                                     "default: the shipped 24 general-knowledge questions")
+    max_tokens: PositiveInt = Field(128, description="each probe text is cut to this many tokens")
+
+
+class CostConfig(_Strict):
+    serving: Literal["self_hosted", "api"] = Field(
+        "self_hosted", description="price requests by measured seconds on this machine, or by tokens at API prices")
+    # About an on-demand 2-vCPU cloud VM, the kind of machine the shipped figures are measured on.
+    hardware_usd_per_hour: NonNegativeFloat = Field(
+        0.10, description="price per hour of the machine the runs are measured on (training, self-hosted serving)")
+    api_usd_per_mtok_input: NonNegativeFloat | None = Field(
+        None, description="API price per million prompt tokens (required when serving is 'api')")
+    api_usd_per_mtok_output: NonNegativeFloat | None = Field(
+        None, description="API price per million output tokens (required when serving is 'api')")
+    api_usd_per_mtok_cached_input: NonNegativeFloat | None = Field(
+        None, description="API price per million prompt tokens served from the provider's prompt cache (a "
+                          "shared prefix: fixed demonstrations, the system prompt); default: the input price")
+    # Object storage list price; an adapter of a few MB costs a fraction of a cent a month.
+    storage_usd_per_gb_month: NonNegativeFloat = Field(0.023, description="price of storing adapters, per GB-month")
+
+
+class DecisionConfig(_Strict):
+    metric: str | None = Field(None, description="metric the decision is made on (default: the headline metric)")
+    # Two points of accuracy: below that, owning a training pipeline rarely pays for itself.
+    min_gain: PositiveFloat = Field(0.02, description="smallest quality gain worth having, in metric units "
+                                                      "(0.02 = 2 points of accuracy)")
+    # 0.05 nats/token is a 5% rise in perplexity on general text.
+    forgetting_budget: NonNegativeFloat = Field(0.05, description="largest acceptable rise in loss on the "
+                                                                  "general-text probe, nats per token")
+    latency_slo_ms: PositiveFloat | None = Field(None, description="p95 latency ceiling per request in ms "
+                                                                   "(default: no ceiling)")
+    monthly_requests: PositiveInt = Field(100_000, description="expected requests per month")
+    payback_months: PositiveFloat = Field(12, description="months within which a one-time cost must be "
+                                                          "paid back by cheaper requests")
+    # Below 0.5: the one-sided bounds the verdict and the gate use are at 1 - alpha, and at or above
+    # 0.5 a "lower" bound would sit above the estimate.
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="significance level of the paired tests (after Holm)")
+    power: float = Field(0.8, gt=0, lt=1, description="power used for the smallest detectable effect")
+    # A baseline weaker than it needs to be makes "fine-tune" the answer by construction
+    # (harness/baselines.py).
+    baselines: Literal["auto", "none"] = Field(
+        "auto", description="auto: beside an arm that fine-tunes, run the fair prompting baselines the task lacks "
+                            "(the template in raw format, calibrated); none: run only the task's arms, and the "
+                            "verdict names the baselines missing")
+
+
+class GateConfig(_Strict):
+    """`harness gate` rules; a rule set to null is skipped (and reported as skipped)."""
+
+    metric: str | None = Field(None, description="metric the rules judge (default: the headline metric)")
+    min_quality: float | None = Field(None, description="lowest acceptable quality of the checkpoint, in metric "
+                                                        "units (0.7 = 70% accuracy)")
+    # A non-inferiority margin: the candidate must be shown (one-sided bound at alpha) to lose no
+    # more than this. Zero could only be shown by a candidate shown to be better. 5 points can be
+    # shown on an ordinary eval set: a candidate as good as its baseline that answers 10-20% of the
+    # examples differently is shown within it, with 80% power, on about 250-500 paired examples.
+    max_drop: NonNegativeFloat | None = Field(0.05, description="largest acceptable quality drop against the "
+                                                                "baseline in metric units (0.05 = 5 points); "
+                                                                "passes only when the one-sided bound shows the "
+                                                                "drop is no larger")
+    max_forgetting: NonNegativeFloat | None = Field(None, description="largest acceptable rise in loss on the "
+                                                                      "general-text probe against the base "
+                                                                      "model, nats per token (default: "
+                                                                      "decision.forgetting_budget)")
+    max_latency_p95_ms: PositiveFloat | None = Field(None, description="p95 latency ceiling per request in ms")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="significance level of the paired test (below 0.5)")
+
+
+class LearningCurve(_Strict):
+    strategy: str = Field(description="an arm of the task, or a shorthand (few_shot, lora, ...)")
+    param: str = Field(description="the parameter varied: a shorthand's own (few_shot's k, lora's train_fraction) "
+                                   "or an axis parameter, dotted (demos.k, weights.lora.train_fraction)")
+    values: list[Any] = Field(min_length=1, description="one run per value, the other parameters as in strategies")
+
+
+class Task(_Strict):
+    name: str = Field(description="identifier used in the store and reports")
+    description: str = ""
+    type: TaskType
+    model: ModelSpec = Field(DEFAULT_MODEL, description="built-in alias, Hugging Face model id or local folder; or "
+                                                         "a hosted model: a mapping with backend: openai")
+    data: DataConfig
+    fields: Fields
+    prompt: PromptConfig
+    labels: list[str] | None = Field(None, description="the label set (classification only)")
+    metrics: list[str] | None = Field(None, description="metric names; the first is the headline metric")
+    strategies: dict[str, dict[str, Any]] = Field(description="arm name -> its axes (model, weights, context, "
+                                                              "demos), or a shorthand's parameters")
+    seed: int = 1234
+    limits: Limits = Limits()
+    cost: CostConfig = CostConfig()
+    decision: DecisionConfig = DecisionConfig()
+    learning_curves: list[LearningCurve] = Field([], description="optional quality-vs-labelled-data sweeps "
+                                                                 "(each point is a full run)")
+    forgetting: ForgettingConfig = ForgettingConfig()
+    gate: GateConfig = GateConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+            raise ValueError("use letters, digits, '_', '-' or '.'")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gate_inherits_the_forgetting_budget(cls, raw):
+        # One tolerance for forgetting unless the gate sets its own: the verdict and the gate should
+        # not disagree about what "forgot too much" means.
+        if not isinstance(raw, dict):
+            return raw
+        gate, decision = raw.get("gate") or {}, raw.get("decision") or {}
+        if isinstance(gate, dict) and isinstance(decision, dict) and "max_forgetting" not in gate:
+            budget = decision.get("forgetting_budget", DecisionConfig.model_fields["forgetting_budget"].default)
+            raw = {**raw, "gate": {**gate, "max_forgetting": budget}}
+        return raw
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Task:
+        if self.type == "classification":
+            if not self.labels or len(self.labels) < 2:
+                raise ValueError("labels: a classification task needs a list of at least two labels")
+            if len(set(self.labels)) != len(self.labels):
+                raise ValueError("labels: labels must be unique")
+        elif self.labels:
+            raise ValueError(f"labels: only classification tasks take labels, this task is '{self.type}'")
+        if problem := self.prompt.calibration_problem(self.type):
+            raise ValueError(f"prompt.calibrate: {problem}")
+        if not self.strategies:
+            raise ValueError("strategies: name at least one strategy")
+        for section in ("decision", "gate"):
+            metric = getattr(self, section).metric
+            if metric is not None and metric not in self.metric_names:
+                raise ValueError(f"{section}.metric: '{metric}' is not one of the task's metrics "
+                                 f"({', '.join(self.metric_names)})")
+        if self.cost.serving == "api":
+            for price in ("api_usd_per_mtok_input", "api_usd_per_mtok_output"):
+                if getattr(self.cost, price) is None:
+                    raise ValueError(f"cost.{price}: required when cost.serving is 'api'")
+        return self
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        names = tuple(self.metrics) if self.metrics else DEFAULT_METRICS[self.type]
+        # A short answer is scored on content as well as form, whatever the task asks for: the verdict
+        # tells a win on answer format from a win on knowledge by it.
+        if self.type == "short_answer" and LENIENT not in names:
+            names += (LENIENT,)
+        return names

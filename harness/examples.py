@@ -1,0 +1,40 @@
+"""The examples a task is made of and the prompt a strategy builds for one: plain dataclasses,
+importing the standard library alone (harness/data.py loads them; strategies and the runner use
+them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    input: str
+    target: str
+    row: dict[str, Any] = field(repr=False, compare=False)
+    aliases: tuple[str, ...] = ()  # other accepted answers (the task's `fields.references` column)
+    truncated_to: int | None = None  # tokens of `input` kept, when cut to fit the model's context
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        """Every accepted answer: metrics score the best of them, as SQuAD does."""
+        return (self.target, *self.aliases)
+
+
+@dataclass
+class TaskData:
+    train: list[Example]
+    eval: list[Example]
+    validation: list[Example] | None
+    hash: str  # of the raw split contents: results are only comparable on identical data
+
+
+@dataclass(frozen=True)
+class Prompted:
+    """The chat turns sent for one example, and what the model was shown beyond them (e.g. the
+    retrieved chunk ids), stored with the example."""
+
+    messages: list[dict[str, str]]
+    trace: dict[str, Any] = field(default_factory=dict)

@@ -49,6 +49,7 @@ serve: install
 
 test: install
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)  # for the dashboard's browser test
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 bench: install

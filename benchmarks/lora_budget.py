@@ -57,7 +57,8 @@ def main() -> None:
           f"{'tokens/s':>9}")
     for point in curve.points:
         t, q = summaries[point.run_id]["training"], point.quality
-        print(f"{point.value:>6} {t['epochs']:>7.2f} {100 * q.value:>8.1f} [{100 * q.ci_low:.1f}, {100 * q.ci_high:.1f}]"
+        print(f"{point.value:>6} {t['epochs']:>7.2f} {100 * q.value:>8.1f} "
+              f"[{100 * q.ci_low:.1f}, {100 * q.ci_high:.1f}]"
               f"{'':>1} {t['best_eval_loss'] or float('nan'):>14.3f} {t['wall_s']:>8.0f} {t['tokens_per_s']:>9.0f}")
 
 

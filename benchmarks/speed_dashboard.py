@@ -119,8 +119,8 @@ def _gate(store, task: str, c: int, rows: dict, scores: dict, prov, decision, se
     """A gate result of the comparison's lora run against its zero_shot run, as `harness gate` records
     one; every other comparison under strict rules (90% quality, forgetting under 0.02) that the lora
     runs fail, so the history holds passes and failures."""
-    from harness.gate import judge
     from harness.config import GateConfig
+    from harness.gate import judge
 
     rules = GateConfig(min_quality=0.9, max_forgetting=0.02) if c % 2 else GateConfig()
     candidate, baseline = rows["lora"], rows["zero_shot"]
@@ -140,12 +140,12 @@ def fill_store(path: str | Path, *, comparisons: int = 25, examples: int = 1000,
     gate result for each, into the store at `path`, tasks in turn; returns the comparison ids.
     Strategies' predictions differ on a seeded random half of the examples and agree on the rest."""
     from harness.compare import summarise
+    from harness.config import CostConfig, DecisionConfig
     from harness.cost import add_costs
     from harness.measure import provenance
-    from harness.results import Assumptions, Comparisons, ComparisonReport, Provenance
+    from harness.results import Assumptions, ComparisonReport, Comparisons, Provenance
     from harness.stats import CONFIDENCE, paired_comparisons
     from harness.store import Store
-    from harness.config import CostConfig, DecisionConfig
     from harness.verdict.decide import recommend
     from harness.verdict.text import explain
 

@@ -111,7 +111,9 @@ def harness_task(folder: Path, train_file: Path, eval_file: Path, batch_size: in
         "labels": LABELS,
         "metrics": ["accuracy"],
         # random over a train split of exactly the demonstrations: all of them, in select_demos' order.
-        "strategies": {"zero_shot": {}, **{"few_shot": {"k": k, "balanced": False} for k in shots if k}},
+        # One arm per number of demonstrations (few_shot with balanced: false is these axes).
+        "strategies": {"zero_shot": {},
+                       **{f"few_shot_{k}": {"demos": {"k": k, "select": "random"}} for k in shots if k}},
         "seed": 1234,
         "limits": {"batch_size": batch_size},
     })
@@ -183,7 +185,7 @@ def run_harness(task_file: Path, out: Path, shots: int) -> dict:
 
     fresh(out)
     store, report = out / "h.sqlite", out / "h.json"
-    name = "few_shot" if shots else "zero_shot"
+    name = f"few_shot_{shots}" if shots else "zero_shot"
     cmd = [tool("harness"), "compare", str(task_file), "--strategies", name, "--store", str(store),
            "--json", str(report), "--no-progress"]
     seconds, cpu = timed(cmd, out / "log.txt")
@@ -308,7 +310,8 @@ def main() -> None:
                 print(f"\nharness {shots}-shot scoring loop / 0-shot's: {loop / harness_loops[0]:.2f}x")
     load, cores = os.getloadavg()[0], os.cpu_count()
     if load > cores:
-        print(f"note: load average {load:.1f} on {cores} cores at the end: other processes competed, times are inflated")
+        print(f"note: load average {load:.1f} on {cores} cores at the end: other processes competed, times are "
+              "inflated")
     if not ok:
         sys.exit(1)
 

@@ -328,8 +328,8 @@ class LogprobServer(BackgroundApp):
         cached = max((next((i for i, (a, b) in enumerate(zip(ids, seen)) if a != b), min(len(ids), len(seen)))
                       for seen in self._prompts), default=0)
         self._prompts.append(ids)
-        return {"prompt_tokens": len(ids), "completion_tokens": len(generated), "total_tokens": len(ids) + len(generated),
-                "prompt_tokens_details": {"cached_tokens": cached}}
+        return {"prompt_tokens": len(ids), "completion_tokens": len(generated),
+                "total_tokens": len(ids) + len(generated), "prompt_tokens_details": {"cached_tokens": cached}}
 
     async def _received(self, request: web.Request) -> tuple[dict, web.Response | None]:
         """The request's body, recorded, and the refusal of a model this server does not serve."""
@@ -364,7 +364,7 @@ class LogprobServer(BackgroundApp):
                     top.append(None if i == 0 else {prompt[start:end]: value})
                     text_offset.append(start)
             position = len(prompt) if echo or not self.echo_supported else 0
-            for (tid, value), text in zip(generated, gen_tokens):
+            for (_, value), text in zip(generated, gen_tokens):
                 tokens.append(text)
                 values.append(value)
                 top.append({text: value})

@@ -198,10 +198,11 @@ def test_config_fingerprint_sees_every_value():
 
 
 def test_references_are_the_target_and_the_listed_aliases(make_task):
-    rows = [{"id": "q1", "text": "who discovered barium ?", "label": "Humphry Davy", "aka": ["Davy", " Sir Humphry Davy "]},
+    rows = [{"id": "q1", "text": "who discovered barium ?", "label": "Humphry Davy",
+             "aka": ["Davy", " Sir Humphry Davy "]},
             {"id": "q2", "text": "capital of france ?", "label": "paris", "aka": []},
             {"id": "q3", "text": "capital of italy ?", "label": "rome", "aka": None}]
-    path = make_task(type="short_answer", labels=None, eval=rows, train=rows[:0] + [{**rows[0], "id": "t1", "text": "x"}],
+    path = make_task(type="short_answer", labels=None, eval=rows, train=[{**rows[0], "id": "t1", "text": "x"}],
                      fields={"id": "id", "input": "text", "target": "label", "references": "aka"})
     by_id = {ex.id: ex for ex in load_data(load_task(path)).eval}
     assert by_id["q1"].references == ("Humphry Davy", "Davy", "Sir Humphry Davy")

@@ -194,6 +194,7 @@ def test_unknown_metric_raises_helpful_error(offline):
 
 
 def test_import_is_lazy():
-    code = "import sys, harness.metrics; print(sorted({'evaluate', 'torch', 'datasets', 'transformers'} & set(sys.modules)))"
+    code = ("import sys, harness.metrics; "
+            "print(sorted({'evaluate', 'torch', 'datasets', 'transformers'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

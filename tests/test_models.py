@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from harness.errors import HarnessError
-from harness.backends import load_backend
+from harness.registry import load_backend
 
 MESSAGES = [
     [{"role": "user", "content": "what is the capital of france ?"}],
@@ -80,8 +80,10 @@ def test_generate_batched_equals_one_at_a_time(tiny_model_dir):
 
 # A fixed preamble and demonstrations: the prefix every query shares, then queries of many lengths.
 PREAMBLE = [{"role": "system", "content": "answer with one word"},
-            {"role": "user", "content": "the team won the match . topic ?"}, {"role": "assistant", "content": "sport"},
-            {"role": "user", "content": "the phone and the computer . topic ?"}, {"role": "assistant", "content": "tech"}]
+            {"role": "user", "content": "the team won the match . topic ?"},
+            {"role": "assistant", "content": "sport"},
+            {"role": "user", "content": "the phone and the computer . topic ?"},
+            {"role": "assistant", "content": "tech"}]
 QUERIES = ["the star won one match", "the capital city of italy and the capital of france", "the team",
            "the computer won", "phone", "what is the capital of france and the match of the star and the phone",
            "tech tech", "match"]

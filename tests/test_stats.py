@@ -9,8 +9,17 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness.stats import (holm, is_binary, mcnemar_exact, min_detectable_effect, paired_bootstrap_ci,
-                           paired_comparisons, paired_difference, paired_permutation_p, tost)
+from harness.stats import (
+    holm,
+    is_binary,
+    mcnemar_exact,
+    min_detectable_effect,
+    paired_bootstrap_ci,
+    paired_comparisons,
+    paired_difference,
+    paired_permutation_p,
+    tost,
+)
 
 
 def test_holm_matches_published_adjustment():

@@ -283,7 +283,8 @@ def test_gates_round_trip_newest_first(store):
     assert [g["id"] for g in gates] == [second, first]
     assert gates[0]["passed"] is False and gates[1]["passed"] is True
     assert gates[1]["result"] == {"rules": [{"name": "min_quality"}]}
-    assert (gates[1]["checkpoint"], gates[1]["candidate_run_id"], gates[1]["baseline_run_id"]) == ("/ckpt/a", cand, base)
+    second = gates[1]
+    assert (second["checkpoint"], second["candidate_run_id"], second["baseline_run_id"]) == ("/ckpt/a", cand, base)
     assert gates[0]["candidate_run_id"] is None
 
 

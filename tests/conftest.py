@@ -139,9 +139,12 @@ def make_task(tmp_path, tiny_model_dir):
 def arm(name: str, *, value: float = 0.5, metric: str = "accuracy", n: int = 100, latency_mean_ms: float = 200.0,
         p95: float | None = None, prompt: float = 100, output: float = 0.0, cached: float = 0.0, prepare_s: float = 0.0,
         weights: str = "base", training: dict | None = None, forgetting: float | None = None,
-        retrieval: dict | None = None, run_id: int = 1):
+        retrieval: dict | None = None, run_id: int = 1, answers: tuple[str, int, int] | None = None,
+        added_by_harness: bool = False):
     """A hand-built report row (harness.results.ArmResult) for tests of cost, decide and report: only the
-    figures a test sets matter; the rest are plausible fillers."""
+    figures a test sets matter; the rest are plausible fillers. `answers`: the answer given most often,
+    how many examples got it and how many of their gold answers it is (a degenerate arm gives one
+    answer for nearly every example)."""
     from harness.results import ArmResult
 
     q = {"value": value, "ci_low": max(0.0, value - 0.05), "ci_high": min(1.0, value + 0.05)}
@@ -163,4 +166,8 @@ def arm(name: str, *, value: float = 0.5, metric: str = "accuracy", n: int = 100
         row["retrieval"] = {"index": "flat", "embedder": "e", "documents": 1, "chunks": 1, "chunks_embedded": 1,
                             "chunks_reused": 0, "index_from_cache": False, "embed_s": 0.0, "index_build_s": 0.0,
                             "passages_shown_mean": 1.0, **retrieval}
+    if answers is not None:
+        row["answers"] = dict(zip(("top", "count", "gold_count"), answers))
+    if added_by_harness:
+        row["added_by_harness"] = True
     return ArmResult.model_validate(row)

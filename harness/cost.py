@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING
 from harness.measure import inference_flops
 from harness.results import BreakEven, Cost
 from harness.stats import paired_bootstrap_ci
+from harness.verdict.judge import degenerate_row
 
 if TYPE_CHECKING:
     from harness.results import ArmResult
-    from harness.task import CostConfig
+    from harness.config import CostConfig
 
 # Per arm, example id -> (prompt tokens, output tokens, of the prompt tokens those served from the
 # prefix cache), as stored.
@@ -126,9 +127,12 @@ def add_costs(rows: list[ArmResult], prices: CostConfig, n_params: int, monthly_
     and a break-even needs that interval above zero. Without it (hand-built rows) the saving has no
     interval, and a break-even needs only the saving itself above zero."""
     local = [r for r in rows if r.usd_per_mtok is None]
+    # Calibrated on the arms that do the task where there are any: a degenerate arm's timings would
+    # otherwise move every arm's price, and adding one must change no verdict (harness/verdict).
+    pool = {model: [r for r in local if r.model == model and not degenerate_row(r)]
+            or [r for r in local if r.model == model] for model in {r.model for r in local}}
     rates = {} if prices.serving == "api" else {
-        model: usd_per_token([r for r in local if r.model == model], prices.hardware_usd_per_hour)
-        for model in {r.model for r in local}}
+        model: usd_per_token(arms, prices.hardware_usd_per_hour) for model, arms in pool.items()}
     costs = {r.name: strategy_cost(r, prices, None if r.usd_per_mtok else r.model_params or n_params,
                                    monthly_requests, rates.get(r.model)) for r in rows}
     for r in rows:

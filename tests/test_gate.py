@@ -22,7 +22,7 @@ from harness.gate import evaluate_rules, verdict
 from harness.results import Rule
 from harness.stats import paired_difference
 from harness.store import Store
-from harness.task import GateConfig
+from harness.config import GateConfig
 from tests.conftest import arm, build_tiny_model, topic_rows, write_jsonl
 
 SEED = 1234
@@ -66,6 +66,19 @@ def test_no_drop_on_too_few_examples_is_not_a_pass():
     rule = judge(*pairs(8, 0, 0, 4))["max_drop"]
     assert rule.outcome == "inconclusive" and "at least 30 needed" in rule.message
     assert judge(*pairs(20, 0, 0, 10))["max_drop"].outcome == "pass"
+
+
+def test_a_baseline_that_answers_one_thing_cannot_pass_a_drop():
+    # Against a zero-shot prompt that gives one label for every example under every fair prompt,
+    # "no drop" shows nothing, however many examples agree.
+    baseline, candidate = pairs(200, 0, 0, 100)
+    diff = paired_difference(baseline, candidate, seed=SEED, alpha=0.05, power=0.8)
+    row = arm("checkpoint", value=2 / 3, n=300, weights="checkpoint", forgetting=0.0)
+    rules = evaluate_rules(GateConfig(), "accuracy", row, arm("zero_shot", value=2 / 3), diff, baseline_scores=baseline,
+                           candidate_scores=candidate, seed=SEED, degenerate_baseline=True)
+    drop = next(r for r in rules if r.name == "max_drop")
+    assert drop.outcome == "inconclusive" and "--baseline" in drop.message
+    assert verdict(rules) == "inconclusive"
 
 
 def test_a_drop_shown_beyond_the_margin_fails():
@@ -250,7 +263,7 @@ def test_a_chance_level_candidate_is_inconclusive_against_zero_shot(adapters, ca
 
 def test_a_full_model_checkpoint_is_gated_too(adapters, capsys, tmp_path):
     from harness.checkpoints import inspect, load
-    from harness.backends import load_backend
+    from harness.registry import load_backend
     from harness.task import load_task
 
     task = load_task(adapters / "task.yaml")

@@ -366,10 +366,10 @@ def recommend(rows: list[ArmResult], comparisons: Comparisons, curves: list[Curv
             told.extend([_cost(alt), f.Latency(p95_ms={alt.name: alt.latency_ms.p95}, slo_ms=slo)])
         return verdict(_Verdict("cannot_decide", "no_fine_tuning", best=alt))
     if not tuned:
-        if alt is None:
-            return verdict(_Verdict("cannot_decide", "nothing_within_limits"))
         if unmeasured:
             return verdict(_Verdict("cannot_decide", "forgetting_not_measured", best=alt, subject=unmeasured[0]))
+        if alt is None:
+            return verdict(_Verdict("cannot_decide", "nothing_within_limits"))
         told.extend([_quality(alt, metric, confidence), _cost(alt)])
         return verdict(_Verdict("dont_fine_tune", best=alt, alternative=alt))
     if alt is None:

@@ -13,7 +13,6 @@ when the task file already has an arm of the same configuration.
 
 from __future__ import annotations
 
-import json
 import re
 
 from harness.armspec import ArmSpec, parse_arm
@@ -53,6 +52,16 @@ def on_model(config: Task, model, taken: set[str], where: str) -> list[ArmSpec]:
     return out
 
 
+def _covers(arm: ArmSpec, baseline: ArmSpec, config: Task) -> bool:
+    """Whether a prompting arm of the task already is that baseline in kind: on the same model, with
+    no weights, passages or demonstrations, and the baseline's prompt format and calibration (any
+    template: a raw arm with a template of its own is the task author's fairer choice)."""
+    if arm.model != baseline.model or arm.weights or arm.context or arm.demos or arm.plugin:
+        return False
+    prompt = {**config.prompt.model_dump(), **arm.prompt}
+    return all(prompt[key] == value for key, value in baseline.prompt.items() if key != "template")
+
+
 def fair_baselines(config: Task, arms: list[ArmSpec], where: str) -> tuple[list[ArmSpec], dict[str, dict]]:
     """The fair baselines that `arms` lack: beside each local model an arm fine-tunes, or the task's
     model when an arm runs on another model. Returns them as arms to run (none when
@@ -61,20 +70,14 @@ def fair_baselines(config: Task, arms: list[ArmSpec], where: str) -> tuple[list[
     models = {a.model for a in arms if a.weights is not None}
     if any(a.model != config.model for a in arms if a.weights is None):
         models.add(config.model)
-    have = {_key(a.axes()) for a in arms}
     taken = {a.name for a in arms}
     lacking: list[ArmSpec] = []
     # A hosted model's fairest prompt is the task file's business: its requests cost money.
     for model in sorted(m for m in models if isinstance(m, str)):
         for spec in on_model(config, model, taken, where):
-            if _key(spec.axes()) not in have:
+            if not any(_covers(arm, spec, config) for arm in arms):
                 lacking.append(spec)
                 taken.add(spec.name)
-                have.add(_key(spec.axes()))
     if config.decision.baselines == "none":
         return [], {spec.name: spec.params for spec in lacking}
     return lacking, {}
-
-
-def _key(axes: dict) -> str:
-    return json.dumps(axes, sort_keys=True, default=str)

@@ -9,8 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from harness.errors import (EXIT_BAD_INPUT, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_OK, EXIT_REGRESSION,
-                            HarnessError)
+from harness.errors import EXIT_BAD_INPUT, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_OK, EXIT_REGRESSION, HarnessError
 
 
 def _strategy_list(text: str) -> list[str]:
@@ -115,7 +114,7 @@ def _cmd_report(args) -> int:
 def _cmd_train(args) -> int:
     from harness.arm import build
     from harness.data import load_data
-    from harness.backends import load_backend
+    from harness.registry import load_backend
     from harness.strategy import Trainable
     from harness.task import load_task
 

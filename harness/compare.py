@@ -11,28 +11,36 @@ from pathlib import Path
 
 from harness.arm import build
 from harness.armspec import SHORTHANDS, ArmSpec, parse_arm
+from harness.backends.base import Backend, HasWeights, Remote
 from harness.baselines import fair_baselines
+from harness.config import HostedModel, model_label
 from harness.cost import add_costs
 from harness.data import TaskData, config_fingerprint, load_data
 from harness.errors import HarnessError
 from harness.forgetting import ForgettingMeter, unchanged
 from harness.measure import latency_mean_ci, peak_memory_mb, provenance, timer
 from harness.metrics import LENIENT, MetricError, load_metric
-from harness.backends.base import Backend, HasWeights, Remote
-from harness.config import HostedModel, model_label
-from harness.results import (Answers, ArmResult, Assumptions, Comparisons, ComparisonReport, Curve, CurvePoint, Forgetting,
-                             Provenance)
 from harness.prompting import scoring
+from harness.registry import load_backend
+from harness.results import (
+    Answers,
+    ArmResult,
+    Assumptions,
+    ComparisonReport,
+    Comparisons,
+    Curve,
+    CurvePoint,
+    Forgetting,
+    Provenance,
+)
 from harness.runner import calibration, run_strategy
 from harness.stats import CONFIDENCE, bootstrap_ci, paired_comparisons
-from harness.registry import load_backend
 from harness.store import Store
 from harness.strategy import Checked, ChecksPrompts
 from harness.task import LoadedTask, load_task
 from harness.verdict import judge
 from harness.verdict.decide import recommend
 from harness.verdict.text import explain
-
 
 # Bumped whenever a stored row's fields or the way one is measured change.
 ROW_SCHEMA = 3
@@ -181,7 +189,8 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
                          # (compare shows their zero change beside an arm that changed weights).
                          "forgetting": session.forgetting(spec.model, eval_backend) if strategy.weights != "base"
                          else None,
-                         "forgetting_note": None if isinstance(backend, HasWeights) else "not measured: no access to weights",
+                         "forgetting_note": None if isinstance(backend, HasWeights)
+                         else "not measured: no access to weights",
                          **strategy.summary(examples)})
     store.finish_run(run_id, summary.model_dump(mode="json"), strategy.record())
     session._finished.add(key)

@@ -31,8 +31,8 @@ from harness.stats import paired_bootstrap_ci
 from harness.verdict.judge import degenerate_row
 
 if TYPE_CHECKING:
-    from harness.results import ArmResult
     from harness.config import CostConfig
+    from harness.results import ArmResult
 
 # Per arm, example id -> (prompt tokens, output tokens, of the prompt tokens those served from the
 # prefix cache), as stored.

@@ -65,7 +65,8 @@ def strategy_columns(metric: str, lenient: str | None = None) -> list[Column]:
     """The strategy table, one column per figure, in display order; `lenient`: the content metric
     shown beside a strict decision metric."""
     content = [Column(f"{lenient} % [95% CI]", lambda r: with_ci(r.metrics[lenient]),
-                      "answers containing the gold answer as whole words: content, whatever the form")] if lenient else []
+                      "answers containing the gold answer as whole words: content, whatever the form")
+               ] if lenient else []
     return [
         Column("strategy", lambda r: r.name),
         Column("made of", lambda r: (r.made_of or "-") + (" (added)" if r.added_by_harness else ""),

@@ -19,11 +19,19 @@ from pathlib import Path
 
 from harness.armspec import parse_arm
 from harness.baselines import on_model
+from harness.config import GateConfig
 from harness.errors import HarnessError
 from harness.format import pct, pts
-from harness.results import (ArmResult, Forgetting, GateBaseline, GateCandidate, GateResult, PairedDifference,
-                             Provenance, Rule)
-from harness.config import GateConfig
+from harness.results import (
+    ArmResult,
+    Forgetting,
+    GateBaseline,
+    GateCandidate,
+    GateResult,
+    PairedDifference,
+    Provenance,
+    Rule,
+)
 from harness.verdict.judge import answer_spread, degenerate, non_inferiority
 from harness.verdict.text import paired_test_name
 

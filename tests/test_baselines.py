@@ -40,10 +40,14 @@ def test_a_task_with_zero_shot_and_lora_gets_a_raw_and_a_calibrated_baseline():
     assert missing == {}
 
 
-def test_an_arm_the_task_already_has_is_not_added_again_whatever_its_name():
-    config = _config(strategies={"zero_shot": {}, "lora": {}, "plain": {"prompt": {"format": "raw"}}})
+def test_an_arm_the_task_already_has_is_not_added_again_whatever_its_name_and_template():
+    config = _config(strategies={"zero_shot": {}, "lora": {}, "plain": {"prompt": {"format": "raw",
+                                                                                   "template": "Text: {{ text }}"}}})
     added, _ = fair_baselines(config, _arms(config), "t.yaml: strategies")
     assert [a.name for a in added] == ["calibrated"]
+    # Demonstrations make another arm, not the zero-shot baseline.
+    config = _config(strategies={"lora": {}, "shots": {"demos": {"k": 2}, "prompt": {"calibrate": True}}})
+    assert [a.name for a in fair_baselines(config, _arms(config), "t.yaml: strategies")[0]] == ["raw", "calibrated"]
 
 
 def test_no_baseline_is_added_without_an_arm_to_hold_against_it():
@@ -54,7 +58,8 @@ def test_no_baseline_is_added_without_an_arm_to_hold_against_it():
 def test_turned_off_the_baselines_are_named_not_run():
     config = _config(decision={"baselines": "none"})
     added, missing = fair_baselines(config, _arms(config), "t.yaml: strategies")
-    assert added == [] and missing == {"raw": {"prompt": {"format": "raw"}}, "calibrated": {"prompt": {"calibrate": True}}}
+    assert added == []
+    assert missing == {"raw": {"prompt": {"format": "raw"}}, "calibrated": {"prompt": {"calibrate": True}}}
 
 
 def test_a_bare_question_gets_the_plain_question_answer_framing():

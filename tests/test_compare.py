@@ -140,7 +140,7 @@ def test_few_shot_k_larger_than_pool_is_refused(make_task):
 
 def test_few_shot_prompt_contains_demos_not_the_query_answer(make_task, tiny_model_dir):
     from harness.arm import build
-    from harness.backends import load_backend
+    from harness.registry import load_backend
 
     task = load_task(make_task())
     data = load_data(task)

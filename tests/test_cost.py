@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import pytest
 
 from harness.compare import summarise
+from harness.config import CostConfig
 from harness.cost import add_costs, break_even_requests, strategy_cost, usd_per_token
 from harness.format import usd
 from harness.measure import inference_flops, latency_mean_ci
-from harness.task import CostConfig
 from tests.conftest import arm
 
 SELF_HOSTED = CostConfig(hardware_usd_per_hour=2.0)
@@ -113,7 +113,8 @@ def test_longer_prompts_cost_more_per_request(prices):
     rag = row("rag", prompt=620, latency_mean_ms=1650, retrieval={"recall_at_k": 0.9})
     costs = {r.name: r.cost for r in add_costs([zero, few, rag], prices, 134_515_008, 1000)}
     for measure in ("per_request_usd", "per_request_flops"):
-        assert getattr(costs["zero_shot"], measure) < getattr(costs["few_shot"], measure) < getattr(costs["rag"], measure)
+        zero, few, rag = (getattr(costs[name], measure) for name in ("zero_shot", "few_shot", "rag"))
+        assert zero < few < rag
 
 
 def test_fine_tuning_one_time_cost_storage_and_break_even():

@@ -18,11 +18,11 @@ import pytest
 import yaml
 
 from harness.cli import main
+from harness.config import GateConfig
 from harness.gate import evaluate_rules, verdict
 from harness.results import Rule
 from harness.stats import paired_difference
 from harness.store import Store
-from harness.config import GateConfig
 from tests.conftest import arm, build_tiny_model, topic_rows, write_jsonl
 
 SEED = 1234
@@ -167,8 +167,8 @@ def adapters(tmp_path_factory):
         "gate": RULES,
     }
     (root / "task.yaml").write_text(yaml.safe_dump(task, sort_keys=False))
-    (root / "shuffled.yaml").write_text(yaml.safe_dump({**task, "data": {**task["data"], "train": "data/shuffled.jsonl"}},
-                                                       sort_keys=False))
+    shuffled = {**task, "data": {**task["data"], "train": "data/shuffled.jsonl"}}
+    (root / "shuffled.yaml").write_text(yaml.safe_dump(shuffled, sort_keys=False))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HARNESS_CACHE", str(root / "cache"))
         for name in ("task", "shuffled"):

@@ -9,8 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.views.common import md
-from harness.format import table_cells, usd
 from harness.curves import Overtake, overtake, overtake_finding, plotted_curves
+from harness.format import table_cells, usd
 from harness.report import figures, pareto_front, render_html, render_markdown
 from harness.results import ComparisonReport, Curve, CurvePoint
 from harness.verdict.text import overtake_sentence

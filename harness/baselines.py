@@ -63,13 +63,11 @@ def _covers(arm: ArmSpec, baseline: ArmSpec, config: Task) -> bool:
 
 
 def fair_baselines(config: Task, arms: list[ArmSpec], where: str) -> tuple[list[ArmSpec], dict[str, dict]]:
-    """The fair baselines that `arms` lack: beside each local model an arm fine-tunes, or the task's
-    model when an arm runs on another model. Returns them as arms to run (none when
-    `decision.baselines` is none), and as task-file entries by name for the verdict to name (the
-    ones not run)."""
+    """The fair baselines that `arms` lack beside each local model an arm fine-tunes (a fine-tuned
+    small model against a big hosted one is held against its own model prompted fairly too).
+    Returns them as arms to run (none when `decision.baselines` is none), and as task-file entries
+    by name for the verdict to name (the ones not run)."""
     models = {a.model for a in arms if a.weights is not None}
-    if any(a.model != config.model for a in arms if a.weights is None):
-        models.add(config.model)
     taken = {a.name for a in arms}
     lacking: list[ArmSpec] = []
     # A hosted model's fairest prompt is the task file's business: its requests cost money.

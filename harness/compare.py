@@ -326,15 +326,15 @@ def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit
                            for e in examples[r.name]} for r in rows}
         rows = add_costs(rows, cfg.cost, backend.n_params, decision.monthly_requests, tokens, cfg.seed)
 
-        # A degenerate arm is not compared: the verdict measures no gain against it, and leaving it
-        # out of the Holm family keeps adding one from changing any other pair's test.
-        fair = [r for r in rows if not judge.degenerate_row(r)]
+        # The verdict measures no gain against a degenerate arm: its pairs are a Holm family of their
+        # own, so adding one changes no test the verdict reads.
+        degenerate = frozenset(r.name for r in rows if judge.degenerate_row(r))
 
         def pairs_on(name: str) -> Comparisons:
-            scores = {r.name: stored_scores(store, r.run_id, name) for r in fair}
+            scores = {r.name: stored_scores(store, r.run_id, name) for r in rows}
             return Comparisons(metric=name, alpha=decision.alpha, power=decision.power, confidence=CONFIDENCE,
                                pairs=paired_comparisons(scores, seed=cfg.seed, alpha=decision.alpha,
-                                                        power=decision.power))
+                                                        power=decision.power, apart=degenerate))
 
         comparisons = pairs_on(metric)
         content = pairs_on(LENIENT) if LENIENT in cfg.metric_names and metric != LENIENT else None

@@ -221,7 +221,7 @@ class DecisionConfig(_Strict):
     # A baseline weaker than it needs to be makes "fine-tune" the answer by construction
     # (harness/baselines.py).
     baselines: Literal["auto", "none"] = Field(
-        "auto", description="auto: beside an arm that fine-tunes, run the fair prompting baselines the task lacks "
+        "auto", description="auto: beside an arm that fine-tunes, run the fair prompting baselines its model lacks "
                             "(the template in raw format, calibrated); none: run only the task's arms, and the "
                             "verdict names the baselines missing")
 

@@ -256,6 +256,8 @@ class Pair(PairedDifference):
     b: str
     p_holm: float
     significant: bool
+    # The size of its Holm family (None in reports stored before families: every pair of the report).
+    holm_over: int | None = None
 
     def flipped(self) -> Pair:
         """a against b: the same test, the difference negated."""

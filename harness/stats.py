@@ -173,21 +173,27 @@ def paired_difference(a, b, *, seed: int, alpha: float, power: float,
 
 
 def paired_comparisons(scores: dict[str, dict[str, float]], *, seed: int, alpha: float, power: float,
-                       confidence: float = CONFIDENCE) -> list[Pair]:
+                       confidence: float = CONFIDENCE, apart: frozenset[str] = frozenset()) -> list[Pair]:
     """Every pair of strategies (in the given order), paired by example id, `diff` = b - a, with
-    Holm-adjusted p-values over all pairs. `scores` maps strategy -> example id -> score.
+    Holm-adjusted p-values over its family. `scores` maps strategy -> example id -> score.
 
-    The smallest detectable effect is computed at alpha / (number of pairs), Holm's strictest step,
-    so a difference that size is found significant after correction whatever the other pairs do."""
+    The pairs of strategies outside `apart` are one family; the pairs that involve a strategy in
+    `apart` (a degenerate arm, which the verdict does not judge against) are another, so adding
+    one changes no test of the others. The smallest detectable effect is computed at alpha / (pairs
+    in the family), Holm's strictest step, so a difference that size is found significant after
+    correction whatever the other pairs do."""
     names = list(scores)
-    n_pairs = len(names) * (len(names) - 1) // 2
-    pairs = []
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
+    every = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    out: dict[tuple[str, str], Pair] = {}
+    for family in ([p for p in every if not apart & set(p)], [p for p in every if apart & set(p)]):
+        pairs = []
+        for a, b in family:
             ids = sorted(scores[a].keys() & scores[b].keys())
             x = np.array([scores[a][k] for k in ids], dtype=float)
             y = np.array([scores[b][k] for k in ids], dtype=float)
-            pairs.append({"a": a, "b": b, **_paired(x, y, seed=seed, alpha=alpha / n_pairs, power=power,
+            pairs.append({"a": a, "b": b, **_paired(x, y, seed=seed, alpha=alpha / len(family), power=power,
                                                      confidence=confidence)})
-    adjusted = holm([p["p_value"] for p in pairs])
-    return [Pair(**p, p_holm=p_holm, significant=p_holm < alpha) for p, p_holm in zip(pairs, adjusted)]
+        adjusted = holm([p["p_value"] for p in pairs])
+        out.update(((p["a"], p["b"]), Pair(**p, p_holm=p_holm, significant=p_holm < alpha, holm_over=len(family)))
+                   for p, p_holm in zip(pairs, adjusted))
+    return [out[p] for p in every]

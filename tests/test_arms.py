@@ -440,7 +440,8 @@ def test_full_fine_tuning_trains_every_weight(make_task, tmp_path):
                                               {"question": "what is the capital of italy ?", "answer": "rome"}])
     path = make_task(train=topic_rows(6), eval=topic_rows(2, offset=20),
                      strategies={"zero_shot": {}, "ft": {"weights": {"full": full}}},
-                     forgetting={"text": "probe_text.jsonl", "questions": "probe_qa.jsonl"})
+                     forgetting={"text": "probe_text.jsonl", "questions": "probe_qa.jsonl"},
+                     decision={"baselines": "none"})
     report = compare(path, store_path=tmp_path / "s.sqlite", progress=False)
     zero, ft = report.strategies
     t = ft.training

@@ -131,8 +131,14 @@ def test_a_chat_prompt_that_fails_the_model_gets_a_fair_raw_baseline(tmp_path, c
     judged = [f for f in rec["findings"] if f["type"] == "judgement"]
     assert judged and {j["against"] for j in judged} <= set(rows) - degenerate_arms
     assert rec["alternative"] not in degenerate_arms
-    # No pair is computed against a degenerate arm.
-    assert all("zero_shot" not in (p["a"], p["b"]) for p in report["comparisons"]["pairs"])
+    # Pairs with a degenerate arm are tested as a Holm family of their own: the fair arms' tests, which
+    # the verdict reads, are adjusted over the fair pairs alone.
+    fair = sorted(set(rows) - degenerate_arms)
+    families = {p["holm_over"] for p in report["comparisons"]["pairs"]
+                if p["a"] in degenerate_arms or p["b"] in degenerate_arms}
+    assert families == {6 - len(fair) * (len(fair) - 1) // 2}
+    assert {p["holm_over"] for p in report["comparisons"]["pairs"]
+            if p["a"] in fair and p["b"] in fair} == {len(fair) * (len(fair) - 1) // 2}
 
 
 def test_turning_baselines_off_runs_the_task_as_written_and_names_them(tmp_path):

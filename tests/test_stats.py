@@ -176,3 +176,13 @@ def test_tost_without_spread_in_the_differences():
     # Every example 1 point better: outside a margin below 1, inside one above.
     assert tost([0.0] * 5, [1.0] * 5, 0.5) == (False, 1.0, 1.0, 1.0)
     assert tost([0.0] * 5, [1.0] * 5, 1.5).equivalent
+
+
+def test_pairs_with_an_arm_set_apart_are_a_holm_family_of_their_own():
+    rng = np.random.default_rng(0)
+    scores = {name: {f"ex{i}": float(v) for i, v in enumerate(rng.integers(0, 2, 60))} for name in "abc"}
+    alone = {(p.a, p.b): p for p in paired_comparisons({k: scores[k] for k in "ab"}, seed=0, alpha=0.05, power=0.8)}
+    both = {(p.a, p.b): p for p in paired_comparisons(scores, seed=0, alpha=0.05, power=0.8, apart=frozenset("c"))}
+    # Adding c, set apart, changes nothing of the a-b test.
+    assert both[("a", "b")] == alone[("a", "b")].model_copy(update={"holm_over": 1})
+    assert both[("a", "c")].holm_over == both[("b", "c")].holm_over == 2

@@ -68,8 +68,8 @@ def estimate(pair: Pair, comparisons: Comparisons) -> f.Estimate:
 
 
 def paired_test(pair: Pair, comparisons: Comparisons) -> f.PairedTest:
-    return f.PairedTest(name=pair.test, p_value=pair.p_value, p_holm=pair.p_holm, comparisons=len(comparisons.pairs),
-                        significant=pair.significant)
+    return f.PairedTest(name=pair.test, p_value=pair.p_value, p_holm=pair.p_holm,
+                        comparisons=pair.holm_over or len(comparisons.pairs), significant=pair.significant)
 
 
 def _pair(pair: Pair, comparisons: Comparisons) -> f.Pair:

@@ -157,7 +157,7 @@ def fill_store(path: str | Path, *, comparisons: int = 25, examples: int = 1000,
     try:
         for c in range(comparisons):
             task = tasks[c % len(tasks)]
-            summary_task = SimpleNamespace(config=SimpleNamespace(metric_names=["accuracy"], seed=seed))
+            summary_task = SimpleNamespace(metric_names=["accuracy"], seed=seed)
             golds = [rng.choice(LABELS) for _ in range(examples)]
             texts = [_text(rng, 300) for _ in range(examples)]
             # Easy examples every strategy gets right, hard ones all get wrong the same way, and the

@@ -13,7 +13,7 @@ from harness.arm import build
 from harness.armspec import SHORTHANDS, ArmSpec, parse_arm
 from harness.backends.base import Backend, HasWeights, Remote
 from harness.baselines import fair_baselines
-from harness.config import HostedModel, model_label
+from harness.config import HostedModel, Task, model_label
 from harness.cost import add_costs
 from harness.data import TaskData, config_fingerprint, load_data
 from harness.errors import HarnessError
@@ -52,10 +52,9 @@ def _percentile(values, q):
     return float(np.percentile(values, q)) if values else 0.0
 
 
-def summarise(task, name: str, run_id: int, examples: list[dict], extra: dict) -> ArmResult:
+def summarise(cfg: Task, name: str, run_id: int, examples: list[dict], extra: dict) -> ArmResult:
     """The report row of one strategy, computed from its stored examples (so a resumed run and a
     fresh one summarise identically)."""
-    cfg = task.config
     metrics = {}
     for m in cfg.metric_names:
         values = [e["scores"][m] for e in examples]
@@ -179,7 +178,7 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
         run_strategy(arm_task, strategy, eval_backend, todo, bias=bias,
                      on_batch=lambda results: store.add_examples(run_id, results), progress=bar.update)
     examples = store.examples(run_id)
-    summary = summarise(session.task, name, run_id, examples,
+    summary = summarise(cfg, name, run_id, examples,
                         {"params": spec.params, "axes": spec.axes(), "made_of": spec.describe(prompt),
                          "prompt_format": prompt.format, "calibration": bias, "scoring": scoring(arm_task, backend),
                          "model": model_label(spec.model), "model_params": backend.n_params,

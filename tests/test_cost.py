@@ -174,7 +174,7 @@ def test_break_even_only_from_a_saving_whose_interval_is_above_zero(extra, shown
 def test_latency_interval_resamples_whole_batches():
     # Two batches of four, at 100 and 300 ms per example: resampling batches, the mean is 100, 200
     # or 300 ms; resampling the eight examples one by one would claim a far narrower interval.
-    task = SimpleNamespace(config=SimpleNamespace(metric_names=["accuracy"], seed=0))
+    task = SimpleNamespace(metric_names=["accuracy"], seed=0)  # what summarise reads of a Task
     examples = [{"example_id": f"ex-{i}", "scores": {"accuracy": 1.0}, "latency_ms": 100.0 if i < 4 else 300.0,
                  "prompt_tokens": 10, "output_tokens": 0} for i in range(8)]
     latency = summarise(task, "zero_shot", 1, examples, {}).latency_ms

@@ -788,3 +788,10 @@ def test_an_older_report_without_answers_has_no_degenerate_arm():
     zero, lora = right_on(100, range(0, 50)), right_on(100, range(0, 83))
     rec = decide(strategy("zero_shot", zero), strategy("lora", lora, training=True))
     assert not found(rec, "degenerate") and one(rec, "judgement", arm="lora").against == "zero_shot"
+
+
+def test_an_interval_clear_of_the_thresholds_still_needs_a_significant_test():
+    # lora +13 points [+2, +24] on 100 examples, but p=0.07 after Holm over three pairs: the examples
+    # that settle it are those at which 13 points becomes detectable (18.2 points at 100 examples).
+    outcome, needed = judge.gain(100, 0.13, 0.02, 0.24, significant=False, mde=0.182, margin=0.02)
+    assert (outcome, needed) == ("undecided", math.ceil(100 * (0.182 / 0.13) ** 2))

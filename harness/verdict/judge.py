@@ -55,7 +55,12 @@ def gain(n: int, diff: float, ci_low: float, ci_high: float, significant: bool, 
     if equivalent(ci_low, ci_high, margin):
         return "equivalent", None
     # The thresholds: lower end over the margin, the interval inside +-margin, upper end below zero.
-    return "undecided", examples_to_settle(n, ci_low, ci_high, max(diff - margin, margin - abs(diff), -diff))
+    needed = examples_to_settle(n, ci_low, ci_high, max(diff - margin, margin - abs(diff), -diff))
+    if needed is not None and mde is not None and diff:
+        # An interval clear of the thresholds still needs the test to be significant after Holm: the
+        # smallest detectable effect shrinks as 1/sqrt(n) until it reaches the estimate.
+        needed = max(needed, math.ceil(n * (mde / abs(diff)) ** 2))
+    return "undecided", needed
 
 
 def non_inferiority(n: int, diff: float, low: float, high: float, margin: float) -> tuple[Outcome, int | None]:

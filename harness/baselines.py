@@ -30,9 +30,13 @@ def _entries(config: Task) -> dict[str, dict]:
     if config.type == "short_answer" and bare and bare.group(1) == config.fields.input:
         raw["template"] = f"Question: {{{{ {config.fields.input} }}}}\nAnswer:"
     out = {"raw": {"prompt": raw}} if raw != {"format": config.prompt.format} else {}
-    # Calibration divides label log-likelihoods: an arm told to generate its label has none.
+    # Calibration divides label log-likelihoods: an arm told to generate its label has none. Both
+    # prompts calibrated: a small model that a prompt leaves on one label is often unstuck by it, and
+    # it costs three content-free prompts (the examples' scores are the uncalibrated twin's).
     if config.type == "classification" and not config.prompt.calibrate and config.prompt.scoring != "generate":
         out["calibrated"] = {"prompt": {"calibrate": True}}
+        if "raw" in out:
+            out["raw_calibrated"] = {"prompt": {**raw, "calibrate": True}}
     return out
 
 

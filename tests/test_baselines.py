@@ -36,7 +36,8 @@ def test_a_task_with_zero_shot_and_lora_gets_a_raw_and_a_calibrated_baseline():
     config = _config()
     added, missing = fair_baselines(config, _arms(config), "t.yaml: strategies")
     assert [(a.name, a.params) for a in added] == [("raw", {"prompt": {"format": "raw"}}),
-                                                   ("calibrated", {"prompt": {"calibrate": True}})]
+                                                   ("calibrated", {"prompt": {"calibrate": True}}),
+                                                   ("raw_calibrated", {"prompt": {"format": "raw", "calibrate": True}})]
     assert missing == {}
 
 
@@ -44,10 +45,11 @@ def test_an_arm_the_task_already_has_is_not_added_again_whatever_its_name_and_te
     config = _config(strategies={"zero_shot": {}, "lora": {}, "plain": {"prompt": {"format": "raw",
                                                                                    "template": "Text: {{ text }}"}}})
     added, _ = fair_baselines(config, _arms(config), "t.yaml: strategies")
-    assert [a.name for a in added] == ["calibrated"]
+    assert [a.name for a in added] == ["calibrated", "raw_calibrated"]
     # Demonstrations make another arm, not the zero-shot baseline.
     config = _config(strategies={"lora": {}, "shots": {"demos": {"k": 2}, "prompt": {"calibrate": True}}})
-    assert [a.name for a in fair_baselines(config, _arms(config), "t.yaml: strategies")[0]] == ["raw", "calibrated"]
+    assert [a.name for a in fair_baselines(config, _arms(config), "t.yaml: strategies")[0]] == [
+        "raw", "calibrated", "raw_calibrated"]
 
 
 def test_no_baseline_is_added_without_an_arm_to_hold_against_it():
@@ -59,7 +61,8 @@ def test_turned_off_the_baselines_are_named_not_run():
     config = _config(decision={"baselines": "none"})
     added, missing = fair_baselines(config, _arms(config), "t.yaml: strategies")
     assert added == []
-    assert missing == {"raw": {"prompt": {"format": "raw"}}, "calibrated": {"prompt": {"calibrate": True}}}
+    assert missing == {"raw": {"prompt": {"format": "raw"}}, "calibrated": {"prompt": {"calibrate": True}},
+                       "raw_calibrated": {"prompt": {"format": "raw", "calibrate": True}}}
 
 
 def test_a_bare_question_gets_the_plain_question_answer_framing():
@@ -76,7 +79,8 @@ def test_an_arm_on_another_model_gets_the_baselines_on_its_own_model():
     config = _config(strategies={"zero_shot": {}, "small": {"model": "other-model", "weights": "lora"}})
     added, _ = fair_baselines(config, _arms(config), "t.yaml: strategies")
     assert [(a.name, a.model) for a in added] == [("raw_other-model", "other-model"),
-                                                  ("calibrated_other-model", "other-model")]
+                                                  ("calibrated_other-model", "other-model"),
+                                                  ("raw_calibrated_other-model", "other-model")]
 
 
 def test_degenerate_needs_one_answer_the_gold_answers_do_not_share():
@@ -117,16 +121,16 @@ def test_a_chat_prompt_that_fails_the_model_gets_a_fair_raw_baseline(tmp_path, c
     report = _compare(tmp_path, model)
     rows = {r["name"]: r for r in report["strategies"]}
     rec = report["recommendation"]
-    assert sorted(rows)[:2] == ["calibrated", "raw"] and list(rows)[-2:] == ["raw", "calibrated"] and len(rows) == 4
+    assert list(rows)[-3:] == ["raw", "calibrated", "raw_calibrated"] and len(rows) == 5
     assert rows["raw"]["added_by_harness"] and rows["calibrated"]["added_by_harness"]
     assert not rows["zero_shot"]["added_by_harness"]
     table = capsys.readouterr().out
-    assert table.count("(added)") == 2  # the "made of" cells of raw and calibrated
+    assert table.count("(added)") == 3  # the "made of" cells of the added arms
     # The chat prompt is the same text for every article: one label for all 12.
     assert rows["zero_shot"]["answers"]["count"] == 12
     degenerate_arms = {f["arm"] for f in rec["findings"] if f["type"] == "degenerate"}
     assert "zero_shot" in degenerate_arms and "raw" not in degenerate_arms
-    assert {"type": "baselines_added", "arms": ["raw", "calibrated"]} in rec["findings"]
+    assert {"type": "baselines_added", "arms": ["raw", "calibrated", "raw_calibrated"]} in rec["findings"]
     # Fine-tuning is held against a fair arm: the raw prompt (or its calibrated twin, if that is fair).
     judged = [f for f in rec["findings"] if f["type"] == "judgement"]
     assert judged and {j["against"] for j in judged} <= set(rows) - degenerate_arms
@@ -136,7 +140,7 @@ def test_a_chat_prompt_that_fails_the_model_gets_a_fair_raw_baseline(tmp_path, c
     fair = sorted(set(rows) - degenerate_arms)
     families = {p["holm_over"] for p in report["comparisons"]["pairs"]
                 if p["a"] in degenerate_arms or p["b"] in degenerate_arms}
-    assert families == {6 - len(fair) * (len(fair) - 1) // 2}
+    assert families == {10 - len(fair) * (len(fair) - 1) // 2}  # 5 arms, 10 pairs
     assert {p["holm_over"] for p in report["comparisons"]["pairs"]
             if p["a"] in fair and p["b"] in fair} == {len(fair) * (len(fair) - 1) // 2}
 
@@ -147,6 +151,7 @@ def test_turning_baselines_off_runs_the_task_as_written_and_names_them(tmp_path)
     assert sorted(r["name"] for r in report["strategies"]) == ["tuned", "zero_shot"]
     missing = [f for f in report["recommendation"]["findings"] if f["type"] == "missing"]
     assert {"type": "missing", "what": "fair_baseline", "arm": None,
-            "suggest": {"raw": {"prompt": {"format": "raw"}}, "calibrated": {"prompt": {"calibrate": True}}}} in missing
+            "suggest": {"raw": {"prompt": {"format": "raw"}}, "calibrated": {"prompt": {"calibrate": True}},
+                        "raw_calibrated": {"prompt": {"format": "raw", "calibrate": True}}}} in missing
     assert any(m.startswith("fair baseline: `raw: {prompt: {format: raw}}`")
                for m in report["recommendation"]["missing"])

@@ -77,7 +77,10 @@ def test_report_json_has_costs_comparisons_and_curves(compared):
     assert (pair["a"], pair["b"], pair["n"], pair["test"]) == ("zero_shot", "few_shot", 12, "mcnemar_exact")
     rec = report["recommendation"]
     assert set(rec) >= {"verdict", "best_strategy", "reasons", "missing"}
-    assert rec["best_strategy"] in {"zero_shot", "few_shot"}
+    # The best arm is one that does the task: a degenerate one (the tiny model may answer one label
+    # whatever the article) is never named.
+    fair = {"zero_shot", "few_shot"} - {f["arm"] for f in rec["findings"] if f["type"] == "degenerate"}
+    assert rec["best_strategy"] in fair if fair else rec["best_strategy"] is None
     (curve,) = report["learning_curves"]
     assert [p["value"] for p in curve["points"]] == [0, 3] and not curve["fine_tuning"]
     assert [p["labelled_examples"] for p in curve["points"]] == [0, 3]

@@ -255,6 +255,20 @@ class LearningCurve(_Strict):
     values: list[Any] = Field(min_length=1, description="one run per value, the other parameters as in strategies")
 
 
+class MlflowConfig(_Strict):
+    tracking_uri: str | None = Field(None, description="MLflow tracking server or store, e.g. http://127.0.0.1:5000 "
+                                                        "(default: --mlflow, then $MLFLOW_TRACKING_URI, then ./mlruns)")
+    experiment: str | None = Field(None, description="MLflow experiment the runs go in (default: "
+                                                     "$MLFLOW_EXPERIMENT_NAME, then the task's name)")
+
+
+class TrackingConfig(_Strict):
+    """Where results are also logged, besides the store. Changes no result: not in any run's key."""
+
+    mlflow: MlflowConfig | None = Field(None, description="log each comparison to MLflow: a parent run, one "
+                                                          "nested run per arm (needs the `mlflow` extra)")
+
+
 class Task(_Strict):
     name: str = Field(description="identifier used in the store and reports")
     description: str = ""
@@ -276,6 +290,7 @@ class Task(_Strict):
                                                                  "(each point is a full run)")
     forgetting: ForgettingConfig = ForgettingConfig()
     gate: GateConfig = GateConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("name")
     @classmethod

@@ -27,7 +27,6 @@ from typing import Any
 from harness.config import Task
 from harness.errors import HarnessError
 
-DEFAULT_URI = "mlruns"  # MLflow's own default: a folder beside the command
 RUN_KEY = "harness.run_key"
 RUN_MADE = "harness.run_created_at"
 
@@ -43,7 +42,7 @@ class TrackingError(HarnessError):
 
 @dataclass(frozen=True)
 class Settings:
-    uri: str
+    uri: str | None  # None: MLflow's own default
     experiment: str
     where: str  # what set the URI, for error lines: --mlflow, the task's field, or the env variable
 
@@ -61,7 +60,7 @@ def settings(config: Task, uri: str | None, task_file: str) -> Settings | None:
     elif env:
         uri, where = env, "MLFLOW_TRACKING_URI"
     elif section is not None:
-        uri, where = DEFAULT_URI, f"{task_file}: tracking.mlflow"
+        uri, where = None, f"{task_file}: tracking.mlflow"  # MLflow's own default store
     else:
         return None
     from importlib.util import find_spec
@@ -144,14 +143,20 @@ class Tracker:
         import mlflow
         from mlflow import MlflowClient
 
-        _reachable(s.uri, s.where)
         self.settings = s
         self.mlflow = mlflow
-        mlflow.set_tracking_uri(s.uri)  # the Trainer's callback logs through the same client
-        self.client = MlflowClient(s.uri)
+        # MLflow prints two links each time a run ends, in the middle of the table; we print one.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         with self._talking():
+            if s.uri is None:
+                self.settings = s = Settings(mlflow.get_tracking_uri(), s.experiment, s.where)
+            _reachable(s.uri, s.where)
+            mlflow.set_tracking_uri(s.uri)  # the Trainer's callback logs through the same client
+            self.client = MlflowClient(s.uri)
             found = self.client.get_experiment_by_name(s.experiment)
-            self.experiment_id = found.experiment_id if found else self.client.create_experiment(s.experiment)
+            # Shown as model training in MLflow's UI (which otherwise opens a new experiment on its GenAI views).
+            self.experiment_id = found.experiment_id if found else self.client.create_experiment(
+                s.experiment, tags={"mlflow.experimentKind": "custom_model_development"})
         self.parent: str | None = None
         self.children: dict[str, str] = {}  # arm name -> its nested run, made while this command ran it
 
@@ -166,8 +171,11 @@ class Tracker:
             raise TrackingError(self.settings.where, f"MLflow at {self.settings.uri} failed: {first[:300]}") from None
 
     def url(self, run_id: str) -> str:
+        """The run's page in the MLflow UI (a server), or its id (a local store)."""
         base = self.settings.uri.rstrip("/")
-        return f"{base}/#/experiments/{self.experiment_id}/runs/{run_id}"
+        if base.startswith(("http://", "https://")):
+            return f"{base}/#/experiments/{self.experiment_id}/runs/{run_id}"
+        return f"run {run_id} in {base}"
 
     # A comparison -----------------------------------------------------------------------------
 

@@ -9,11 +9,13 @@ costs: predictions, prompt tokens and training steps."""
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from harness.compare import check_input, key_of
+from harness.errors import HarnessError
 from harness.store import Store
 
 
@@ -77,7 +79,10 @@ def validate(task_path: str | Path, *, strategies: list[str] | None = None, limi
              store_path: str | Path, mlflow: str | None = None) -> Plan:
     checked = check_input(task_path, strategies=strategies or [], limit=limit, mlflow=mlflow)
     task, data = checked.task, checked.data
-    store = Store(store_path, readonly=True) if Path(store_path).is_file() else None
+    try:
+        store = Store(store_path, readonly=True) if Path(store_path).is_file() else None
+    except sqlite3.DatabaseError as e:
+        raise HarnessError(str(store_path), f"cannot be read as a results store: SQLite says '{e}'") from None
     added = {a.name for a in checked.added}
     arms = []
     try:

@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--comparison", type=int, metavar="ID", help="comparison id (printed by compare)")
     which.add_argument("--task-name", metavar="NAME", help="the latest comparison of the task of this name")
-    which.add_argument("--task", dest="old_task", metavar="NAME", help=argparse.SUPPRESS)  # before 0.2; deprecated
+    which.add_argument("--task", dest="old_task", metavar="NAME", help=argparse.SUPPRESS)  # the form of 0.1; deprecated
     _store_arg(p)
     p.add_argument("--markdown", metavar="PATH", help="write Markdown here, its plots as PNGs beside it")
     p.add_argument("--html", metavar="PATH", help="write one self-contained HTML page here (plots inlined)")
@@ -443,7 +443,7 @@ def _log_traceback(argv: list[str] | None) -> Path:
 
 
 def _old_gate_form(argv: list[str]) -> list[str]:
-    """`harness gate CHECKPOINT --task TASK.yaml`, the form before 0.2, rewritten as `harness gate
+    """`harness gate CHECKPOINT --task TASK.yaml`, the form of 0.1, rewritten as `harness gate
     TASK.yaml CHECKPOINT` with a warning; read for one release, then gone."""
     if not argv or argv[0] != "gate":
         return argv

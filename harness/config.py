@@ -271,8 +271,8 @@ class TrackingConfig(_Strict):
 
 class Task(_Strict):
     name: str = Field(description="identifier used in the store and reports")
-    description: str = ""
-    type: TaskType
+    description: str = Field("", description="free text about the task (in no run's key)")
+    type: TaskType = Field(description="how answers are scored: rank the labels, or generate a short answer or text")
     model: ModelSpec = Field(DEFAULT_MODEL, description="built-in alias, Hugging Face model id or local folder; or "
                                                          "a hosted model: a mapping with backend: openai")
     data: DataConfig
@@ -282,7 +282,7 @@ class Task(_Strict):
     metrics: list[str] | None = Field(None, description="metric names; the first is the headline metric")
     strategies: dict[str, dict[str, Any]] = Field(description="arm name -> its axes (model, weights, context, "
                                                               "demos), or a shorthand's parameters")
-    seed: int = 1234
+    seed: int = Field(1234, description="seeds demonstration draws, --limit samples, training and the bootstrap")
     limits: Limits = Limits()
     cost: CostConfig = CostConfig()
     decision: DecisionConfig = DecisionConfig()

@@ -363,18 +363,22 @@ def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit
             except TrackingError as e:  # the comparison runs and is stored all the same
                 session.tracker, failed = None, e
         try:
-            report = _compare(session)
-        except BaseException:
-            if session.tracker is not None:
-                session.tracker.fail()
-            raise
-        if session.tracker is not None:
             try:
-                arms = session.tracker.log_comparison(report, session.store)
-                if tracked is not None:
-                    tracked.update(parent=session.tracker.url(session.tracker.parent), arms=arms)
-            except TrackingError as e:
-                failed = e
+                report = _compare(session)
+            except BaseException:
+                if session.tracker is not None:
+                    session.tracker.fail()
+                raise
+            if session.tracker is not None:
+                try:
+                    arms = session.tracker.log_comparison(report, session.store)
+                    if tracked is not None:
+                        tracked.update(parent=session.tracker.url(session.tracker.parent), arms=arms)
+                except TrackingError as e:
+                    failed = e
+        finally:
+            if session.tracker is not None:
+                session.tracker.close()
         if failed is not None:
             raise TrackingError(failed.where, f"{failed.message}; the comparison is stored as comparison "
                                               f"{report.comparison_id} in {store_path}", report=report)

@@ -236,12 +236,16 @@ def gate(checkpoint: str | Path, task_path: str | Path, *, store_path: str | Pat
         if session.tracking is not None:
             from harness.tracking import Tracker, TrackingError
 
+            tracker = None
             try:
                 tracker = Tracker(session.tracking)
                 run_id = tracker.log_gate(result)
             except TrackingError as e:
                 raise TrackingError(e.where, f"{e.message}; the gate result is stored as gate result "
                                              f"{result.gate_id} in {store_path}", report=result) from None
+            finally:
+                if tracker is not None:
+                    tracker.close()
             if tracked is not None:
                 tracked.update(run=tracker.url(run_id))
         return result

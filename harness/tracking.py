@@ -147,18 +147,34 @@ class Tracker:
         self.mlflow = mlflow
         # MLflow prints two links each time a run ends, in the middle of the table; we print one.
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-        with self._talking():
-            if s.uri is None:
-                self.settings = s = Settings(mlflow.get_tracking_uri(), s.experiment, s.where)
-            _reachable(s.uri, s.where)
-            mlflow.set_tracking_uri(s.uri)  # the Trainer's callback logs through the same client
-            self.client = MlflowClient(s.uri)
-            found = self.client.get_experiment_by_name(s.experiment)
-            # Shown as model training in MLflow's UI (which otherwise opens a new experiment on its GenAI views).
-            self.experiment_id = found.experiment_id if found else self.client.create_experiment(
-                s.experiment, tags={"mlflow.experimentKind": "custom_model_development"})
+        # MLflow's global URI (and the environment variable it sets from it) is this command's only:
+        # `close` puts back what was there, so a later command in the same process is not tracked.
+        self._previous = (mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None,
+                          os.environ.get("MLFLOW_TRACKING_URI"))
+        try:
+            with self._talking():
+                if s.uri is None:
+                    self.settings = s = Settings(mlflow.get_tracking_uri(), s.experiment, s.where)
+                _reachable(s.uri, s.where)
+                mlflow.set_tracking_uri(s.uri)  # the Trainer's callback logs through the same client
+                self.client = MlflowClient(s.uri)
+                found = self.client.get_experiment_by_name(s.experiment)
+                # Shown as model training in MLflow's UI (which otherwise opens a new experiment on its GenAI views).
+                self.experiment_id = found.experiment_id if found else self.client.create_experiment(
+                    s.experiment, tags={"mlflow.experimentKind": "custom_model_development"})
+        except BaseException:
+            self.close()
+            raise
         self.parent: str | None = None
         self.children: dict[str, str] = {}  # arm name -> its nested run, made while this command ran it
+
+    def close(self) -> None:
+        uri, env = self._previous
+        self.mlflow.set_tracking_uri(uri)  # None: unset, and MLflow removes the variable it set
+        if env is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = env
+        else:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
 
     @contextmanager
     def _talking(self):

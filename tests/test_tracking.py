@@ -7,6 +7,7 @@ line, exit 2, and the comparison is stored all the same. The MLflow UI is checke
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -63,6 +64,7 @@ def test_a_comparison_is_a_parent_run_with_one_nested_run_per_arm(server, make_t
                  "--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
     assert f"logged to MLflow: {server}/#/experiments/" in out
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # MLflow sets it; the command puts it back
     report = json.loads((tmp_path / "r.json").read_text())
     arms = [r["name"] for r in report["strategies"]]
     assert {"zero_shot", "few_shot", "lora"} <= set(arms)  # and the fair baselines the harness added
@@ -146,6 +148,7 @@ def test_an_unreachable_server_is_one_line_and_exit_2_and_the_comparison_is_stor
     assert "the comparison is stored as comparison 1" in out.err
     assert "stored as comparison 1" in out.out  # the table and the verdict were printed as usual
     assert [c["id"] for c in Store(store, readonly=True).comparisons()] == [1]
+    assert "MLFLOW_TRACKING_URI" not in os.environ
 
 
 def test_without_the_extra_one_line_names_it_and_nothing_is_stored(make_task, tmp_path, capsys, monkeypatch):

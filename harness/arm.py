@@ -64,8 +64,9 @@ class Arm:
         fixed = self.demos is None or self.demos.config.select != "similar"
         if fixed and self.demos is not None:
             self.demos.prepare(data)
-        for ex in data.eval:
-            self.fit(ex, self._demos_for(ex) if fixed else [])
+        # Each eval prompt's tokens without passages (and, with demonstrations chosen per question,
+        # without them): `harness validate` estimates from these.
+        self.checked_tokens = [self.fit(ex, self._demos_for(ex) if fixed else [])[1] for ex in data.eval]
         if "weights" in self.parts:
             self.parts["weights"].check_prompts(data, backend)
 

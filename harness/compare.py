@@ -5,7 +5,7 @@ checked before the store is opened."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from harness.stats import CONFIDENCE, bootstrap_ci, paired_comparisons
 from harness.store import Store
 from harness.strategy import Checked, ChecksPrompts
 from harness.task import LoadedTask, load_task
+from harness.tracking import Settings, Tracker, TrackingError, settings
 from harness.verdict import judge
 from harness.verdict.decide import recommend
 from harness.verdict.text import explain
@@ -97,6 +98,9 @@ class Session:
     missing_baselines: dict[str, dict] = field(default_factory=dict)
     force: bool = False
     progress: bool = True
+    # MLflow: where this command logs (None: it does not), and its runs once connected.
+    tracking: Settings | None = None
+    tracker: Tracker | None = None
 
     _backends: dict[str, Backend] = field(default_factory=dict)
     # Runs finished by this session: with --force, a later arm of the same configuration reuses
@@ -113,16 +117,7 @@ class Session:
 
     @property
     def task_config(self) -> dict:
-        # Prices, decision thresholds and learning curves change no run's results, so they stay out
-        # of the run key: editing them reuses every stored run. So does the overflow rule: a prompt
-        # it would refuse never runs, and one it cuts is cut the same way either way.
-        # Unset, `prompt.scoring` follows the model (its backend's capabilities, which the model's own
-        # entry identifies): leaving it out keeps the keys of runs stored before it existed.
-        prompt = {"overflow"} | ({"scoring"} if self.task.config.prompt.scoring is None else set())
-        return self.task.config.model_dump(mode="json", exclude={"description": True, "strategies": True,
-                                                                  "cost": True, "decision": True,
-                                                                  "learning_curves": True, "gate": True,
-                                                                  "prompt": prompt})
+        return task_config(self.task)
 
     def forgetting(self, model: str | HostedModel, backend: Backend) -> Forgetting | None:
         """The change on the probe from `model`'s base weights to `backend`'s (None: no weights here)."""
@@ -134,13 +129,30 @@ class Session:
         return self._forgetting[model].delta(backend)
 
 
+def task_config(task: LoadedTask) -> dict:
+    """The task's part of every run key: its config without the sections that change no result."""
+    # Prices, decision thresholds, learning curves and tracking change no run's results, so they stay
+    # out of the run key: editing them reuses every stored run. So does the overflow rule: a prompt
+    # it would refuse never runs, and one it cuts is cut the same way either way.
+    # Unset, `prompt.scoring` follows the model (its backend's capabilities, which the model's own
+    # entry identifies): leaving it out keeps the keys of runs stored before it existed.
+    prompt = {"overflow"} | ({"scoring"} if task.config.prompt.scoring is None else set())
+    return task.config.model_dump(mode="json", exclude={"description": True, "strategies": True, "cost": True,
+                                                        "decision": True, "learning_curves": True, "gate": True,
+                                                        "tracking": True, "prompt": prompt})
+
+
 def run_key(session: Session, spec: ArmSpec, strategy) -> str:
     """The store's key of one arm's run: what its results depend on. The arm's name is not in it,
     so two arms that are the same configuration share one run. Inputs beyond the parameters and the
     task data (a corpus's content, a checkpoint's digests) are in it too, so editing them makes a new
     run instead of reusing a stale one; so is the row's schema, so a run measured the way an older
     harness measured is measured again rather than misread."""
-    return config_fingerprint({"task": session.task_config, "arm": spec.axes(), "data": session.data.hash,
+    return key_of(session.task, session.data, spec, strategy)
+
+
+def key_of(task: LoadedTask, data: TaskData, spec: ArmSpec, strategy) -> str:
+    return config_fingerprint({"task": task_config(task), "arm": spec.axes(), "data": data.hash,
                                "schema": ROW_SCHEMA, **strategy.fingerprint()})
 
 
@@ -161,7 +173,8 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
     prompt = arm_task.config.prompt
     # Prepare before the run row exists: an arm that fails on bad input (an empty corpus, a
     # missing target module) leaves nothing half-written in the store.
-    with timer() as prepared:
+    # Inside the arm's MLflow run, when tracking: a Trainer logs its loss curve there.
+    with timer() as prepared, (session.tracker.arm(name) if session.tracker else nullcontext()):
         eval_backend = strategy.prepare(data, backend)
         # Recomputed on a resumed run: three prompts, deterministic, so a resumed run's later
         # examples are calibrated exactly as its earlier ones.
@@ -230,10 +243,47 @@ def learning_curve(session: Session, curve, points: list[ArmSpec]) -> Curve:
 
 @contextmanager
 def open_session(task_path: str | Path, *, strategies: list[str] | None = None, limit: int | None = None,
-                 store_path: str | Path, force: bool = False, progress: bool = True):
+                 store_path: str | Path, force: bool = False, progress: bool = True, mlflow: str | None = None):
     """Validate the task, its data, metrics and model (everything that can be wrong with the input),
     and only then open the store. `strategies`: the arms to run (empty: the task's), checked here
-    too; None for a session that builds its own (the gate's)."""
+    too; None for a session that builds its own (the gate's). `mlflow`: a tracking URI (--mlflow)."""
+    checked = check_input(task_path, strategies=strategies, limit=limit, mlflow=mlflow)
+    task, data, backends = checked.task, checked.data, checked.backends
+    cfg = task.config
+
+    store = Store(store_path)
+    for b in backends.values():
+        if isinstance(b, Remote):  # a hosted model's answers are kept in the store
+            b.use_cache(store)
+    prov = Provenance(**provenance(), task_file=str(task.path), data_hash=data.hash, data_source=cfg.data.source)
+    backend = backends.pop(cfg.model)
+    try:
+        yield Session(task, data, backend, store, prov, checked.arms, frozenset(a.name for a in checked.added),
+                      checked.missing, force=force, progress=progress, tracking=checked.tracking,
+                      _backends=backends)
+    finally:
+        store.close()
+
+
+@dataclass
+class CheckedInput:
+    """What `check_input` found valid: the task, its data, the loaded backends (model -> backend), the
+    arms to run with the fair baselines added and those not added, and where tracking logs."""
+
+    task: LoadedTask
+    data: TaskData
+    backends: dict
+    arms: list[ArmSpec]
+    added: list[ArmSpec]
+    missing: dict[str, dict]
+    tracking: Settings | None
+    built: dict = field(default_factory=dict)  # arm name -> its checked strategy
+
+
+def check_input(task_path: str | Path, *, strategies: list[str] | None = None, limit: int | None = None,
+                mlflow: str | None = None) -> CheckedInput:
+    """Everything that can be wrong with the input of a compare (or a gate, `strategies` None),
+    checked without opening the store: `harness validate` runs exactly this."""
     task = load_task(task_path, limit=limit)
     cfg = task.config
     for name in strategies or ():
@@ -246,20 +296,12 @@ def open_session(task_path: str | Path, *, strategies: list[str] | None = None, 
             load_metric(m)
         except MetricError as e:
             raise HarnessError(f"{task.path}: metrics", str(e)) from None
+    tracking = settings(cfg, mlflow, str(task.path))
     backends = {cfg.model: load_backend(cfg.model, task.path.parent, f"{task.path}: model")}
-    arms, added, missing = ([], [], {}) if strategies is None else arms_to_run(task, strategies, data, backends)
-
-    store = Store(store_path)
-    for b in backends.values():
-        if isinstance(b, Remote):  # a hosted model's answers are kept in the store
-            b.use_cache(store)
-    prov = Provenance(**provenance(), task_file=str(task.path), data_hash=data.hash, data_source=cfg.data.source)
-    backend = backends.pop(cfg.model)
-    try:
-        yield Session(task, data, backend, store, prov, arms, frozenset(a.name for a in added), missing, force=force,
-                      progress=progress, _backends=backends)
-    finally:
-        store.close()
+    built: dict = {}
+    arms, added, missing = (([], [], {}) if strategies is None
+                            else arms_to_run(task, strategies, data, backends, built))
+    return CheckedInput(task, data, backends, arms, added, missing, tracking, built)
 
 
 def stored_scores(store: Store, run_id: int, metric: str) -> dict[str, float]:
@@ -267,14 +309,15 @@ def stored_scores(store: Store, run_id: int, metric: str) -> dict[str, float]:
     return {e["example_id"]: e["scores"][metric] for e in store.examples(run_id)}
 
 
-def arms_to_run(task: LoadedTask, names: list[str], data: TaskData,
-                backends: dict[str, Backend]) -> tuple[list[ArmSpec], list[ArmSpec], dict[str, dict]]:
+def arms_to_run(task: LoadedTask, names: list[str], data: TaskData, backends: dict[str, Backend],
+                built: dict | None = None) -> tuple[list[ArmSpec], list[ArmSpec], dict[str, dict]]:
     """The arms named on the command line (default: the task's) and the fair baselines they lack
     (harness/baselines.py), each built and checked with its prompts (`Arm.check_prompts`), so that a
     missing corpus or embedder, a template naming no column or a prompt too long fails before the
     store is opened. A shorthand absent from the task file runs with its defaults. `backends`: model
     -> loaded backend, with the task's; an arm's other model is loaded into it. Returns the arms, the
-    baselines added to them, and those not added (decision.baselines: none) as task-file entries."""
+    baselines added to them, and those not added (decision.baselines: none) as task-file entries.
+    `built`, when given, receives each arm's checked strategy by name (learning-curve points not included)."""
     specs = []
     for name in names or task.arms:
         spec = task.arms.get(name)
@@ -288,8 +331,10 @@ def arms_to_run(task: LoadedTask, names: list[str], data: TaskData,
         specs.append(spec)
     added, missing = fair_baselines(task.config, specs, f"{task.path}: strategies")
     specs += added
-    for spec in specs + [point for _, points in task.curves for point in points]:
+    for i, spec in enumerate(specs + [point for _, points in task.curves for point in points]):
         strategy = build(spec, task)
+        if built is not None and i < len(specs):
+            built[spec.name] = strategy
         if isinstance(strategy, Checked):
             strategy.check()
         if isinstance(strategy, ChecksPrompts):
@@ -301,49 +346,86 @@ def arms_to_run(task: LoadedTask, names: list[str], data: TaskData,
 
 
 def compare(task_path: str | Path, *, strategies: list[str] | None = None, limit: int | None = None,
-            store_path: str | Path, force: bool = False, progress: bool = True) -> ComparisonReport:
+            store_path: str | Path, force: bool = False, progress: bool = True, mlflow: str | None = None,
+            tracked: dict | None = None) -> ComparisonReport:
+    """Run the comparison and store it. With tracking on (`mlflow`, the task's `tracking`, or
+    $MLFLOW_TRACKING_URI) it is then logged to MLflow, and `tracked` (when given) receives the parent
+    run's URL and each arm's run; a tracking server that fails raises TrackingError carrying the
+    stored report."""
     with open_session(task_path, strategies=strategies or [], limit=limit, store_path=store_path, force=force,
-                      progress=progress) as session:
-        task, data, store, backend = session.task, session.data, session.store, session.backend
-        cfg = task.config
-        rows = [run_one(session, spec) for spec in session.arms]
-        examples = {r.name: store.examples(r.run_id) for r in rows}
-        # From the stored examples, so a run stored before answers were counted is judged too.
-        rows = [r.model_copy(update={"added_by_harness": r.name in session.added,
-                                     "answers": _answers(examples[r.name])}) for r in rows]
-        # Beside an arm that changed its model's weights, the base weights' zero change, from the base
-        # measurement that arm's row carries.
-        measured = {r.model: r.forgetting for r in rows if r.fine_tuned and r.forgetting is not None}
-        rows = [r.model_copy(update={"forgetting": unchanged(measured[r.model])})
-                if not r.fine_tuned and r.usd_per_mtok is None and r.forgetting is None and r.model in measured else r
-                for r in rows]
-        curves = [learning_curve(session, curve, points) for curve, points in task.curves]
-        decision = cfg.decision
-        metric = decision.metric or cfg.metric_names[0]
-        # Paired by example id, from the store: a reused run's examples count like a fresh one's.
-        tokens = {r.name: {e["example_id"]: (e["prompt_tokens"], e["output_tokens"], e.get("cached_tokens", 0))
-                           for e in examples[r.name]} for r in rows}
-        rows = add_costs(rows, cfg.cost, backend.n_params, decision.monthly_requests, tokens, cfg.seed)
-
-        # The verdict measures no gain against a degenerate arm: its pairs are a Holm family of their
-        # own, so adding one changes no test the verdict reads.
-        degenerate = frozenset(r.name for r in rows if judge.degenerate_row(r))
-
-        def pairs_on(name: str) -> Comparisons:
-            scores = {r.name: stored_scores(store, r.run_id, name) for r in rows}
-            return Comparisons(metric=name, alpha=decision.alpha, power=decision.power, confidence=CONFIDENCE,
-                               pairs=paired_comparisons(scores, seed=cfg.seed, alpha=decision.alpha,
-                                                        power=decision.power, apart=degenerate))
-
-        comparisons = pairs_on(metric)
-        content = pairs_on(LENIENT) if LENIENT in cfg.metric_names and metric != LENIENT else None
-        report = ComparisonReport(
-            task=cfg.name, task_file=str(task.path), model=model_label(cfg.model), model_params=backend.n_params,
-            task_type=cfg.type, n_examples=len(data.eval), data_hash=data.hash, provenance=session.provenance,
-            strategies=rows, comparisons=comparisons, content=content, learning_curves=curves,
-            assumptions=Assumptions(cost=cfg.cost, decision=decision),
-            recommendation=explain(recommend(rows, comparisons, curves, decision, content,
-                                             missing_baselines=session.missing_baselines)))
-        report.comparison_id = store.save_comparison(cfg.name,
-                                                     report.model_dump(mode="json", exclude={"comparison_id"}))
+                      progress=progress, mlflow=mlflow) as session:
+        failed = None
+        if session.tracking is not None:
+            try:
+                session.tracker = Tracker(session.tracking)
+                session.tracker.start_comparison(session.task.config.name, {})
+            except TrackingError as e:  # the comparison runs and is stored all the same
+                session.tracker, failed = None, e
+        try:
+            try:
+                report = _compare(session)
+            except BaseException:
+                if session.tracker is not None:
+                    session.tracker.fail()
+                raise
+            if session.tracker is not None:
+                try:
+                    arms = session.tracker.log_comparison(report, session.store)
+                    if tracked is not None:
+                        tracked.update(parent=session.tracker.url(session.tracker.parent), arms=arms)
+                except TrackingError as e:
+                    failed = e
+        finally:
+            if session.tracker is not None:
+                session.tracker.close()
+        if failed is not None:
+            raise TrackingError(failed.where, f"{failed.message}; the comparison is stored as comparison "
+                                              f"{report.comparison_id} in {store_path}", report=report)
         return report
+
+
+def _compare(session: Session) -> ComparisonReport:
+    """The comparison of the session's arms, stored; its report."""
+    task, data, store, backend = session.task, session.data, session.store, session.backend
+    cfg = task.config
+    rows = [run_one(session, spec) for spec in session.arms]
+    examples = {r.name: store.examples(r.run_id) for r in rows}
+    # From the stored examples, so a run stored before answers were counted is judged too.
+    rows = [r.model_copy(update={"added_by_harness": r.name in session.added,
+                                 "answers": _answers(examples[r.name])}) for r in rows]
+    # Beside an arm that changed its model's weights, the base weights' zero change, from the base
+    # measurement that arm's row carries.
+    measured = {r.model: r.forgetting for r in rows if r.fine_tuned and r.forgetting is not None}
+    rows = [r.model_copy(update={"forgetting": unchanged(measured[r.model])})
+            if not r.fine_tuned and r.usd_per_mtok is None and r.forgetting is None and r.model in measured else r
+            for r in rows]
+    curves = [learning_curve(session, curve, points) for curve, points in task.curves]
+    decision = cfg.decision
+    metric = decision.metric or cfg.metric_names[0]
+    # Paired by example id, from the store: a reused run's examples count like a fresh one's.
+    tokens = {r.name: {e["example_id"]: (e["prompt_tokens"], e["output_tokens"], e.get("cached_tokens", 0))
+                       for e in examples[r.name]} for r in rows}
+    rows = add_costs(rows, cfg.cost, backend.n_params, decision.monthly_requests, tokens, cfg.seed)
+
+    # The verdict measures no gain against a degenerate arm: its pairs are a Holm family of their
+    # own, so adding one changes no test the verdict reads.
+    degenerate = frozenset(r.name for r in rows if judge.degenerate_row(r))
+
+    def pairs_on(name: str) -> Comparisons:
+        scores = {r.name: stored_scores(store, r.run_id, name) for r in rows}
+        return Comparisons(metric=name, alpha=decision.alpha, power=decision.power, confidence=CONFIDENCE,
+                           pairs=paired_comparisons(scores, seed=cfg.seed, alpha=decision.alpha,
+                                                    power=decision.power, apart=degenerate))
+
+    comparisons = pairs_on(metric)
+    content = pairs_on(LENIENT) if LENIENT in cfg.metric_names and metric != LENIENT else None
+    report = ComparisonReport(
+        task=cfg.name, task_file=str(task.path), model=model_label(cfg.model), model_params=backend.n_params,
+        task_type=cfg.type, n_examples=len(data.eval), data_hash=data.hash, provenance=session.provenance,
+        strategies=rows, comparisons=comparisons, content=content, learning_curves=curves,
+        assumptions=Assumptions(cost=cfg.cost, decision=decision),
+        recommendation=explain(recommend(rows, comparisons, curves, decision, content,
+                                         missing_baselines=session.missing_baselines)))
+    report.comparison_id = store.save_comparison(cfg.name,
+                                                 report.model_dump(mode="json", exclude={"comparison_id"}))
+    return report

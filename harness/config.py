@@ -255,10 +255,24 @@ class LearningCurve(_Strict):
     values: list[Any] = Field(min_length=1, description="one run per value, the other parameters as in strategies")
 
 
+class MlflowConfig(_Strict):
+    tracking_uri: str | None = Field(None, description="MLflow tracking server or store, e.g. http://127.0.0.1:5000 "
+                                                        "(default: --mlflow, then $MLFLOW_TRACKING_URI, then ./mlruns)")
+    experiment: str | None = Field(None, description="MLflow experiment the runs go in (default: "
+                                                     "$MLFLOW_EXPERIMENT_NAME, then the task's name)")
+
+
+class TrackingConfig(_Strict):
+    """Where results are also logged, besides the store. Changes no result: not in any run's key."""
+
+    mlflow: MlflowConfig | None = Field(None, description="log each comparison to MLflow: a parent run, one "
+                                                          "nested run per arm (needs the `mlflow` extra)")
+
+
 class Task(_Strict):
     name: str = Field(description="identifier used in the store and reports")
-    description: str = ""
-    type: TaskType
+    description: str = Field("", description="free text about the task (in no run's key)")
+    type: TaskType = Field(description="how answers are scored: rank the labels, or generate a short answer or text")
     model: ModelSpec = Field(DEFAULT_MODEL, description="built-in alias, Hugging Face model id or local folder; or "
                                                          "a hosted model: a mapping with backend: openai")
     data: DataConfig
@@ -268,7 +282,7 @@ class Task(_Strict):
     metrics: list[str] | None = Field(None, description="metric names; the first is the headline metric")
     strategies: dict[str, dict[str, Any]] = Field(description="arm name -> its axes (model, weights, context, "
                                                               "demos), or a shorthand's parameters")
-    seed: int = 1234
+    seed: int = Field(1234, description="seeds demonstration draws, --limit samples, training and the bootstrap")
     limits: Limits = Limits()
     cost: CostConfig = CostConfig()
     decision: DecisionConfig = DecisionConfig()
@@ -276,6 +290,7 @@ class Task(_Strict):
                                                                  "(each point is a full run)")
     forgetting: ForgettingConfig = ForgettingConfig()
     gate: GateConfig = GateConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("name")
     @classmethod

@@ -27,7 +27,7 @@ def first_error(e) -> tuple[str, str]:
     loc = tuple(p for p in err["loc"] if p not in ("str", "HubSplit", "str-constraint", "local", "hosted"))
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        msg = "unknown field (check the spelling; see the task reference in the README)"
+        msg = "unknown field (check the spelling; see docs/task-reference.md)"
     elif err["type"] == "missing":
         msg = "required field is missing"
     where = ".".join(str(p) for p in loc if not str(p).startswith("function-"))

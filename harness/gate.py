@@ -202,13 +202,15 @@ def judge(rules: GateConfig, metric: str, candidate: ArmResult, baseline: ArmRes
 
 def gate(checkpoint: str | Path, task_path: str | Path, *, store_path: str | Path, baseline_run: int | None = None,
          baseline_checkpoint: str | None = None, overrides: dict | None = None, limit: int | None = None,
-         progress: bool = True) -> GateResult:
-    """Evaluate the checkpoint, judge every rule and record the result in the store."""
+         progress: bool = True, mlflow: str | None = None, tracked: dict | None = None) -> GateResult:
+    """Evaluate the checkpoint, judge every rule and record the result in the store; then, with tracking
+    on, log it to MLflow as a run (its URL into `tracked`). A tracking server that fails raises
+    TrackingError carrying the stored result."""
     from pydantic import ValidationError
 
     from harness.compare import open_session, stored_scores
 
-    with open_session(task_path, limit=limit, store_path=store_path, progress=progress) as session:
+    with open_session(task_path, limit=limit, store_path=store_path, progress=progress, mlflow=mlflow) as session:
         task = session.task
         try:
             rules = GateConfig.model_validate({**task.config.gate.model_dump(), **(overrides or {})})
@@ -231,6 +233,21 @@ def gate(checkpoint: str | Path, task_path: str | Path, *, store_path: str | Pat
         result.gate_id = session.store.save_gate(task.config.name, str(checkpoint), candidate.run_id,
                                                  baseline.run_id, result.passed,
                                                  result.model_dump(mode="json", exclude={"gate_id"}))
+        if session.tracking is not None:
+            from harness.tracking import Tracker, TrackingError
+
+            tracker = None
+            try:
+                tracker = Tracker(session.tracking)
+                run_id = tracker.log_gate(result)
+            except TrackingError as e:
+                raise TrackingError(e.where, f"{e.message}; the gate result is stored as gate result "
+                                             f"{result.gate_id} in {store_path}", report=result) from None
+            finally:
+                if tracker is not None:
+                    tracker.close()
+            if tracked is not None:
+                tracked.update(run=tracker.url(run_id))
         return result
 
 

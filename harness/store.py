@@ -319,6 +319,14 @@ class Store:
             return self.db.execute("INSERT INTO comparisons (task, created_at, report) VALUES (?, ?, ?)",
                                    (task, time.time(), json.dumps(report))).lastrowid
 
+    def comparison(self, comparison_id: int | None = None) -> dict[str, Any] | None:
+        """One stored comparison (default: the latest), with its report; None when there is none."""
+        if comparison_id is None:
+            row = self.db.execute("SELECT * FROM comparisons ORDER BY created_at DESC, id DESC LIMIT 1").fetchone()
+        else:
+            row = self.db.execute("SELECT * FROM comparisons WHERE id = ?", (comparison_id,)).fetchone()
+        return None if row is None else {**dict(row), "report": json.loads(row["report"])}
+
     def comparisons(self) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT * FROM comparisons ORDER BY created_at DESC, id DESC")
         return [{**dict(r), "report": json.loads(r["report"])} for r in rows]

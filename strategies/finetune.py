@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import random
 import shutil
 from collections.abc import Callable
@@ -179,6 +180,8 @@ def train_weights(task: LoadedTask, data: TaskData, backend: HasWeights, params:
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    from harness.tracking import trainer_report_to
+
     train_rows, val_rows = training_rows(task, data, backend, params, messages, where)
 
     checkpoints = out / "checkpoints"
@@ -216,7 +219,7 @@ def train_weights(task: LoadedTask, data: TaskData, backend: HasWeights, params:
         prediction_loss_only=True,
         greater_is_better=False,
         logging_steps=max(1, params.eval_steps // 4),
-        report_to="none",
+        report_to=trainer_report_to(),  # mlflow inside an arm's tracked run (harness/tracking.py)
         seed=seed,
         data_seed=seed,
         use_cpu=not cuda,
@@ -359,3 +362,12 @@ class FineTuned(Component):
 
     def summary(self, examples) -> dict:
         return {"training": self.checkpoint.training(reused=self.reused)}
+
+    def planned_steps(self, data: TaskData) -> tuple[int, bool]:
+        """`harness validate`'s estimate: optimizer steps a training would take (before early stopping),
+        and whether these weights are trained already (their folder holds a manifest)."""
+        params = self.config
+        train, _ = _split(self.task, data, params, self.where)
+        steps = math.ceil(math.ceil(len(train) / params.batch_size) / params.grad_accum * params.epochs)
+        return (min(steps, params.max_steps) if params.max_steps else steps,
+                (self.output_dir(data) / "manifest.json").is_file())

@@ -24,6 +24,13 @@ WORDS = ("the a of and is in on to what which capital city country topic article
          "vote film music star").split()
 
 
+@pytest.fixture(autouse=True)
+def _no_ambient_tracking(monkeypatch):
+    """A developer's $MLFLOW_TRACKING_URI turns tracking on (harness/tracking.py): tests that want it say so."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+
+
 def load_benchmark(name: str):
     """A script under benchmarks/ as a module, for tests that share its helpers (a store writer, a
     server). Loaded by path: benchmarks/ is a folder of scripts, not a package."""

@@ -5,6 +5,7 @@
 - `FaultProxy`: an aiohttp server in front of another one that answers the next requests with
   scheduled faults (429, 500, a non-JSON 200, 401, a 400 quoting the key), checks the API key, and records every request
   body it receives with the answer it passed back;
+- `serve_mlflow`: a real `mlflow server` (SQLite backend) for the tracking tests;
 - `LogprobServer`: /v1/completions with vLLM's and llama.cpp's `echo` + `logprobs` semantics (and
   /v1/chat/completions) computed by a real transformers model, for the one kind of server no
   package installs offline.
@@ -87,6 +88,39 @@ def serve_transformers(model_folder: Path, log: Path, startup_s: float = 180) ->
         if time.monotonic() > deadline:
             served.stop()
             raise RuntimeError(f"transformers serve did not answer /health:\n{log.read_text()[-3000:]}")
+        time.sleep(0.25)
+
+
+# --- mlflow server -------------------------------------------------------------------------------------
+
+def serve_mlflow(folder: Path, log: Path, startup_s: float = 120) -> Served:
+    """A real `mlflow server` on 127.0.0.1 with a SQLite backend and its artifacts in `folder`, in its
+    own process group. Returns once GET /health answers."""
+    import sys
+
+    exe = Path(sys.executable).parent / "mlflow"
+    port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(exe), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                                 "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+                                 "--artifacts-destination", str(folder / "artifacts")],
+                                cwd=folder, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+    served = Served(proc, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + startup_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{served.url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return served
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            served.stop()
+            raise RuntimeError(f"mlflow server did not answer /health:\n{log.read_text()[-3000:]}")
         time.sleep(0.25)
 
 

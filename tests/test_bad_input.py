@@ -1,5 +1,5 @@
 """Every kind of bad input: one clear line naming file and field, exit code 2, no traceback,
-and nothing written to the store."""
+and nothing written to the store; `harness validate` says the same line."""
 
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ def expect_error(capsys, tmp_path, task_path, *fragments, extra=()):
     for fragment in fragments:
         assert fragment in err, err
     assert not store.exists(), "a failed validation must not create the store"
+    # `harness validate` runs compare's checks: the same exit code and the same line.
+    assert main(["validate", str(task_path), "--store", str(store), *extra]) == 2
+    assert capsys.readouterr().err.strip() == err
+    assert not store.exists()
 
 
 def test_malformed_yaml(make_task, capsys, tmp_path):

@@ -178,7 +178,7 @@ def adapters(tmp_path_factory):
 
 def gate(capsys, root: Path, checkpoint: Path, *args: str) -> tuple[int, str, str]:
     capsys.readouterr()
-    rc = main(["gate", str(checkpoint), "--task", str(root / "task.yaml"), "--store", str(root / "s.sqlite"),
+    rc = main(["gate", str(root / "task.yaml"), str(checkpoint), "--store", str(root / "s.sqlite"),
                "--no-progress", *args])
     out = capsys.readouterr()
     return rc, out.out, out.err

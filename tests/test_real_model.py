@@ -100,7 +100,7 @@ def test_gate_passes_the_default_adapter_and_fails_a_shuffled_label_one(bbc_lora
     root, rows = bbc_lora
     good = Path(rows["lora"].training.adapter_path).parent
     # The shipped task's gate rules, on the prompts the adapter was trained with.
-    gate = ["gate", "--task", str(root / "bbc_lora.yaml"), "--limit", str(BBC_SLICE),
+    gate = ["gate", str(root / "bbc_lora.yaml"), "--limit", str(BBC_SLICE),
             "--store", str(tmp_path / "gate.sqlite"), "--no-progress"]
 
     rc = main([*gate, str(good), "--junit", str(tmp_path / "good.xml")])

@@ -131,14 +131,28 @@ def test_report_prints_markdown_by_default_and_selects_comparisons(compared, cap
     assert main(["report", "--store", str(store)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("# tiny_topics") and "## Paired comparisons (accuracy)" in out and "![" not in out
-    assert main(["report", "--store", str(store), "--task", "tiny_topics"]) == 0
+    assert main(["report", "--store", str(store), "--task-name", "tiny_topics"]) == 0
     assert main(["report", "--store", str(store), "--comparison", "1"]) == 0
     assert capsys.readouterr().out.count("## Verdict") == 2
+    # The flag before 0.2 still works for one release, with one warning line.
+    assert main(["report", "--store", str(store), "--task", "tiny_topics"]) == 0
+    out = capsys.readouterr()
+    assert "## Verdict" in out.out and out.err.strip() == ("warning: `harness report --task NAME` is deprecated and "
+                                                           "goes in the next release; use `--task-name NAME` (--task "
+                                                           "is a task file everywhere else)")
+
+
+def test_report_json_to_stdout_is_the_report_alone(compared, capsys):
+    import json
+
+    store, report, _ = compared
+    assert main(["report", "--store", str(store), "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["task"] == "tiny_topics"
 
 
 @pytest.mark.parametrize("args, fragments", [
     (["--comparison", "99"], ["--comparison", "no comparison 99", "1 (tiny_topics)"]),
-    (["--task", "nope"], ["--task", "no comparison of task 'nope'"]),
+    (["--task-name", "nope"], ["--task-name", "no comparison of task 'nope'"]),
 ])
 def test_report_of_a_missing_comparison(compared, capsys, args, fragments):
     store, _, _ = compared

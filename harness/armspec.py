@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from harness import registry
-from harness.backends import HostedModel, model_key, model_label
+from harness.backends import HostedModel, LocalModel, model_class, model_key, model_label
 from harness.errors import HarnessError, first_error
 from harness.prompting import PROMPT_FIELDS, PromptConfig
 from harness.strategy import StrategyConfig
@@ -69,7 +69,7 @@ class Component:
 class ArmSpec:
     name: str
     params: dict[str, Any]  # as written, validated: the report row's `params`, what curves vary
-    model: str | HostedModel
+    model: str | LocalModel | HostedModel
     weights: Component | None = None
     context: Component | None = None
     demos: Component | None = None
@@ -201,8 +201,8 @@ def _parse_arm(name: str, params: Any, task, where: str) -> ArmSpec:
                                                 f"the shorthands {', '.join(SHORTHANDS)}")
     model = params.get("model") or task_model
     if isinstance(model, dict):
-        model = _validate(HostedModel, model, f"{here}.model")
-    elif not isinstance(model, (str, HostedModel)):
+        model = _validate(model_class(model), model, f"{here}.model")
+    elif not isinstance(model, (str, LocalModel, HostedModel)):
         raise HarnessError(f"{here}.model", "expected a model name (a built-in alias, hub id or local folder) or "
                                             "a hosted model (a mapping with backend: openai)")
     weights = params.get("weights", "base")

@@ -67,9 +67,10 @@ def file_digests(folder: Path) -> dict[str, str]:
 
 
 def _same_model(named: str | None, task) -> bool:
+    from harness.backends import model_name
     from harness.backends.local import resolve_model
 
-    model = task.config.model
+    model = model_name(task.config.model)
     if named is None:
         return False
     if named == model:
@@ -166,10 +167,11 @@ def _check_architecture(folder: Path, task) -> None:
     vocabulary, since it is run with the task model's tokenizer and prompts."""
     from transformers import AutoConfig
 
+    from harness.backends import model_name
     from harness.backends.local import resolve_model
 
     mine = _read_json(folder / "config.json")
-    base = AutoConfig.from_pretrained(resolve_model(task.config.model, task.path.parent)).to_dict()
+    base = AutoConfig.from_pretrained(resolve_model(model_name(task.config.model), task.path.parent)).to_dict()
     for key in ("model_type", "vocab_size"):
         if mine.get(key) != base.get(key):
             raise HarnessError(str(folder / "config.json"),
@@ -181,21 +183,22 @@ def load(ckpt: Checkpoint, base):
     """The checkpoint's model, adapters merged in so inference costs what the base costs.
 
     An adapter is merged into a copy of `base`, the task's model as already loaded, which goes on
-    serving other runs unchanged; a full model is other weights, so it is read from its folder."""
+    serving other runs unchanged; a full model is other weights, so it is read from its folder, at
+    the base's precision and on its device. On a quantised base the adapter stays unmerged, as
+    QLoRA is served: merging would round the adapter's update into 4- or 8-bit weights, which
+    evaluates a model that was never trained."""
     full = ckpt.kind in ("full_model", "harness_model")
     from safetensors import SafetensorError
-
-    from harness.backends.local import default_device
 
     try:
         if full:
             from transformers import AutoModelForCausalLM
 
-            device, dtype = default_device()
-            return AutoModelForCausalLM.from_pretrained(ckpt.weights_dir, dtype=dtype,
-                                                        use_safetensors=True).to(device)
+            return AutoModelForCausalLM.from_pretrained(ckpt.weights_dir, dtype=base.dtype,
+                                                        use_safetensors=True).to(base.device)
         from peft import PeftModel
 
-        return PeftModel.from_pretrained(copy.deepcopy(base), ckpt.weights_dir).merge_and_unload()
+        adapted = PeftModel.from_pretrained(copy.deepcopy(base), ckpt.weights_dir)
+        return adapted if getattr(base, "hf_quantizer", None) is not None else adapted.merge_and_unload()
     except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as e:
         raise HarnessError(str(ckpt.folder), f"checkpoint cannot be loaded ({str(e).splitlines()[0]})") from None

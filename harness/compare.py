@@ -18,7 +18,7 @@ from harness.errors import HarnessError
 from harness.forgetting import ForgettingMeter, unchanged
 from harness.measure import latency_mean_ci, peak_memory_mb, provenance, timer
 from harness.metrics import LENIENT, MetricError, load_metric
-from harness.backends import Backend, HostedModel, load_backend, model_label
+from harness.backends import Backend, HostedModel, Model, load_backend, model_key, model_label
 from harness.results import (ArmResult, Assumptions, Comparisons, ComparisonReport, Curve, CurvePoint, Forgetting,
                              Provenance)
 from harness.prompting import scoring
@@ -87,7 +87,7 @@ class Session:
     _finished: set[str] = field(default_factory=set)
     _forgetting: dict[str, ForgettingMeter] = field(default_factory=dict)
 
-    def backend_for(self, model: str | HostedModel) -> Backend:
+    def backend_for(self, model: Model) -> Backend:
         if model == self.task.config.model:
             return self.backend
         if model not in self._backends:
@@ -102,12 +102,14 @@ class Session:
         # Unset, `prompt.scoring` follows the model (its backend's capabilities, which the model's own
         # entry identifies): leaving it out keeps the keys of runs stored before it existed.
         prompt = {"overflow"} | ({"scoring"} if self.task.config.prompt.scoring is None else set())
-        return self.task.config.model_dump(mode="json", exclude={"description": True, "strategies": True,
-                                                                  "cost": True, "decision": True,
-                                                                  "learning_curves": True, "gate": True,
-                                                                  "prompt": prompt})
+        dumped = self.task.config.model_dump(mode="json", exclude={"description": True, "strategies": True,
+                                                                    "cost": True, "decision": True,
+                                                                    "learning_curves": True, "gate": True,
+                                                                    "prompt": prompt})
+        # A local model's defaults are left out, so `model: NAME` and `model: {name: NAME}` share runs.
+        return {**dumped, "model": model_key(self.task.config.model)}
 
-    def forgetting(self, model: str | HostedModel, backend: Backend) -> Forgetting | None:
+    def forgetting(self, model: Model, backend: Backend) -> Forgetting | None:
         """The change on the probe from `model`'s base weights to `backend`'s (None: no weights here)."""
         if not backend.has_weights:
             return None
@@ -178,8 +180,8 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
     return summary
 
 
-def _prices(model: str | HostedModel) -> dict[str, float] | None:
-    if isinstance(model, str):
+def _prices(model: Model) -> dict[str, float] | None:
+    if not isinstance(model, HostedModel):
         return None
     cached = model.usd_per_mtok_cached_input
     return {"input": model.usd_per_mtok_input, "output": model.usd_per_mtok_output,

@@ -27,6 +27,7 @@ from harness.errors import HarnessError
 from harness.metrics._text import contains as contains_answer
 from harness.results import Forgetting, ProbeScores
 from harness.stats import CONFIDENCE, paired_bootstrap_ci
+from harness.task import DEFAULT_BATCH_SIZE
 
 PROBES = Path(__file__).parent / "probes"
 DEFAULT_TEXT = PROBES / "general_text.jsonl"
@@ -162,7 +163,9 @@ class ForgettingMeter:
     def __init__(self, task, base_backend):
         self.probe = load_probe(task)
         self.cfg = task.config.forgetting
-        self.batch_size = task.config.limits.batch_size
+        size = task.config.limits.batch_size
+        # The probe is a few dozen short texts: a fixed batch serves it whatever the task's is.
+        self.batch_size = size if isinstance(size, int) else DEFAULT_BATCH_SIZE
         self.seed = task.config.seed
         self._by_weights: dict[str, Measurement] = {}
         self.base_fingerprint = self._fingerprint_and_measure(base_backend)

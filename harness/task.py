@@ -58,9 +58,14 @@ class Fields(_Strict):
                                                      "every metric scores the best of the target and these")
 
 
+DEFAULT_BATCH_SIZE = 8
+
+
 class Limits(_Strict):
     eval_examples: PositiveInt | None = Field(None, description="score a seeded sample of this many eval examples")
-    batch_size: PositiveInt = Field(8, description="examples per forward pass")
+    batch_size: PositiveInt | Literal["auto"] = Field(
+        DEFAULT_BATCH_SIZE, description="examples per forward pass; auto: the largest that fits the GPU, found "
+                                        "once per model and remembered (on CPU, 8)")
     max_new_tokens: PositiveInt = Field(32, description="generation budget for generative task types")
 
 
@@ -141,8 +146,10 @@ class Task(_Strict):
     name: str = Field(description="identifier used in the store and reports")
     description: str = ""
     type: TaskType
-    model: ModelSpec = Field(DEFAULT_MODEL, description="built-in alias, Hugging Face model id or local folder; or "
-                                                         "a hosted model: a mapping with backend: openai")
+    model: ModelSpec = Field(DEFAULT_MODEL, description="built-in alias, Hugging Face model id or local folder; a "
+                                                         "mapping of a local model's options (name, revision, dtype, "
+                                                         "device, quantization, attn_implementation); or a hosted "
+                                                         "model: a mapping with backend: openai")
     data: DataConfig
     fields: Fields
     prompt: PromptConfig

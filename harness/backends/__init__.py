@@ -11,14 +11,15 @@ length and generates. Only some can do more, and say so as capabilities:
 OpenAI-compatible server (a provider, vLLM, TGI, llama.cpp, `transformers serve`); it scores only
 when the task says the server returns prompt log-probabilities (`logprobs: true`).
 
-A task's `model:` is a string (a local model) or a `HostedModel` mapping. This module imports
-nothing heavy: reading a task file never loads torch or an HTTP client."""
+A task's `model:` is a string (a local model with today's defaults), a `LocalModel` mapping (the same
+with its precision, device and quantisation chosen) or a `HostedModel` mapping (`backend: openai`).
+This module imports nothing heavy: reading a task file never loads torch or an HTTP client."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, Protocol, Union
+from typing import Annotated, Callable, Literal, Protocol, Union
 
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat,
                       PositiveInt, Tag)
@@ -66,6 +67,10 @@ class Backend(Protocol):
     def truncate(self, text: str, max_tokens: int) -> str: ...
     def count_tokens(self, texts: list[str]) -> list[int]: ...
     def generate(self, prompts: list[Prompt], max_new_tokens: int) -> list[Generation]: ...
+    # `limits.batch_size: auto`: the batch size to run with, given the n longest prompts `prompts(n)`
+    # and what is asked of them (the labels scored, or else max_new_tokens generated).
+    def auto_batch_size(self, prompts: Callable[[int], list[Prompt]], labels: list[str] | None,
+                        max_new_tokens: int) -> int: ...
     # Only when can_score:
     def loglikelihood(self, prompts: list[Prompt], choices: list[str]) -> list[Scored]: ...
 
@@ -104,33 +109,108 @@ class HostedModel(BaseModel):
                                         "prompt cache; default: the input price")
 
 
+class Quantization(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bits: Literal[4, 8] = Field(description="bitsandbytes weight quantisation: 4 (NF4 with double quantisation, "
+                                            "QLoRA's) or 8 (LLM.int8)")
+
+
+class LocalModel(BaseModel):
+    """`model:` as a mapping without `backend`: a transformers model in this process, with the
+    options real hardware needs. `model: NAME` is `model: {name: NAME}`, and shares its runs.
+
+    The run key holds the fields that change what the model computes, and only where they differ
+    from their defaults, so naming a model either way, or restating a default, reuses its runs. The
+    device is not in it: like the machine itself, it changes speed, not the configuration (`dtype:
+    auto` follows it, as it always did for a plain name; set `dtype` to pin the precision)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, description="built-in alias, local folder or Hugging Face hub id")
+    revision: str | None = Field(None, min_length=1, description="a hub model's branch, tag or commit (pins its "
+                                                                 "weights)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="weights and compute precision; auto: bfloat16 on a GPU that has it (else float16), "
+                            "float32 on CPU")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$", exclude=True,
+                        description="auto (the GPU if there is one), cpu, cuda or cuda:N")
+    quantization: Quantization | None = Field(None, description="load the weights quantised by bitsandbytes "
+                                                                "(needs a CUDA GPU); QLoRA is lora on 4 bits")
+    attn_implementation: str | None = Field(None, min_length=1, description="transformers' attention kernel: "
+                                                                            "eager, sdpa, flash_attention_2, ...; "
+                                                                            "default: transformers' choice")
+
+    def __str__(self) -> str:
+        return model_label(self)
+
+
 def _kind(value) -> str:
-    return "hosted" if isinstance(value, (dict, HostedModel)) else "local"
+    if isinstance(value, HostedModel) or (isinstance(value, dict) and "backend" in value):
+        return "hosted"
+    return "local_options" if isinstance(value, (dict, LocalModel)) else "local"
 
 
-# A mapping is a hosted model and anything else a local model's name, so a malformed mapping is
-# reported by its own fields rather than as "not a string".
-ModelSpec = Annotated[Union[Annotated[str, Tag("local")], Annotated[HostedModel, Tag("hosted")]],
+# A mapping with `backend` is a hosted model, one without a local model's options, and anything else a
+# local model's name; so a malformed mapping is reported by its own fields rather than as "not a
+# string".
+ModelSpec = Annotated[Union[Annotated[str, Tag("local")], Annotated[LocalModel, Tag("local_options")],
+                            Annotated[HostedModel, Tag("hosted")]],
                       Discriminator(_kind)]
+Model = Union[str, LocalModel, HostedModel]
 
 
-def model_label(model: str | HostedModel) -> str:
-    """How tables, the store and the verdict name a model."""
+def model_class(value: dict) -> type[LocalModel] | type[HostedModel]:
+    """The model a mapping written in a task file describes (see ModelSpec)."""
+    return HostedModel if _kind(value) == "hosted" else LocalModel
+
+
+def local_options(model: str | LocalModel) -> LocalModel:
+    return model if isinstance(model, LocalModel) else LocalModel(name=model)
+
+
+def _changed(model: LocalModel) -> dict:
+    """A local model's key fields that differ from their defaults."""
+    return {k: v for k, v in model.model_dump(mode="json", exclude={"name"}).items()
+            if v != LocalModel.model_fields[k].default}
+
+
+def model_label(model: Model) -> str:
+    """How tables, the store and the verdict name a model: its name, and a local model's revision,
+    precision and quantisation when set (two arms may run one model at two precisions)."""
+    if isinstance(model, str):
+        return model
+    if isinstance(model, HostedModel):
+        return model.name
+    name = model.name + (f"@{model.revision}" if model.revision else "")
+    notes = ([f"{model.quantization.bits}-bit"] if model.quantization else []) + (
+        [model.dtype] if model.dtype != "auto" else [])
+    return name + (f" ({', '.join(notes)})" if notes else "")
+
+
+def model_name(model: Model) -> str:
+    """What the model is loaded by: an alias, folder or hub id (a hosted model's id on its server)."""
     return model if isinstance(model, str) else model.name
 
 
-def model_key(model: str | HostedModel) -> str | dict:
-    """What identifies a model in a run's key: the string, or the hosted model's answering fields."""
-    return model if isinstance(model, str) else model.model_dump(mode="json")
+def model_key(model: Model) -> str | dict:
+    """What identifies a model in a run's key: a local model's name, with the fields that change its
+    results where they are not the defaults; a hosted model's answering fields."""
+    if isinstance(model, str):
+        return model
+    if isinstance(model, LocalModel):
+        changed = _changed(model)
+        return {"name": model.name, **changed} if changed else model.name
+    return model.model_dump(mode="json")
 
 
-def load_backend(model: str | HostedModel, base_dir: Path | None = None, where: str | None = None) -> Backend:
+def load_backend(model: Model, base_dir: Path | None = None, where: str | None = None) -> Backend:
     """The backend that runs `model`, checked to work: a local model loaded, a hosted one asked once.
     `where` names the model's place in the task file for errors."""
-    if isinstance(model, str):
+    if not isinstance(model, HostedModel):
         from harness.backends.local import load_local
 
-        return load_local(model, base_dir)
+        return load_local(model, base_dir, where)
     from harness.backends.hosted import HostedBackend
 
     return HostedBackend(model, base_dir, where or f"model {model.name}")

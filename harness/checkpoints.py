@@ -27,7 +27,7 @@ from harness.results import Training
 
 MANIFEST = "manifest.json"
 # Where harness training puts its weights, by method.
-WEIGHTS_FOLDER = {"lora": "adapter", "full": "model"}
+WEIGHTS_FOLDER = {"lora": "adapter", "full": "model", "dpo": "adapter"}
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # Formats torch.load would unpickle: arbitrary code on load, so never read.
 PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")

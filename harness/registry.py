@@ -17,7 +17,8 @@ ENTRY_POINT_GROUP = "ft_harness.strategies"
 
 # Per axis, method -> module.
 AXES = {
-    "weights": {"lora": "strategies.lora", "full": "strategies.full", "checkpoint": "strategies.checkpoint"},
+    "weights": {"lora": "strategies.lora", "full": "strategies.full", "dpo": "strategies.dpo",
+                "checkpoint": "strategies.checkpoint"},
     "context": {"retrieval": "strategies.rag"},
     "demos": {"demos": "strategies.demos"},
 }

@@ -90,7 +90,7 @@ def weights_dir(task, method: str, params: TrainingConfig, data_hash: str, promp
     return cache_dir() / "adapters" / f"{cfg.name}-{config_fingerprint(spec)}"
 
 
-def _split(task, data, params: TrainingConfig, where: str):
+def training_split(task, data, params: TrainingConfig, where: str):
     """Training and validation examples: the task's validation split, or a seeded hold-out of train."""
     seed = task.config.seed if params.seed is None else params.seed
     train = list(data.train)
@@ -153,7 +153,7 @@ def training_rows(task, data, backend, params: TrainingConfig, messages: Message
     def prompt(ex):
         return render(task, backend, turns(ex))
 
-    train, validation = _split(task, data, params, where)
+    train, validation = training_split(task, data, params, where)
     return (_tokenize(backend, train, params.max_length, prompt, where),
             _tokenize(backend, validation, params.max_length, prompt, where))
 

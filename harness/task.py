@@ -66,6 +66,14 @@ class Limits(_Strict):
     batch_size: PositiveInt | Literal["auto"] = Field(
         DEFAULT_BATCH_SIZE, description="examples per forward pass; auto: the largest that fits the GPU, found "
                                         "once per model and remembered (on CPU, 8)")
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _size_or_auto(cls, v):
+        # One message for the two forms, rather than one per branch of the union.
+        if v != "auto" and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ValueError("expected a number of examples greater than 0, or auto")
+        return v
     max_new_tokens: PositiveInt = Field(32, description="generation budget for generative task types")
 
 

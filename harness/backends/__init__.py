@@ -17,12 +17,13 @@ This module imports nothing heavy: reading a task file never loads torch or an H
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Callable, Literal, Protocol, Union
 
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat,
-                      PositiveInt, Tag)
+                      PositiveInt, Tag, field_validator)
 
 
 @dataclass
@@ -133,13 +134,19 @@ class LocalModel(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="weights and compute precision; auto: bfloat16 on a GPU that has it (else float16), "
                             "float32 on CPU")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$", exclude=True,
-                        description="auto (the GPU if there is one), cpu, cuda or cuda:N")
+    device: str = Field("auto", exclude=True, description="auto (the GPU if there is one), cpu, cuda or cuda:N")
     quantization: Quantization | None = Field(None, description="load the weights quantised by bitsandbytes "
                                                                 "(needs a CUDA GPU); QLoRA is lora on 4 bits")
     attn_implementation: str | None = Field(None, min_length=1, description="transformers' attention kernel: "
                                                                             "eager, sdpa, flash_attention_2, ...; "
                                                                             "default: transformers' choice")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", v):
+            raise ValueError("expected auto, cpu, cuda or cuda:N")
+        return v
 
     def __str__(self) -> str:
         return model_label(self)

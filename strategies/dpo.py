@@ -14,11 +14,16 @@ The adapter is then evaluated and probed for forgetting like any weights method'
 
 from __future__ import annotations
 
+import json
+
 from pydantic import Field
 
+from harness.backends import model_key
 from harness.errors import HarnessError
+from harness.files import atomic_write_text, cache_dir
 from harness.metrics import score
 from harness.prompting import build_messages, render
+from harness.task import DEFAULT_BATCH_SIZE
 from strategies import lora
 from strategies.finetune import FineTuned, training_split
 
@@ -42,9 +47,10 @@ class Weights(FineTuned):
             return lora.adapted(model, self.config, self.where)
         from peft import PeftModel
 
-        # The SFT adapter, trained (or reused) as the lora arm with these parameters would be.
-        sft = lora.Weights(lora.Config(**self.config.model_dump(include=set(lora.Config.model_fields))),
-                           self.task, self.where)
+        # The SFT adapter, trained (or reused) as a lora arm with these parameters would be, at LoRA's
+        # own learning rate: DPO's would barely move a fresh adapter.
+        shared = set(lora.Config.model_fields) - {"learning_rate"}
+        sft = lora.Weights(lora.Config(**self.config.model_dump(include=shared)), self.task, self.where)
         sft.messages, sft.prompt_key = self.messages, self.prompt_key
         folder = sft.output_dir(self._data)
         if not (folder / "manifest.json").is_file():
@@ -71,13 +77,7 @@ class Weights(FineTuned):
         prompts = [render(task, backend, turns(ex)) for ex in examples]
         given = [bool(str(ex.row.get(cfg.rejected) or "").strip()) for ex in examples]
         todo = [i for i, g in enumerate(given) if not g]
-        answers = {}
-        size = task.config.limits.batch_size if isinstance(task.config.limits.batch_size, int) else 8
-        for start in range(0, len(todo), size):
-            batch = todo[start:start + size]
-            for i, g in zip(batch, backend.generate([prompts[i] for i in batch], task.config.limits.max_new_tokens)):
-                answers[i] = g.text if task.config.type == "generation" else next(
-                    (line.strip() for line in g.text.splitlines() if line.strip()), "")
+        answers = dict(zip(todo, self._base_answers([prompts[i] for i in todo], backend)))
         metric = task.config.metric_names[0]
         rows, right = [], 0
         for i, (ex, prompt) in enumerate(zip(examples, prompts)):
@@ -93,6 +93,26 @@ class Weights(FineTuned):
                          "rejected": prompt.answer_prefix + rejected})
         return rows, {"from_columns": sum(given), "from_base_answers": len(todo) - right,
                       "base_answered_right": right}
+
+    def _base_answers(self, prompts, backend) -> list[str]:
+        """The base model's greedy answers to `prompts`, as the runner reads them (a short answer's
+        first line). Kept in the cache folder: another DPO arm, or a retrained one, asks again."""
+        from harness.data import config_fingerprint
+
+        cfg = self.task.config
+        texts = [p.text for p in prompts]
+        kept = cache_dir() / "base_answers" / (config_fingerprint({
+            "model": model_key(cfg.model), "prompts": texts, "max_new_tokens": cfg.limits.max_new_tokens}) + ".json")
+        if kept.is_file():
+            return json.loads(kept.read_text())
+        size = cfg.limits.batch_size if isinstance(cfg.limits.batch_size, int) else DEFAULT_BATCH_SIZE
+        answers = []
+        for start in range(0, len(prompts), size):
+            for g in backend.generate(prompts[start:start + size], cfg.limits.max_new_tokens):
+                answers.append(g.text if cfg.type == "generation" else next(
+                    (line.strip() for line in g.text.splitlines() if line.strip()), ""))
+        atomic_write_text(kept, json.dumps(answers))
+        return answers
 
     def trainer(self, model, args, train_rows, val_rows, backend):
         from datasets import Dataset

@@ -112,16 +112,17 @@ def _dtype(opts: LocalModel, device, where: str):
 
 def _quantization(opts: LocalModel, device, dtype, where: str):
     """The BitsAndBytesConfig of `opts.quantization`: NF4 with double quantisation and compute in the
-    model's dtype for 4 bits (QLoRA's recipe), LLM.int8 for 8. bitsandbytes' kernels are CUDA's:
-    elsewhere it is refused here, in one line, rather than failing inside the first forward pass."""
+    model's dtype for 4 bits (QLoRA's recipe), LLM.int8 for 8; refused in one line where it cannot run."""
     if opts.quantization is None:
         return None
     field = f"{where}.quantization"
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise HarnessError(field, "needs bitsandbytes, which is not installed (pip install 'ft-harness[gpu]')")
+    # bitsandbytes 0.50 loads 4-bit weights on CPU too, but its CPU path failed in training here:
+    # refused, rather than failing inside the first training step.
     if device.type != "cuda":
         raise HarnessError(field, f"{opts.quantization.bits}-bit weights need bitsandbytes' CUDA kernels, and this "
                                   f"model runs on {device.type}; remove quantization or run it on a CUDA GPU")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise HarnessError(field, "needs bitsandbytes, which is not installed (pip install 'ft-harness[gpu]')")
     from transformers import BitsAndBytesConfig
 
     if opts.quantization.bits == 4:

@@ -15,6 +15,7 @@ The adapter is then evaluated and probed for forgetting like any weights method'
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 from pydantic import Field
 
@@ -33,7 +34,9 @@ class Config(lora.Config):
     # is for full models, this is LoRA's usual DPO rate.
     learning_rate: float = Field(5e-5, gt=0, description="peak learning rate (see lr_scheduler)")
     beta: float = Field(0.1, gt=0, description="how far from the reference the policy may move (higher: less)")
-    loss_type: str = Field("sigmoid", description="trl's DPO loss: sigmoid (the paper's), ipo, hinge, robust, ...")
+    loss_type: Literal["sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                       "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm"] = Field(
+        "sigmoid", description="trl's DPO loss: sigmoid (the paper's), ipo, hinge, robust, ...")
     sft_first: bool = Field(False, description="train the adapter with supervised LoRA first, then DPO on it")
     chosen: str = Field("chosen", description="column of a preferred answer, where the data has one")
     rejected: str = Field("rejected", description="column of a dispreferred answer, where the data has one")
@@ -55,7 +58,7 @@ class Weights(FineTuned):
         folder = sft.output_dir(self._data)
         if not (folder / "manifest.json").is_file():
             sft._train(self._data, self._backend, folder, progress=False)
-        return PeftModel.from_pretrained(model, folder / "adapter", is_trainable=True)
+        return PeftModel.from_pretrained(lora.prepared(model, self.config), folder / "adapter", is_trainable=True)
 
     def rows(self, data, backend):
         # Kept for `trainable`, which train_weights calls next: sft_first trains on the same data.

@@ -36,13 +36,21 @@ class Weights(FineTuned):
         return adapted(model, self.config, self.where)
 
 
-def adapted(model, cfg: Config, where: str):
-    """`model` with a fresh LoRA adapter to train (QLoRA's preparation first on a quantised model)."""
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+def prepared(model, cfg: TrainingConfig):
+    """`model` ready to carry a trained adapter: a quantised one through QLoRA's preparation."""
+    from peft import prepare_model_for_kbit_training
 
-    if getattr(model, "hf_quantizer", None) is not None:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
-                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    if getattr(model, "hf_quantizer", None) is None:
+        return model
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
+                                           gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def adapted(model, cfg: Config, where: str):
+    """`model` with a fresh LoRA adapter to train."""
+    from peft import LoraConfig, get_peft_model
+
+    model = prepared(model, cfg)
     lora = LoraConfig(task_type="CAUSAL_LM", r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                       target_modules=cfg.target_modules)
     try:

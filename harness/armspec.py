@@ -23,7 +23,18 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from harness import registry
-from harness.config import PROMPT_FIELDS, ComponentConfig, HostedModel, PromptConfig, Task, model_key, model_label
+from harness.config import (
+    PROMPT_FIELDS,
+    ComponentConfig,
+    HostedModel,
+    LocalModel,
+    Model,
+    PromptConfig,
+    Task,
+    model_class,
+    model_key,
+    model_label,
+)
 from harness.errors import HarnessError, first_error
 
 AXES = ("model", "weights", "context", "demos", "prompt")
@@ -70,7 +81,7 @@ class ComponentSpec:
 class ArmSpec:
     name: str
     params: dict[str, Any]  # as written, validated: the report row's `params`, what curves vary
-    model: str | HostedModel
+    model: Model
     weights: ComponentSpec | None = None
     context: ComponentSpec | None = None
     demos: ComponentSpec | None = None
@@ -201,10 +212,11 @@ def _parse_arm(name: str, params: Any, config: Task, where: str) -> ArmSpec:
                                                 f"the shorthands {', '.join(SHORTHANDS)}")
     model = params.get("model") or task_model
     if isinstance(model, dict):
-        model = _validate(HostedModel, model, f"{here}.model")
-    elif not isinstance(model, (str, HostedModel)):
-        raise HarnessError(f"{here}.model", "expected a model name (a built-in alias, hub id or local folder) or "
-                                            "a hosted model (a mapping with backend: openai)")
+        model = _validate(model_class(model), model, f"{here}.model")
+    elif not isinstance(model, (str, LocalModel, HostedModel)):
+        raise HarnessError(f"{here}.model", "expected a model name (a built-in alias, hub id or local folder), a "
+                                            "local model's options (a mapping with name) or a hosted model (a "
+                                            "mapping with backend: openai)")
     weights = params.get("weights", "base")
     parts = {
         "prompt": _prompt(config, params["prompt"], f"{here}.prompt") if params.get("prompt") is not None else {},

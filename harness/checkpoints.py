@@ -2,7 +2,7 @@
 
 Three layouts are accepted, all safetensors:
 
-    harness weights   manifest.json + adapter/ or model/ (what `harness train` and the lora and
+    harness weights   manifest.json + adapter/ or model/ (what `harness train` and the lora, dpo and
                       full weight methods write); the manifest records the base model and a
                       SHA-256 of every weight file
     peft adapter      adapter_config.json + adapter_model.safetensors (any peft-trained LoRA)
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.config import model_name
 from harness.errors import HarnessError
 from harness.results import Training
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 # Where harness training puts its weights, by method.
-WEIGHTS_FOLDER = {"lora": "adapter", "full": "model"}
+WEIGHTS_FOLDER = {"lora": "adapter", "full": "model", "dpo": "adapter"}
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # Formats torch.load would unpickle: arbitrary code on load, so never read.
 PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
@@ -73,7 +74,7 @@ def file_digests(folder: Path) -> dict[str, str]:
 def _same_model(named: str | None, task: LoadedTask) -> bool:
     from harness.backends.local import resolve_model
 
-    model = task.config.model
+    model = model_name(task.config.model)
     if named is None:
         return False
     if named == model:
@@ -173,7 +174,7 @@ def _check_architecture(folder: Path, task: LoadedTask) -> None:
     from harness.backends.local import resolve_model
 
     mine = _read_json(folder / "config.json")
-    base = AutoConfig.from_pretrained(resolve_model(task.config.model, task.path.parent)).to_dict()
+    base = AutoConfig.from_pretrained(resolve_model(model_name(task.config.model), task.path.parent)).to_dict()
     for key in ("model_type", "vocab_size"):
         if mine.get(key) != base.get(key):
             raise HarnessError(str(folder / "config.json"),
@@ -185,21 +186,22 @@ def load(ckpt: Checkpoint, base: Any) -> Any:
     """The checkpoint's model, adapters merged in so inference costs what the base costs.
 
     An adapter is merged into a copy of `base`, the task's model as already loaded, which goes on
-    serving other runs unchanged; a full model is other weights, so it is read from its folder."""
+    serving other runs unchanged; a full model is other weights, so it is read from its folder, at
+    the base's precision and on its device. On a quantised base the adapter stays unmerged, as
+    QLoRA is served: merging would round the adapter's update into 4- or 8-bit weights, which
+    evaluates a model that was never trained."""
     full = ckpt.kind in ("full_model", "harness_model")
     from safetensors import SafetensorError
-
-    from harness.backends.local import default_device
 
     try:
         if full:
             from transformers import AutoModelForCausalLM
 
-            device, dtype = default_device()
-            return AutoModelForCausalLM.from_pretrained(ckpt.weights_dir, dtype=dtype,
-                                                        use_safetensors=True).to(device)
+            return AutoModelForCausalLM.from_pretrained(ckpt.weights_dir, dtype=base.dtype,
+                                                        use_safetensors=True).to(base.device)
         from peft import PeftModel
 
-        return PeftModel.from_pretrained(copy.deepcopy(base), ckpt.weights_dir).merge_and_unload()
+        adapted = PeftModel.from_pretrained(copy.deepcopy(base), ckpt.weights_dir)
+        return adapted if getattr(base, "hf_quantizer", None) is not None else adapted.merge_and_unload()
     except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as e:
         raise HarnessError(str(ckpt.folder), f"checkpoint cannot be loaded ({str(e).splitlines()[0]})") from None

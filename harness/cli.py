@@ -260,6 +260,9 @@ def _cmd_gate(args) -> int:
 def _cmd_dashboard(args) -> int:
     from importlib.util import find_spec
 
+    if find_spec("streamlit") is None:
+        raise HarnessError("harness dashboard", "needs streamlit, which is not installed "
+                                                "(pip install 'ft-harness[dashboard]')")
     app = Path(find_spec("dashboard").submodule_search_locations[0]) / "app.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.host,
            "--server.port", str(args.port), "--server.headless", "true",

@@ -13,7 +13,7 @@ from harness.arm import build
 from harness.armspec import SHORTHANDS, ArmSpec, parse_arm
 from harness.backends.base import Backend, HasWeights, Remote
 from harness.baselines import fair_baselines
-from harness.config import HostedModel, Task, model_label
+from harness.config import HostedModel, Model, Task, model_key, model_label
 from harness.cost import add_costs
 from harness.data import TaskData, config_fingerprint, load_data
 from harness.errors import HarnessError
@@ -108,7 +108,7 @@ class Session:
     _finished: set[str] = field(default_factory=set)
     _forgetting: dict[str, ForgettingMeter] = field(default_factory=dict)
 
-    def backend_for(self, model: str | HostedModel) -> Backend:
+    def backend_for(self, model: Model) -> Backend:
         if model == self.task.config.model:
             return self.backend
         if model not in self._backends:
@@ -119,7 +119,7 @@ class Session:
     def task_config(self) -> dict:
         return task_config(self.task)
 
-    def forgetting(self, model: str | HostedModel, backend: Backend) -> Forgetting | None:
+    def forgetting(self, model: Model, backend: Backend) -> Forgetting | None:
         """The change on the probe from `model`'s base weights to `backend`'s (None: no weights here)."""
         if not isinstance(backend, HasWeights):
             return None
@@ -137,9 +137,11 @@ def task_config(task: LoadedTask) -> dict:
     # Unset, `prompt.scoring` follows the model (its backend's capabilities, which the model's own
     # entry identifies): leaving it out keeps the keys of runs stored before it existed.
     prompt = {"overflow"} | ({"scoring"} if task.config.prompt.scoring is None else set())
-    return task.config.model_dump(mode="json", exclude={"description": True, "strategies": True, "cost": True,
-                                                        "decision": True, "learning_curves": True, "gate": True,
-                                                        "tracking": True, "prompt": prompt})
+    dumped = task.config.model_dump(mode="json", exclude={"description": True, "strategies": True, "cost": True,
+                                                          "decision": True, "learning_curves": True, "gate": True,
+                                                          "tracking": True, "prompt": prompt})
+    # A local model's defaults are left out, so `model: NAME` and `model: {name: NAME}` share runs.
+    return {**dumped, "model": model_key(task.config.model)}
 
 
 def run_key(session: Session, spec: ArmSpec, strategy) -> str:
@@ -214,8 +216,8 @@ def _answers(examples: list[dict]) -> Answers | None:
     return Answers(top=top, count=count, gold_count=gold) if examples else None
 
 
-def _prices(model: str | HostedModel) -> dict[str, float] | None:
-    if isinstance(model, str):
+def _prices(model: Model) -> dict[str, float] | None:
+    if not isinstance(model, HostedModel):
         return None
     cached = model.usd_per_mtok_cached_input
     return {"input": model.usd_per_mtok_input, "output": model.usd_per_mtok_output,

@@ -36,7 +36,7 @@ class _Strict(BaseModel):
 
 
 class HostedModel(_Strict):
-    """`model:` as a mapping: a model behind an OpenAI-compatible HTTP API.
+    """`model:` as a mapping with `backend`: a model behind an OpenAI-compatible HTTP API.
 
     Only what changes the answers is part of a run's identity; the concurrency, timeouts and prices
     are excluded from its dump, so changing them reuses every stored run."""
@@ -67,24 +67,102 @@ class HostedModel(_Strict):
                                         "prompt cache; default: the input price")
 
 
+class Quantization(_Strict):
+    bits: Literal[4, 8] = Field(description="bitsandbytes weight quantisation: 4 (NF4 with double quantisation, "
+                                            "QLoRA's) or 8 (LLM.int8)")
+
+
+class LocalModel(_Strict):
+    """`model:` as a mapping without `backend`: a transformers model in this process, with the
+    options real hardware needs. `model: NAME` is `model: {name: NAME}`, and shares its runs.
+
+    The run key holds the fields that change what the model computes, and only where they differ
+    from their defaults, so naming a model either way, or restating a default, reuses its runs. The
+    device is not in it: like the machine itself, it changes speed, not the configuration (`dtype:
+    auto` follows it, as it always did for a plain name; set `dtype` to pin the precision)."""
+
+    name: str = Field(min_length=1, description="built-in alias, local folder or Hugging Face hub id")
+    revision: str | None = Field(None, min_length=1, description="a hub model's branch, tag or commit (pins its "
+                                                                 "weights)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="weights and compute precision; auto: bfloat16 on a GPU that has it (else float16), "
+                            "float32 on CPU")
+    device: str = Field("auto", exclude=True, description="auto (the GPU if there is one), cpu, cuda or cuda:N")
+    quantization: Quantization | None = Field(None, description="load the weights quantised by bitsandbytes "
+                                                                "(needs a CUDA GPU); QLoRA is lora on 4 bits")
+    attn_implementation: str | None = Field(None, min_length=1, description="transformers' attention kernel: "
+                                                                            "eager, sdpa, flash_attention_2, ...; "
+                                                                            "default: transformers' choice")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", v):
+            raise ValueError("expected auto, cpu, cuda or cuda:N")
+        return v
+
+    def __str__(self) -> str:
+        return model_label(self)
+
+
 def _kind(value) -> str:
-    return "hosted" if isinstance(value, (dict, HostedModel)) else "local"
+    if isinstance(value, HostedModel) or (isinstance(value, dict) and "backend" in value):
+        return "hosted"
+    return "local_options" if isinstance(value, (dict, LocalModel)) else "local"
 
 
-# A mapping is a hosted model and anything else a local model's name, so a malformed mapping is
-# reported by its own fields rather than as "not a string".
-ModelSpec = Annotated[Union[Annotated[str, Tag("local")], Annotated[HostedModel, Tag("hosted")]],
+# A mapping with `backend` is a hosted model, one without a local model's options, and anything else a
+# local model's name; so a malformed mapping is reported by its own fields rather than as "not a
+# string".
+ModelSpec = Annotated[Union[Annotated[str, Tag("local")], Annotated[LocalModel, Tag("local_options")],
+                            Annotated[HostedModel, Tag("hosted")]],
                       Discriminator(_kind)]
+Model = Union[str, LocalModel, HostedModel]
 
 
-def model_label(model: str | HostedModel) -> str:
-    """How tables, the store and the verdict name a model."""
+def model_class(value: dict) -> type[LocalModel] | type[HostedModel]:
+    """The model a mapping written in a task file describes (see ModelSpec)."""
+    return HostedModel if _kind(value) == "hosted" else LocalModel
+
+
+def local_options(model: str | LocalModel) -> LocalModel:
+    """A local model's options: a plain name is the defaults."""
+    return model if isinstance(model, LocalModel) else LocalModel(name=model)
+
+
+def _changed(model: LocalModel) -> dict:
+    """A local model's key fields that differ from their defaults."""
+    return {k: v for k, v in model.model_dump(mode="json", exclude={"name"}).items()
+            if v != LocalModel.model_fields[k].default}
+
+
+def model_label(model: Model) -> str:
+    """How tables, the store and the verdict name a model: its name, and a local model's revision,
+    precision and quantisation when set (two arms may run one model at two precisions)."""
+    if isinstance(model, str):
+        return model
+    if isinstance(model, HostedModel):
+        return model.name
+    name = model.name + (f"@{model.revision}" if model.revision else "")
+    notes = ([f"{model.quantization.bits}-bit"] if model.quantization else []) + (
+        [model.dtype] if model.dtype != "auto" else [])
+    return name + (f" ({', '.join(notes)})" if notes else "")
+
+
+def model_name(model: Model) -> str:
+    """What the model is loaded by: an alias, folder or hub id (a hosted model's id on its server)."""
     return model if isinstance(model, str) else model.name
 
 
-def model_key(model: str | HostedModel) -> str | dict:
-    """What identifies a model in a run's key: the string, or the hosted model's answering fields."""
-    return model if isinstance(model, str) else model.model_dump(mode="json")
+def model_key(model: Model) -> str | dict:
+    """What identifies a model in a run's key: a local model's name, with the fields that change its
+    results where they are not the defaults; a hosted model's answering fields."""
+    if isinstance(model, str):
+        return model
+    if isinstance(model, LocalModel):
+        changed = _changed(model)
+        return {"name": model.name, **changed} if changed else model.name
+    return model.model_dump(mode="json")
 
 
 class PromptConfig(_Strict):
@@ -170,10 +248,23 @@ class Fields(_Strict):
                                                      "every metric scores the best of the target and these")
 
 
+DEFAULT_BATCH_SIZE = 8
+
+
 class Limits(_Strict):
     eval_examples: PositiveInt | None = Field(None, description="score a seeded sample of this many eval examples")
-    batch_size: PositiveInt = Field(8, description="examples per forward pass")
+    batch_size: PositiveInt | Literal["auto"] = Field(
+        DEFAULT_BATCH_SIZE, description="examples per forward pass; auto: the largest that fits the GPU, found "
+                                        "once per model and remembered (on CPU, 8)")
     max_new_tokens: PositiveInt = Field(32, description="generation budget for generative task types")
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _size_or_auto(cls, v):
+        # One message for the two forms, rather than one per branch of the union.
+        if v != "auto" and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ValueError("expected a number of examples greater than 0, or auto")
+        return v
 
 
 class ForgettingConfig(_Strict):
@@ -273,8 +364,10 @@ class Task(_Strict):
     name: str = Field(description="identifier used in the store and reports")
     description: str = Field("", description="free text about the task (in no run's key)")
     type: TaskType = Field(description="how answers are scored: rank the labels, or generate a short answer or text")
-    model: ModelSpec = Field(DEFAULT_MODEL, description="built-in alias, Hugging Face model id or local folder; or "
-                                                         "a hosted model: a mapping with backend: openai")
+    model: ModelSpec = Field(DEFAULT_MODEL, description="built-in alias, Hugging Face model id or local folder; a "
+                                                         "mapping of a local model's options (name, revision, dtype, "
+                                                         "device, quantization, attn_implementation); or a hosted "
+                                                         "model: a mapping with backend: openai")
     data: DataConfig
     fields: Fields
     prompt: PromptConfig

@@ -91,7 +91,7 @@ def _models(model: type[BaseModel], seen: dict[str, type[BaseModel]]) -> None:
 
 def _table(model: type[BaseModel]) -> list[str]:
     hints = typing.get_type_hints(model, include_extras=True)
-    doc = (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+    doc = " ".join((model.__doc__ or "").strip().split("\n\n")[0].split())
     lines = [f"## {model.__name__}", ""]
     if doc and not doc.startswith(("Usage docs", "A base class")):
         lines += [doc, ""]

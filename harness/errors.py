@@ -24,7 +24,8 @@ def first_error(e) -> tuple[str, str]:
     """The dotted field and the message of a pydantic ValidationError's first error, worded for a
     task file's author."""
     err = e.errors()[0]
-    loc = tuple(p for p in err["loc"] if p not in ("str", "HubSplit", "str-constraint", "local", "hosted"))
+    loc = tuple(p for p in err["loc"]
+                if p not in ("str", "HubSplit", "str-constraint", "local", "local_options", "hosted"))
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown field (check the spelling; see docs/task-reference.md)"

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.backends.base import Backend, HasWeights, Prompt
+from harness.config import DEFAULT_BATCH_SIZE
 from harness.errors import HarnessError
 from harness.metrics._text import contains as contains_answer
 from harness.results import Forgetting, ProbeScores
@@ -167,7 +168,9 @@ class ForgettingMeter:
     def __init__(self, task: LoadedTask, base_backend: HasWeights):
         self.probe = load_probe(task)
         self.cfg = task.config.forgetting
-        self.batch_size = task.config.limits.batch_size
+        size = task.config.limits.batch_size
+        # The probe is a few dozen short texts: a fixed batch serves it whatever the task's is.
+        self.batch_size = size if isinstance(size, int) else DEFAULT_BATCH_SIZE
         self.seed = task.config.seed
         self._by_weights: dict[str, Measurement] = {}
         self.base_fingerprint = self._fingerprint_and_measure(base_backend)

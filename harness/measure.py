@@ -18,10 +18,13 @@ from pathlib import Path
 # pass: activation gradients (2N) always, weight gradients (2N) only for trained weights. LoRA
 # trains no base weight (its adapters are r << hidden, negligible), so it is ~4N per token; full
 # fine-tuning ~6N.
-FLOPS_PER_PARAM_TOKEN = {"inference": 2, "lora": 4, "full": 6}
+# DPO on a LoRA adapter adds the frozen reference's forward pass (2N) to LoRA's 4N, on the tokens of
+# both answers of every pair.
+FLOPS_PER_PARAM_TOKEN = {"inference": 2, "lora": 4, "full": 6, "dpo": 6}
 FLOPS_FORMULA = {
     "lora": "4 x base params x tokens seen (LoRA: no weight gradients for the base)",
     "full": "6 x params x tokens seen (forward, activation and weight gradients)",
+    "dpo": "6 x base params x tokens seen (LoRA's 4, plus the reference model's forward pass)",
 }
 
 PACKAGES = ("ft-harness", "torch", "transformers", "peft", "accelerate", "datasets", "evaluate",

@@ -16,15 +16,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from harness.config import HostedModel
+
 if TYPE_CHECKING:
     from harness.backends.base import Backend
-    from harness.config import ComponentConfig, HostedModel
+    from harness.config import ComponentConfig, Model
 
 ENTRY_POINT_GROUP = "ft_harness.strategies"
 
 # Per axis, method -> module.
 METHODS = {
-    "weights": {"lora": "strategies.lora", "full": "strategies.full", "checkpoint": "strategies.checkpoint"},
+    "weights": {"lora": "strategies.lora", "full": "strategies.full", "dpo": "strategies.dpo",
+                "checkpoint": "strategies.checkpoint"},
     "context": {"retrieval": "strategies.rag.strategy"},
     "demos": {"demos": "strategies.demos"},
 }
@@ -59,13 +62,14 @@ def plugin_class(name: str) -> type:
     return _module("plugin", name).Strategy
 
 
-def load_backend(model: str | HostedModel, base_dir: Path | None = None, where: str | None = None) -> Backend:
-    """The backend that runs `model`, checked to work: a local model loaded, a hosted one asked once.
-    `where` names the model's place in the task file for errors."""
-    if isinstance(model, str):
+def load_backend(model: Model, base_dir: Path | None = None, where: str | None = None) -> Backend:
+    """The backend that runs `model`, checked to work: a local model (a name or a LocalModel) loaded
+    with its options, a hosted one asked once. `where` names the model's place in the task file for
+    errors."""
+    if not isinstance(model, HostedModel):
         from harness.backends.local import load_local
 
-        return load_local(model, base_dir)
+        return load_local(model, base_dir, where)
     from harness.backends.hosted import HostedBackend, HostedScorer
 
     return (HostedScorer if model.logprobs else HostedBackend)(model, base_dir, where or f"model {model.name}")

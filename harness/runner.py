@@ -86,8 +86,13 @@ def run_strategy(task: LoadedTask, strategy: Strategy, backend: Backend, example
     # Input length in characters is a good enough proxy for prompt length: the rest of the prompt
     # is shared, and rendering here would run retrieval twice.
     ordered = sorted(examples, key=lambda ex: len(ex.input))
-    size = cfg.limits.batch_size
     how = scoring(task, backend)
+    size = cfg.limits.batch_size
+    if size == "auto" and ordered:
+        # Probed on the longest prompts, which need the most memory.
+        size = backend.auto_batch_size(
+            lambda n: [render(task, backend, strategy.messages(ex).messages) for ex in ordered[-n:]],
+            cfg.labels if how == "loglikelihood" else None, cfg.limits.max_new_tokens)
     for start in range(0, len(ordered), size):
         batch = ordered[start:start + size]
         # Prompts are built inside the timed region: a strategy whose prompt costs work (retrieval)

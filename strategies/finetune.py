@@ -1,4 +1,4 @@
-"""Fine-tuning through the HF Trainer, shared by the `lora` and `full` weight methods.
+"""Fine-tuning through the HF Trainer, shared by the `lora`, `full` and `dpo` weight methods.
 
 Training goes through `transformers.Trainer`, so the same code runs on one CPU here and under
 `accelerate launch` on many GPUs (`harness train TASK.yaml` is the entry point for that). The
@@ -24,13 +24,13 @@ import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from harness.backends.base import HasWeights, Prompt
 from harness.checkpoints import WEIGHTS_FOLDER, file_digests, inspect, load
-from harness.config import ComponentConfig
+from harness.config import ComponentConfig, model_key, model_name
 from harness.errors import HarnessError
 from harness.examples import Example, TaskData
 from harness.files import atomic_write_text, cache_dir
@@ -46,7 +46,7 @@ MIN_TRAIN_EXAMPLES = 8
 
 
 class TrainingConfig(ComponentConfig):
-    learning_rate: float = Field(1e-3, gt=0, description="peak learning rate (linear decay)")
+    learning_rate: float = Field(1e-3, gt=0, description="peak learning rate (see lr_scheduler)")
     epochs: float = Field(1.0, gt=0, description="passes over the training examples")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (a compute budget)")
     batch_size: int = Field(8, ge=1, description="examples per device per step")
@@ -60,6 +60,22 @@ class TrainingConfig(ComponentConfig):
     train_fraction: float = Field(1.0, gt=0, le=1, description="use this share of the training examples "
                                                                "(for learning curves)")
     seed: int | None = Field(None, description="training seed (default: the task's seed)")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less "
+                                                            "memory, about 20% slower")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of the steps the learning rate warms up over")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    lr_scheduler: Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+                          "constant_with_warmup", "inverse_sqrt"] = Field(
+        "linear", description="how the learning rate falls from its peak (transformers' lr_scheduler_type)")
+    optim: str | None = Field(None, description="transformers' optimizer name (adamw_torch, adamw_8bit, "
+                                                "paged_adamw_8bit, adafactor, ...); default: transformers' AdamW")
+
+    def key(self) -> dict:
+        """What identifies the trained weights: every parameter, except the options added since weights
+        were first cached when they are at their defaults, so those weights stay reusable."""
+        later = ("gradient_checkpointing", "warmup_ratio", "weight_decay", "lr_scheduler", "optim")
+        dumped = self.model_dump(mode="json")
+        return {k: v for k, v in dumped.items() if k not in later or v != type(self).model_fields[k].default}
 
 
 def weights_dir(task: LoadedTask, method: str, params: TrainingConfig, data_hash: str,
@@ -70,17 +86,17 @@ def weights_dir(task: LoadedTask, method: str, params: TrainingConfig, data_hash
 
     cfg = task.config
     # Other accepted answers (fields.references) are for scoring: training learns the target.
-    spec = {"model": cfg.model, "type": cfg.type, "fields": cfg.fields.model_dump(exclude={"references"}),
+    spec = {"model": model_key(cfg.model), "type": cfg.type, "fields": cfg.fields.model_dump(exclude={"references"}),
             "labels": cfg.labels,
-            "prompt": cfg.prompt.training_key(), "seed": cfg.seed, "data": data_hash, "params": params.model_dump()}
+            "prompt": cfg.prompt.training_key(), "seed": cfg.seed, "data": data_hash, "params": params.key()}
     # LoRA's key predates the other methods and prompts: kept as it was, its adapters stay reusable.
     if method != "lora" or prompt:
         spec = {**spec, "method": method, "arm_prompt": prompt or {}}
     return cache_dir() / "adapters" / f"{cfg.name}-{config_fingerprint(spec)}"
 
 
-def _split(task: LoadedTask, data: TaskData, params: TrainingConfig,
-           where: str) -> tuple[list[Example], list[Example]]:
+def training_split(task: LoadedTask, data: TaskData, params: TrainingConfig,
+                   where: str) -> tuple[list[Example], list[Example]]:
     """Training and validation examples: the task's validation split, or a seeded hold-out of train."""
     seed = task.config.seed if params.seed is None else params.seed
     train = list(data.train)
@@ -144,7 +160,7 @@ def training_rows(task: LoadedTask, data: TaskData, backend: HasWeights, params:
     def prompt(ex: Example) -> Prompt:
         return render(task, backend, turns(ex))
 
-    train, validation = _split(task, data, params, where)
+    train, validation = training_split(task, data, params, where)
     return (_tokenize(backend, train, params.max_length, prompt, where),
             _tokenize(backend, validation, params.max_length, prompt, where))
 
@@ -170,37 +186,16 @@ class AnswerLogitsCollator:
         return batch
 
 
-def train_weights(task: LoadedTask, data: TaskData, backend: HasWeights, params: TrainingConfig, out: Path, *,
-                  method: str, trainable: Callable, messages: Messages | None = None, where: str,
-                  progress: bool = True) -> dict | None:
-    """Train (or resume training) `trainable(copy of the backend's model)` into `out`; returns the
-    manifest, or None on a process of a distributed run that does not write."""
+def training_arguments(params: TrainingConfig, checkpoints: Path, seed: int, backend: HasWeights,
+                       progress: bool) -> dict:
+    """The keyword arguments of transformers' TrainingArguments (and of trl's configs, which extend
+    it) for `params`: every training option reaches the Trainer from here."""
     import torch
-    from datasets import Dataset
-    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from harness.tracking import trainer_report_to
 
-    train_rows, val_rows = training_rows(task, data, backend, params, messages, where)
-
-    checkpoints = out / "checkpoints"
-    started = out / "training_config.json"
-    config_json = params.model_dump(mode="json")
-    last = _last_complete_checkpoint(checkpoints)
-    if last and started.is_file() and json.loads(started.read_text()) != config_json:
-        raise HarnessError(str(out), "the checkpoints here were started with a different training config; "
-                                     "delete the folder to start over")
-    # Atomic: a rerun after a kill here compares against this file.
-    atomic_write_text(started, json.dumps(config_json, indent=1))
-
-    # A copy: the backend's model stays the base that the other arms and the forgetting probe use.
-    model = trainable(copy.deepcopy(backend.model))
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-    cuda = torch.cuda.is_available()
-    seed = task.config.seed if params.seed is None else params.seed
-    args = TrainingArguments(
+    cuda = backend.device.type == "cuda"
+    return dict(
         output_dir=str(checkpoints),
         per_device_train_batch_size=params.batch_size,
         per_device_eval_batch_size=params.batch_size,
@@ -208,7 +203,14 @@ def train_weights(task: LoadedTask, data: TaskData, backend: HasWeights, params:
         learning_rate=params.learning_rate,
         num_train_epochs=params.epochs,
         max_steps=params.max_steps or -1,
-        lr_scheduler_type="linear",
+        lr_scheduler_type=params.lr_scheduler,
+        # A float below 1 is a share of the steps (transformers v5 folded warmup_ratio into it).
+        warmup_steps=params.warmup_ratio,
+        weight_decay=params.weight_decay,
+        **({"optim": params.optim} if params.optim else {}),
+        activation_checkpointing=params.gradient_checkpointing,
+        # Non-reentrant checkpointing needs no gradient on the inputs, which a frozen base (LoRA) lacks.
+        activation_checkpointing_kwargs={"use_reentrant": False} if params.gradient_checkpointing else None,
         eval_strategy="steps",
         eval_steps=params.eval_steps,
         save_strategy="steps",
@@ -222,24 +224,73 @@ def train_weights(task: LoadedTask, data: TaskData, backend: HasWeights, params:
         report_to=trainer_report_to(),  # mlflow inside an arm's tracked run (harness/tracking.py)
         seed=seed,
         data_seed=seed,
+        # Where the model was put (`model.device`), not where a GPU happens to be.
         use_cpu=not cuda,
-        bf16=cuda and torch.cuda.is_bf16_supported(),
-        # Batches of similar length waste less compute on padding.
-        train_sampling_strategy="group_by_length",
+        # Mixed precision where the GPU has bf16, unless the model was loaded in float16 on purpose.
+        bf16=cuda and backend.model.dtype != torch.float16 and torch.cuda.is_bf16_supported(),
         include_num_input_tokens_seen="non_padding",
         remove_unused_columns=False,
         disable_tqdm=not progress,
         dataloader_num_workers=0,
     )
+
+
+def check_training_options(params: TrainingConfig, where: str) -> None:
+    """An optimizer transformers does not know is refused before any run starts, not at its first step."""
+    if params.optim is None:
+        return
+    from transformers.training_args import OptimizerNames
+
+    try:
+        OptimizerNames(params.optim)
+    except ValueError:
+        raise HarnessError(f"{where}.optim", f"unknown optimizer '{params.optim}'; transformers has "
+                                             f"{', '.join(o.value for o in OptimizerNames)}") from None
+
+
+def sft_trainer(model, args: dict, train_rows: list[dict], val_rows: list[dict], backend: HasWeights):
+    """The supervised Trainer: loss on the answer tokens only (AnswerLogitsCollator)."""
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
     # Training batches pad on the right, after the answer; the backend pads on the left for inference.
     collate_tok = copy.deepcopy(backend.tokenizer)
     collate_tok.padding_side = "right"
-    trainer = Trainer(
-        model=model, args=args,
-        train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows),
-        data_collator=AnswerLogitsCollator(collate_tok),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=params.early_stopping_patience)],
-    )
+    # Batches of similar length waste less compute on padding.
+    return Trainer(model=model, args=TrainingArguments(**args, train_sampling_strategy="group_by_length"),
+                   train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows),
+                   data_collator=AnswerLogitsCollator(collate_tok))
+
+
+def train_weights(weights: FineTuned, data: TaskData, backend: HasWeights, out: Path,
+                  progress: bool = True) -> dict | None:
+    """Train (or resume training) `weights.trainable(copy of the backend's model)` into `out` with the
+    Trainer `weights.trainer` builds on `weights.rows`; returns the manifest, or None on a process of
+    a distributed run that does not write."""
+    from transformers import EarlyStoppingCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    task, params, method = weights.task, weights.config, weights.method
+    train_rows, val_rows, facts = weights.rows(data, backend)
+
+    checkpoints = out / "checkpoints"
+    started = out / "training_config.json"
+    config_json = params.key()
+    last = _last_complete_checkpoint(checkpoints)
+    if last and started.is_file() and json.loads(started.read_text()) != config_json:
+        raise HarnessError(str(out), "the checkpoints here were started with a different training config; "
+                                     "delete the folder to start over")
+    # Atomic: a rerun after a kill here compares against this file.
+    atomic_write_text(started, json.dumps(config_json, indent=1))
+
+    # A copy: the backend's model stays the base that the other arms and the forgetting probe use.
+    model = weights.trainable(copy.deepcopy(backend.model))
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    seed = task.config.seed if params.seed is None else params.seed
+    trainer = weights.trainer(model, training_arguments(params, checkpoints, seed, backend, progress),
+                              train_rows, val_rows, backend)
+    trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=params.early_stopping_patience))
     # The Trainer prints every logged loss as a dict on stdout (through its bar, or bare when bars are
     # off), in the middle of the comparison's table; the losses are kept in its log history, which the
     # manifest records, so only its bars are shown.
@@ -257,23 +308,25 @@ def train_weights(task: LoadedTask, data: TaskData, backend: HasWeights, params:
         return None
 
     final = out / WEIGHTS_FOLDER[method]
-    trainer.model.save_pretrained(final)
-    if method == "lora":
+    adapter = method != "full"
+    # Only the trained adapter: DPO keeps a frozen copy of it as its reference, which is not served.
+    trainer.model.save_pretrained(final, **({"selected_adapters": ["default"]} if adapter else {}))
+    if adapter:
         # Name the base as the task does (an alias or hub id), not as this machine's cache path, so
         # the gate can check the adapter against a task anywhere. Done after saving: peft looks the
         # base's config up by this name while saving, which works only with the local path.
         adapter_config = final / "adapter_config.json"
         adapter_config.write_text(json.dumps({**json.loads(adapter_config.read_text()),
-                                              "base_model_name_or_path": task.config.model}, indent=2))
+                                              "base_model_name_or_path": model_name(task.config.model)}, indent=2))
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     manifest = {
         "method": method,
-        "base_model": task.config.model,
+        "base_model": model_name(task.config.model),
         "base_params": backend.n_params,
         "task": task.config.name,
         "data_hash": data.hash,
-        "training_config": config_json,
-        "packages": package_versions(("torch", "transformers", "peft", "accelerate")),
+        "training_config": params.model_dump(mode="json"),
+        "packages": package_versions(("torch", "transformers", "peft", "accelerate", "trl", "bitsandbytes")),
         # What `harness gate` checks before loading: an altered or truncated file is refused.
         "files": file_digests(final),
         "created_at": utc_now(),
@@ -290,11 +343,12 @@ def train_weights(task: LoadedTask, data: TaskData, backend: HasWeights, params:
             "flops_formula": FLOPS_FORMULA[method],
             "peak_memory_mb": peak_memory_mb(),
             "trainable_params": n_trainable,
-            "adapter_bytes": sum(f.stat().st_size for f in final.iterdir()),
+            "adapter_bytes": sum(f.stat().st_size for f in final.iterdir() if f.is_file()),
             "first_loss": losses[0] if losses else None,
             "final_loss": losses[-1] if losses else result.training_loss,
             "best_eval_loss": trainer.state.best_metric,
             "loss_history": losses,
+            **facts,
         },
     }
     # The weights count as finished only once this exists, so it must never appear half-written.
@@ -310,7 +364,8 @@ def train_weights(task: LoadedTask, data: TaskData, backend: HasWeights, params:
 
 
 class FineTuned(Component):
-    """A weights method that trains: `lora` and `full` differ only in what they make trainable."""
+    """A weights method that trains: `lora` and `full` differ only in what they make trainable; `dpo`
+    in its rows and its Trainer too."""
 
     method = ""
 
@@ -322,6 +377,13 @@ class FineTuned(Component):
     def trainable(self, model):
         raise NotImplementedError
 
+    def rows(self, data: TaskData, backend: HasWeights) -> tuple[list[dict], list[dict], dict]:
+        """The training and validation rows, and facts about them for the training record."""
+        return (*training_rows(self.task, data, backend, self.config, self.messages, self.where), {})
+
+    def trainer(self, model, args: dict, train_rows: list[dict], val_rows: list[dict], backend: HasWeights):
+        return sft_trainer(model, args, train_rows, val_rows, backend)
+
     def train_with(self, messages: Messages, prompt_key: dict) -> None:
         """Train on the arm's own prompts (its retrieved passages), keyed by what they depend on."""
         self.messages, self.prompt_key = messages, prompt_key
@@ -330,14 +392,15 @@ class FineTuned(Component):
         return weights_dir(self.task, self.method, self.config, data.hash, self.prompt_key)
 
     def check_prompts(self, data: TaskData, backend: HasWeights) -> None:
-        """Before any run is stored, the training examples are enough and each fits max_length. A
-        prompt with retrieved passages needs the index: `prepare` checks those when it trains."""
+        """Before any run is stored, the options are known to transformers, the training examples are
+        enough and each fits max_length. A prompt with retrieved passages needs the index: `prepare`
+        checks those when it trains."""
+        check_training_options(self.config, self.where)
         if self.messages is None and not (self.output_dir(data) / "manifest.json").is_file():
             training_rows(self.task, data, backend, self.config, None, self.where)
 
     def _train(self, data: TaskData, backend: HasWeights, out: Path, progress: bool) -> dict | None:
-        return train_weights(self.task, data, backend, self.config, out, method=self.method,
-                             trainable=self.trainable, messages=self.messages, where=self.where, progress=progress)
+        return train_weights(self, data, backend, out, progress)
 
     def train(self, data: TaskData, backend: HasWeights, output: Path | None, progress: bool) -> Training | None:
         out = output or self.output_dir(data)
@@ -367,7 +430,7 @@ class FineTuned(Component):
         """`harness validate`'s estimate: optimizer steps a training would take (before early stopping),
         and whether these weights are trained already (their folder holds a manifest)."""
         params = self.config
-        train, _ = _split(self.task, data, params, self.where)
+        train, _ = training_split(self.task, data, params, self.where)
         steps = math.ceil(math.ceil(len(train) / params.batch_size) / params.grad_accum * params.epochs)
         return (min(steps, params.max_steps) if params.max_steps else steps,
                 (self.output_dir(data) / "manifest.json").is_file())

@@ -58,6 +58,10 @@ class Backend(Protocol):
     def truncate(self, text: str, max_tokens: int) -> str: ...
     def count_tokens(self, texts: list[str]) -> list[int]: ...
     def generate(self, prompts: list[Prompt], max_new_tokens: int) -> list[Generation]: ...
+    # `limits.batch_size: auto`: the batch size to run with, given the n longest prompts `prompts(n)`
+    # and what is asked of them (the labels scored, or else max_new_tokens generated).
+    def auto_batch_size(self, prompts: Callable[[int], list[Prompt]], labels: list[str] | None,
+                        max_new_tokens: int) -> int: ...
 
 
 @runtime_checkable
@@ -69,6 +73,8 @@ class Scorer(Backend, Protocol):
 class HasWeights(Backend, Protocol):
     model: Any  # a transformers causal LM
     tokenizer: Any  # its tokenizer
+    device: Any  # the torch device the model is on
+    quantized: bool  # loaded in 4 or 8 bits (bitsandbytes): its weights cannot be trained, only adapted
 
     def split_answers(self, prompt: Prompt, answers: list[str]) -> tuple[list[int], list[list[int]]]:
         """The prompt's token ids and each answer's, as scored and trained on."""

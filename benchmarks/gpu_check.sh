@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a fresh GPU machine from a copy of this repository, then run benchmarks/gpu_check.py.
 #
-#     bash benchmarks/gpu_check.sh [OUT.json]        (default gpu_check.json)
+#     bash benchmarks/gpu_check.sh [OUT.json [gpu_check.py options, e.g. --budget-s 300]]
 #
 # Uses the system python (PYTHON=... to choose another) and the torch already installed there,
 # which it never replaces. pip may not reach an index: each step that needs it is tried, and what
@@ -48,4 +48,4 @@ $PY -c 'from harness.backends.local import resolve_model; print(resolve_model("s
     || step "FAILED: converting the built-in model"
 
 step "gpu_check.py -> $OUT_JSON"
-$PY benchmarks/gpu_check.py "$OUT_JSON" 2>&1 | tee -a "$LOG"
+$PY benchmarks/gpu_check.py "$OUT_JSON" "${@:2}" 2>&1 | tee -a "$LOG"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from harness.armspec import ArmSpec, parse_arm
-from harness.config import Task, model_label
+from harness.config import HostedModel, Task, model_label
 
 # A template that is the input column alone: the question as it is, which a plain Question/Answer
 # framing turns into lm-evaluation-harness's usual short-answer prompt.
@@ -75,7 +75,7 @@ def fair_baselines(config: Task, arms: list[ArmSpec], where: str) -> tuple[list[
     taken = {a.name for a in arms}
     lacking: list[ArmSpec] = []
     # A hosted model's fairest prompt is the task file's business: its requests cost money.
-    for model in sorted(m for m in models if isinstance(m, str)):
+    for model in sorted((m for m in models if not isinstance(m, HostedModel)), key=model_label):
         for spec in on_model(config, model, taken, where):
             if not any(_covers(arm, spec, config) for arm in arms):
                 lacking.append(spec)

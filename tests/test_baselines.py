@@ -75,6 +75,14 @@ def test_a_bare_question_gets_the_plain_question_answer_framing():
         ("raw", {"prompt": {"format": "raw", "template": "Question: {{ question }}\nAnswer:"}})]
 
 
+def test_a_model_given_as_a_mapping_of_options_gets_its_baselines_too():
+    model = {"name": "smollm2-135m-instruct", "device": "cpu"}
+    config = _config(model=model)
+    added, _ = fair_baselines(config, _arms(config), "t.yaml: strategies")
+    assert [a.name for a in added] == ["raw", "calibrated", "raw_calibrated"]
+    assert all(a.model == config.model for a in added)
+
+
 def test_an_arm_on_another_model_gets_the_baselines_on_its_own_model():
     config = _config(strategies={"zero_shot": {}, "small": {"model": "other-model", "weights": "lora"}})
     added, _ = fair_baselines(config, _arms(config), "t.yaml: strategies")

@@ -56,6 +56,14 @@ def test_student_learns_the_teachers_answers_and_they_are_made_once(make_task, t
     assert student[teacher_label] > gold[teacher_label]
     assert rows["student"].training.train_examples == rows["gold"].training.train_examples
 
+    # The verdict holds each student against its teacher and against the arm trained on gold labels.
+    found = {x.student: x for x in report.recommendation.findings if x.type == "distillation"}
+    assert set(found) == {"student", "student_r4"}
+    assert found["student"].teacher == "zero_shot" and found["student"].gold_arm == "gold"
+    assert found["student"].estimate.n == rows["student"].n_examples
+    assert any(r.startswith("distillation: student, trained on zero_shot's answers")
+               for r in report.recommendation.reasons)
+
     # A rerun reuses every run, the teacher's answers included.
     again = compare(path, store_path=db, progress=False)
     assert all(r.reused for r in again.strategies)

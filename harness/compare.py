@@ -178,6 +178,21 @@ def arm_data(session: Session, spec: ArmSpec) -> TaskData:
     return taught(session.data, answers, training_hash(session, spec))
 
 
+def labelling(session: Session, spec: ArmSpec) -> dict | None:
+    """A student's teacher's labelling run, summed for its cost (None: not a student)."""
+    teacher_name = teacher_of(spec)
+    if teacher_name is None:
+        return None
+    teacher = session.task.arms[teacher_name]
+    run = session.store.run_by_key(_labelling_key(session, teacher))
+    examples = session.store.examples(run["id"])
+    return {"teacher": teacher_name, "answers": len(examples),
+            "seconds": sum(e["latency_ms"] for e in examples) / 1000,
+            **{f"{kind}_tokens": sum(e.get(f"{kind}_tokens", 0) for e in examples)
+               for kind in ("prompt", "output", "cached")},
+            "usd_per_mtok": _prices(teacher.model)}
+
+
 def _label(session: Session, teacher: ArmSpec, key: str) -> None:
     """The teacher's answers on the train inputs, stored as a run (resumed when interrupted)."""
     from tqdm.auto import tqdm
@@ -261,6 +276,7 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
                          "model": model_label(spec.model), "model_params": backend.n_params,
                          "usd_per_mtok": _prices(spec.model), "weights": strategy.weights,
                          "prepare_s": prepared.s, "peak_memory_mb": peak_memory_mb(), "resumed_from": len(done),
+                         "labelling": labelling(session, spec),
                          # Base weights cannot have forgotten anything: nothing is measured for them
                          # (compare shows their zero change beside an arm that changed weights).
                          "forgetting": session.forgetting(spec.model, eval_backend) if strategy.weights != "base"

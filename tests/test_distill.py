@@ -56,6 +56,12 @@ def test_student_learns_the_teachers_answers_and_they_are_made_once(make_task, t
     assert student[teacher_label] > gold[teacher_label]
     assert rows["student"].training.train_examples == rows["gold"].training.train_examples
 
+    # The student's one-time cost adds its teacher's labelling, the labelling run's measured seconds.
+    labelled = rows["student"].labelling
+    assert labelled.teacher == "zero_shot" and labelled.answers == len(answers) and labelled.seconds > 0
+    assert rows["student"].cost.labelling_usd > 0 and rows["gold"].cost.labelling_usd == 0
+    assert rows["student"].cost.one_time_s == pytest.approx(rows["student"].training.wall_s + labelled.seconds)
+
     # The verdict holds each student against its teacher and against the arm trained on gold labels.
     found = {x.student: x for x in report.recommendation.findings if x.type == "distillation"}
     assert set(found) == {"student", "student_r4"}

@@ -165,12 +165,13 @@ def _distillation(student: ArmResult, rows: list[ArmResult], comparisons: Compar
     share = {"kept_share": None, "kept_share_ci_low": None, "kept_share_ci_high": None} if not base else {
         "kept_share": student.value(comparisons.metric) / base, "kept_share_ci_low": 1 + pair.ci_low / base,
         "kept_share_ci_high": 1 + pair.ci_high / base}
-    cost = taught_by.cost.per_request_usd
+    cost, be = taught_by.cost.per_request_usd, student.cost.break_even.get(taught_by.name)
     gold = next((r for r in rows if r.fine_tuned and teacher(r) is None and r.model == student.model
                  and r.weights == student.weights and r.retrieval is None), None)
     return f.Distillation(student=student.name, teacher=taught_by.name, outcome=outcome, margin=margin,
                           estimate=estimate(pair, comparisons), examples_needed=needed, **share,
                           cost_share=student.cost.per_request_usd / cost if cost else None,
+                          break_even_requests=be.requests if be is not None else None,
                           gold_arm=gold.name if gold else None,
                           gold=estimate(comparisons.pair(gold.name, student.name), comparisons) if gold else None)
 

@@ -224,6 +224,9 @@ class Distillation(_Finding):
     kept_share_ci_low: float | None
     kept_share_ci_high: float | None
     cost_share: float | None  # the student's cost per request over the teacher's (None: the teacher's is zero)
+    # Requests after which its training and its teacher's labelling are paid back by cheaper requests
+    # than the teacher's (None: no saving shown, or the teacher is fine-tuned too).
+    break_even_requests: float | None = None
     # Against the arm of the same model and method trained on the gold labels, when the task has one:
     # what the labels were worth.
     gold_arm: str | None = None

@@ -174,6 +174,8 @@ def _(d: f.Distillation) -> str:
             f"keeps {pct(d.kept_share)} of {d.teacher}'s quality [{_level(d.estimate.confidence)}% CI "
             f"{pct(d.kept_share_ci_low)}, {pct(d.kept_share_ci_high)}], ")
     cost = "" if d.cost_share is None else f", at {pct(d.cost_share)} of its cost per request"
+    if d.break_even_requests is not None:
+        cost += f"; its labelling and training pay back after {d.break_even_requests:,.0f} requests"
     gold = "" if d.gold is None else (f"; against {d.gold_arm}, trained on the gold labels: {_interval(d.gold)} "
                                       f"(what the labels were worth)")
     return (f"distillation: {d.student}, trained on {d.teacher}'s answers, {kept}{_interval(d.estimate)}: "

@@ -409,6 +409,9 @@ def arms_to_run(task: LoadedTask, names: list[str], data: TaskData, backends: di
                 raise HarnessError(e.where, f"required to run {name}; add `{name}: {{{field}: ...}}` to the "
                                             f"task's strategies") from None
         specs.append(spec)
+    # A student is held against its teacher: a teacher not named is run too (its answers are made anyway).
+    teachers = {t: task.arms[t] for spec in specs if (t := teacher_of(spec)) is not None}
+    specs += [spec for name, spec in teachers.items() if name not in {s.name for s in specs}]
     added, missing = fair_baselines(task.config, specs, f"{task.path}: strategies")
     specs += added
     for i, spec in enumerate(specs + [point for _, points in task.curves for point in points]):

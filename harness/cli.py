@@ -188,6 +188,7 @@ def _cmd_report(args) -> int:
 def _cmd_train(args) -> int:
     from harness.arm import build
     from harness.data import load_data
+    from harness.distill import teacher_of
     from harness.registry import load_backend
     from harness.strategy import Trainable
     from harness.task import load_task
@@ -204,6 +205,9 @@ def _cmd_train(args) -> int:
     if name not in trainable:
         raise HarnessError("--strategy", f"'{name}' is not an arm of the task that trains; "
                                          f"these do: {', '.join(trainable)}")
+    if teacher := teacher_of(task.arms[name]):
+        raise HarnessError("--strategy", f"{name} trains on the answers of {teacher}, which `harness compare` runs "
+                                         f"first; train it with harness compare")
     data = load_data(task)
     strategy = trainable[name]
     out = Path(args.output) if args.output else strategy.output_dir(data)

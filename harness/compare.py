@@ -5,6 +5,7 @@ checked before the store is opened."""
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from harness.baselines import fair_baselines
 from harness.config import HostedModel, Model, Task, model_key, model_label
 from harness.cost import add_costs
 from harness.data import TaskData, config_fingerprint, load_data
+from harness.distill import taught, teacher_of
 from harness.errors import HarnessError
 from harness.forgetting import ForgettingMeter, unchanged
 from harness.measure import latency_mean_ci, peak_memory_mb, provenance, timer
@@ -144,13 +146,87 @@ def task_config(task: LoadedTask) -> dict:
     return {**dumped, "model": model_key(task.config.model)}
 
 
+def training_hash(session: Session, spec: ArmSpec) -> str:
+    """The data hash an arm's run (and trained weights) are keyed by: the task data's, and for a
+    student (harness/distill.py) also its teacher's labelling run's, known without running it."""
+    teacher = teacher_of(spec)
+    if teacher is None:
+        return session.data.hash
+    return config_fingerprint({"data": session.data.hash,
+                               "labels_by": _labelling_key(session, session.task.arms[teacher])})
+
+
+def _labelling_key(session: Session, teacher: ArmSpec) -> str:
+    data = dataclasses.replace(session.data, hash=training_hash(session, teacher))
+    return config_fingerprint({"labels_train_inputs": key_of(session.task, data, teacher,
+                                                             build(teacher, session.task))})
+
+
+def arm_data(session: Session, spec: ArmSpec) -> TaskData:
+    """The data an arm runs on: the task's, or for a student, the train inputs labelled by its
+    teacher: the teacher's answers, run once through the runner and stored like any run."""
+    teacher_name = teacher_of(spec)
+    if teacher_name is None:
+        return session.data
+    teacher, store = session.task.arms[teacher_name], session.store
+    key = _labelling_key(session, teacher)
+    existing = store.run_by_key(key)
+    if existing is None or existing["status"] != "finished":
+        _label(session, teacher, key)
+        existing = store.run_by_key(key)
+    answers = {e["example_id"]: e["prediction"] for e in store.examples(existing["id"])}
+    return taught(session.data, answers, training_hash(session, spec))
+
+
+def labelling(session: Session, spec: ArmSpec) -> dict | None:
+    """A student's teacher's labelling run, summed for its cost (None: not a student)."""
+    teacher_name = teacher_of(spec)
+    if teacher_name is None:
+        return None
+    teacher = session.task.arms[teacher_name]
+    run = session.store.run_by_key(_labelling_key(session, teacher))
+    examples = session.store.examples(run["id"])
+    return {"teacher": teacher_name, "answers": len(examples),
+            "seconds": sum(e["latency_ms"] for e in examples) / 1000,
+            **{f"{kind}_tokens": sum(e.get(f"{kind}_tokens", 0) for e in examples)
+               for kind in ("prompt", "output", "cached")},
+            "usd_per_mtok": _prices(teacher.model)}
+
+
+def _label(session: Session, teacher: ArmSpec, key: str) -> None:
+    """The teacher's answers on the train inputs, stored as a run (resumed when interrupted)."""
+    from tqdm.auto import tqdm
+
+    store, train = session.store, session.data.train
+    strategy = build(teacher, session.task)
+    arm_task = session.task.for_arm(teacher)
+    with timer() as prepared:
+        backend = strategy.prepare(arm_data(session, teacher), session.backend_for(teacher.model))
+        bias = (calibration(arm_task, strategy, backend, session.data.eval[0]) if arm_task.config.prompt.calibrate
+                else None)
+    run_id = store.start_run(key, task=session.task.config.name, strategy=f"{teacher.name} (labels)",
+                             model=model_label(teacher.model),
+                             config={"task": session.task_config, "arm": teacher.axes(), "labels": "train inputs"},
+                             provenance=session.provenance.model_dump(mode="json"))
+    done = store.done_ids(run_id)
+    with tqdm(total=len(train), initial=len(done), desc=f"{teacher.name:>10} labels", unit="ex",
+              disable=not session.progress, leave=False) as bar:
+        if isinstance(backend, Remote):
+            backend.on_status = lambda **status: bar.set_postfix(status, refresh=False)
+        run_strategy(arm_task, strategy, backend, [ex for ex in train if ex.id not in done], bias=bias,
+                     on_batch=lambda results: store.add_examples(run_id, results), progress=bar.update)
+    examples = store.examples(run_id)
+    store.finish_run(run_id, {"labels_by": teacher.name, "examples": len(examples), "prepare_s": prepared.s,
+                              "seconds": sum(e["latency_ms"] for e in examples) / 1000}, strategy.record())
+
+
 def run_key(session: Session, spec: ArmSpec, strategy) -> str:
     """The store's key of one arm's run: what its results depend on. The arm's name is not in it,
     so two arms that are the same configuration share one run. Inputs beyond the parameters and the
     task data (a corpus's content, a checkpoint's digests) are in it too, so editing them makes a new
     run instead of reusing a stale one; so is the row's schema, so a run measured the way an older
     harness measured is measured again rather than misread."""
-    return key_of(session.task, session.data, spec, strategy)
+    return key_of(session.task, dataclasses.replace(session.data, hash=training_hash(session, spec)), spec, strategy)
 
 
 def key_of(task: LoadedTask, data: TaskData, spec: ArmSpec, strategy) -> str:
@@ -163,13 +239,14 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
     and evaluated. Returns its report row."""
     from tqdm.auto import tqdm
 
-    cfg, store, data, name = session.task.config, session.store, session.data, spec.name
+    cfg, store, name = session.task.config, session.store, spec.name
     strategy = build(spec, session.task)
     key = run_key(session, spec, strategy)
     existing = store.run_by_key(key)
     if existing is not None and existing["status"] == "finished" and (not session.force or key in session._finished):
         return ArmResult.model_validate(store.run(existing["id"])["summary"]).model_copy(
             update={"reused": True, "name": name, "params": spec.params})
+    data = arm_data(session, spec)
     backend = session.backend_for(spec.model)
     arm_task = session.task.for_arm(spec)
     prompt = arm_task.config.prompt
@@ -199,6 +276,7 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
                          "model": model_label(spec.model), "model_params": backend.n_params,
                          "usd_per_mtok": _prices(spec.model), "weights": strategy.weights,
                          "prepare_s": prepared.s, "peak_memory_mb": peak_memory_mb(), "resumed_from": len(done),
+                         "labelling": labelling(session, spec),
                          # Base weights cannot have forgotten anything: nothing is measured for them
                          # (compare shows their zero change beside an arm that changed weights).
                          "forgetting": session.forgetting(spec.model, eval_backend) if strategy.weights != "base"
@@ -331,6 +409,9 @@ def arms_to_run(task: LoadedTask, names: list[str], data: TaskData, backends: di
                 raise HarnessError(e.where, f"required to run {name}; add `{name}: {{{field}: ...}}` to the "
                                             f"task's strategies") from None
         specs.append(spec)
+    # A student is held against its teacher: a teacher not named is run too (its answers are made anyway).
+    teachers = {t: task.arms[t] for spec in specs if (t := teacher_of(spec)) is not None}
+    specs += [spec for name, spec in teachers.items() if name not in {s.name for s in specs}]
     added, missing = fair_baselines(task.config, specs, f"{task.path}: strategies")
     specs += added
     for i, spec in enumerate(specs + [point for _, points in task.curves for point in points]):

@@ -216,6 +216,15 @@ class ComponentConfig(_Strict):
     """The base of every component's (and plugin's) parameters in the task file."""
 
 
+class TaughtConfig(ComponentConfig):
+    """The base of a weights method that trains: what it learns from (harness/distill.py)."""
+
+    teacher: str | None = Field(None, min_length=1, description="an arm of the task whose answers on the train "
+                                                                 "inputs are the labels trained on instead of the "
+                                                                 "gold ones (distillation); the arm is run like any "
+                                                                 "other and its answers stored")
+
+
 class HubSplit(_Strict):
     hub: str = Field(description="dataset name on the Hugging Face hub (needs network)")
     split: str = Field(description="split of that dataset, e.g. 'train' or 'test'")

@@ -80,6 +80,19 @@ def request_usd(prompt: float, output: float, cached: float, price: Price) -> fl
     return (prompt - cached) * price[1] + output * price[2] + cached * price[3]
 
 
+def labelling_usd(row: ArmResult, prices: CostConfig) -> float:
+    """What a student's teacher cost to label its train inputs: a hosted teacher's requests at its
+    prices, a local one's measured seconds at the machine's hourly price."""
+    lab = row.labelling
+    if lab is None:
+        return 0.0
+    if lab.usd_per_mtok is None:
+        return lab.seconds / 3600 * prices.hardware_usd_per_hour
+    own = lab.usd_per_mtok
+    price = ("api", own["input"] / 1e6, own["output"] / 1e6, own.get("cached_input", own["input"]) / 1e6)
+    return request_usd(lab.prompt_tokens, lab.output_tokens, lab.cached_tokens, price)
+
+
 def strategy_cost(row: ArmResult, prices: CostConfig, n_params: int | None, monthly_requests: int,
                   rate: float | None) -> Cost:
     """One arm's cost; `rate` is the self-hosted price per token (None for API serving or a hosted
@@ -93,14 +106,16 @@ def strategy_cost(row: ArmResult, prices: CostConfig, n_params: int | None, mont
     # work (building a retrieval index) is their preparation time.
     one_time_s = training.wall_s if training else row.prepare_s
     storage_bytes = training.adapter_bytes if training else 0
+    labelling = labelling_usd(row, prices)
     return Cost(
         basis=price[0],
         per_request_usd=per_request,
         per_request_tokens=tokens.prompt_mean + tokens.output_mean,
         usd_per_token=rate if price[0] == "self_hosted" else None,
         per_request_flops=None if n_params is None else inference_flops(n_params, computed_tokens(row)),
-        one_time_s=one_time_s,
-        one_time_usd=one_time_s / 3600 * prices.hardware_usd_per_hour,
+        one_time_s=one_time_s + (row.labelling.seconds if row.labelling else 0.0),
+        one_time_usd=one_time_s / 3600 * prices.hardware_usd_per_hour + labelling,
+        labelling_usd=labelling,
         one_time_flops=training.flops if training else 0.0,
         storage_bytes=storage_bytes,
         monthly_requests=monthly_requests,

@@ -105,6 +105,19 @@ class Training(_Result):
     reused_adapter: bool = False
 
 
+class Labelling(_Result):
+    """A student's teacher labelling the train inputs (harness/distill.py): its requests, priced into
+    the student's one-time cost."""
+
+    teacher: str
+    answers: int
+    seconds: float  # the requests' measured time on this machine
+    prompt_tokens: int
+    output_tokens: int
+    cached_tokens: int = 0
+    usd_per_mtok: dict[str, float] | None = None  # a hosted teacher's prices
+
+
 class Retrieval(_Result):
     index: str
     embedder: str
@@ -151,6 +164,7 @@ class Cost(_Result):
     one_time_s: float
     one_time_usd: float
     one_time_flops: float
+    labelling_usd: float = 0.0  # of one_time_usd, a student's teacher's labelling
     storage_bytes: int
     monthly_requests: int
     monthly_usd: float
@@ -206,6 +220,7 @@ class ArmResult(_Result):
     # Why forgetting was not measured, when it was not (a hosted model: its weights are not here).
     forgetting_note: str | None = None
     training: Training | None = None
+    labelling: Labelling | None = None  # a student's: its teacher's answers on the train inputs
     retrieval: Retrieval | None = None
     checkpoint: CheckpointInfo | None = None
     cost: Cost | None = None
@@ -221,7 +236,7 @@ class ArmResult(_Result):
         # shape has `training` only on fine-tuned rows, `retrieval` only on retrieval rows.
         out = handler(self)
         for part in ("forgetting", "forgetting_note", "training", "retrieval", "checkpoint", "cost", "calibration",
-                     "usd_per_mtok", "scoring", "answers"):
+                     "usd_per_mtok", "scoring", "answers", "labelling"):
             if out.get(part, 0) is None:
                 del out[part]
         return out

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from harness.armspec import SHORTHANDS, ArmSpec, parameters, parse_arm, with_param
 from harness.config import LearningCurve, Split, Task
+from harness.distill import check_teachers
 from harness.errors import HarnessError, first_error
 
 
@@ -64,6 +65,7 @@ def load_task(path: str | Path, *, limit: int | None = None) -> LoadedTask:
 
     arms = {name: parse_arm(name, params, config, f"{where}: strategies")
             for name, params in config.strategies.items()}
+    check_teachers(arms)
     curves = [(curve, _curve_points(curve, config, arms, f"{where}: learning_curves.{i}"))
               for i, curve in enumerate(config.learning_curves)]
     return LoadedTask(config, path, arms, curves)

@@ -30,7 +30,7 @@ from pydantic import Field
 
 from harness.backends.base import HasWeights, Prompt
 from harness.checkpoints import WEIGHTS_FOLDER, file_digests, inspect, load
-from harness.config import ComponentConfig, model_key, model_name
+from harness.config import TaughtConfig, model_key, model_name
 from harness.errors import HarnessError
 from harness.examples import Example, TaskData
 from harness.files import atomic_write_text, cache_dir
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 MIN_TRAIN_EXAMPLES = 8
 
 
-class TrainingConfig(ComponentConfig):
+class TrainingConfig(TaughtConfig):
     learning_rate: float = Field(1e-3, gt=0, description="peak learning rate (see lr_scheduler)")
     epochs: float = Field(1.0, gt=0, description="passes over the training examples")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (a compute budget)")
@@ -73,7 +73,7 @@ class TrainingConfig(ComponentConfig):
     def key(self) -> dict:
         """What identifies the trained weights: every parameter, except the options added since weights
         were first cached when they are at their defaults, so those weights stay reusable."""
-        later = ("gradient_checkpointing", "warmup_ratio", "weight_decay", "lr_scheduler", "optim")
+        later = ("gradient_checkpointing", "warmup_ratio", "weight_decay", "lr_scheduler", "optim", "teacher")
         dumped = self.model_dump(mode="json")
         return {k: v for k, v in dumped.items() if k not in later or v != type(self).model_fields[k].default}
 

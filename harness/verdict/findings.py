@@ -206,6 +206,33 @@ class AcrossModels(_Finding):
     break_even_requests: float | None
 
 
+class Distillation(_Finding):
+    """A student trained on a teacher arm's answers (`teacher:`) against that teacher, on the same
+    examples: non-inferiority within `margin`, judged on the pair's interval (its lower end is a
+    one-sided bound at 1 - (1 - confidence) / 2)."""
+
+    type: Literal["distillation"] = "distillation"
+    student: str
+    teacher: str
+    outcome: Literal["non_inferior", "inferior", "undecided", "too_few"]
+    margin: float
+    estimate: Estimate  # student against teacher
+    examples_needed: int | None = None
+    # The student's quality over the teacher's, its interval the paired one over the teacher's mean
+    # (None: the teacher scored zero).
+    kept_share: float | None
+    kept_share_ci_low: float | None
+    kept_share_ci_high: float | None
+    cost_share: float | None  # the student's cost per request over the teacher's (None: the teacher's is zero)
+    # Requests after which its training and its teacher's labelling are paid back by cheaper requests
+    # than the teacher's (None: no saving shown, or the teacher is fine-tuned too).
+    break_even_requests: float | None = None
+    # Against the arm of the same model and method trained on the gold labels, when the task has one:
+    # what the labels were worth.
+    gold_arm: str | None = None
+    gold: Estimate | None = None
+
+
 class KnowledgeGap(_Finding):
     """Retrieval raises the answers that contain the gold answer: facts the model lacks."""
 
@@ -321,4 +348,4 @@ class Missing(_Finding):
 
 Finding = Annotated[Union[Quality, Pair, Judgement, Forgetting, Cost, BreakEven, Latency, OverSlo, CheaperEquivalent,
                           AcrossModels, KnowledgeGap, LacksKnowledge, FormatGap, FormatLead, Overtake, CurveListed,
-                          Degenerate, BaselinesAdded, Missing], Field(discriminator="type")]
+                          Degenerate, Distillation, BaselinesAdded, Missing], Field(discriminator="type")]

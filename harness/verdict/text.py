@@ -164,6 +164,25 @@ def _(m: f.AcrossModels) -> str:
 
 
 @line.register
+def _(d: f.Distillation) -> str:
+    shown = {"non_inferior": f"shown to lose at most {100 * d.margin:.1f} points against its teacher",
+             "inferior": f"shown worse than its teacher by more than {100 * d.margin:.1f} points",
+             "undecided": "neither shown within nor beyond the margin" + (
+                 f" (about {d.examples_needed:,} paired examples would settle it)" if d.examples_needed else ""),
+             "too_few": "on too few examples to judge"}[d.outcome]
+    kept = ("" if d.kept_share is None else
+            f"keeps {pct(d.kept_share)} of {d.teacher}'s quality [{_level(d.estimate.confidence)}% CI "
+            f"{pct(d.kept_share_ci_low)}, {pct(d.kept_share_ci_high)}], ")
+    cost = "" if d.cost_share is None else f", at {pct(d.cost_share)} of its cost per request"
+    if d.break_even_requests is not None:
+        cost += f"; its labelling and training pay back after {d.break_even_requests:,.0f} requests"
+    gold = "" if d.gold is None else (f"; against {d.gold_arm}, trained on the gold labels: {_interval(d.gold)} "
+                                      f"(what the labels were worth)")
+    return (f"distillation: {d.student}, trained on {d.teacher}'s answers, {kept}{_interval(d.estimate)}: "
+            f"{shown}{cost}{gold}")
+
+
+@line.register
 def _(k: f.KnowledgeGap) -> str:
     return (f"gap: knowledge. Retrieval supplies facts the model lacks: answers containing the gold answer, "
             f"{_lenient(k.estimate)}, {_test(k.test)}")

@@ -190,7 +190,7 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
               disable=not session.progress, leave=False) as bar:
         if isinstance(eval_backend, Remote):  # a hosted model: its requests in flight and retries
             eval_backend.on_status = lambda **status: bar.set_postfix(status, refresh=False)
-        run_strategy(arm_task, strategy, eval_backend, todo, bias=bias,
+        run_strategy(arm_task, strategy, eval_backend, todo, bias=bias, constrained=spec.decoding is not None,
                      on_batch=lambda results: store.add_examples(run_id, results), progress=bar.update)
     examples = store.examples(run_id)
     summary = summarise(cfg, name, run_id, examples,
@@ -293,7 +293,8 @@ def check_input(task_path: str | Path, *, strategies: list[str] | None = None, l
             raise HarnessError("--strategies", f"unknown arm '{name}'; the task's arms: {', '.join(task.arms)} "
                                                f"(or a shorthand: {', '.join(SHORTHANDS)})")
     data = load_data(task)
-    for m in cfg.metric_names:
+    # A structured task's metrics are the harness's own functions (config.py checked the names).
+    for m in cfg.metric_names if cfg.type != "structured" else ():
         try:
             load_metric(m)
         except MetricError as e:

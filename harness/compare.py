@@ -19,7 +19,7 @@ from harness.data import TaskData, config_fingerprint, load_data
 from harness.errors import HarnessError
 from harness.forgetting import ForgettingMeter, unchanged
 from harness.measure import latency_mean_ci, peak_memory_mb, provenance, timer
-from harness.metrics import LENIENT, MetricError, load_metric
+from harness.metrics import LENIENT, MetricError, load_metric, structured
 from harness.prompting import scoring
 from harness.registry import load_backend
 from harness.results import (
@@ -422,13 +422,14 @@ def _compare(session: Session) -> ComparisonReport:
 
     comparisons = pairs_on(metric)
     content = pairs_on(LENIENT) if LENIENT in cfg.metric_names and metric != LENIENT else None
+    form = pairs_on(structured.FORMAT) if cfg.type == "structured" and metric != structured.FORMAT else None
     report = ComparisonReport(
         task=cfg.name, task_file=str(task.path), model=model_label(cfg.model), model_params=backend.n_params,
         task_type=cfg.type, n_examples=len(data.eval), data_hash=data.hash, provenance=session.provenance,
         strategies=rows, comparisons=comparisons, content=content, learning_curves=curves,
         assumptions=Assumptions(cost=cfg.cost, decision=decision),
         recommendation=explain(recommend(rows, comparisons, curves, decision, content,
-                                         missing_baselines=session.missing_baselines)))
+                                         missing_baselines=session.missing_baselines, form=form)))
     report.comparison_id = store.save_comparison(cfg.name,
                                                  report.model_dump(mode="json", exclude={"comparison_id"}))
     return report

@@ -95,3 +95,65 @@ def test_constrained_arm_on_the_real_model_is_always_schema_valid():
 
     assert valid(True) == [1.0] * 4
     assert valid(False) != [1.0] * 4
+
+
+# --- the verdict's format gap, on constructed results ---------------------------------------------------
+
+def structured_verdict(fields: dict[str, list[float]], schema_valid: dict[str, list[float]], constrained: set[str]):
+    """The verdict on rows scored on field_accuracy, with their schema_valid pairs, as compare builds it."""
+    from harness.config import DecisionConfig
+    from harness.cost import add_costs
+    from harness.verdict.decide import recommend
+    from harness.verdict.text import explain
+    from tests.test_decide import PRICES, _pairs, strategy
+
+    decision = DecisionConfig()
+    rows = [strategy(name, scores, training=name.startswith("lora"))[0] for name, scores in fields.items()]
+    rows = add_costs(rows, PRICES, 100_000_000, decision.monthly_requests)
+    # The rows are built on accuracy; here the same scores are the fields'.
+    rows = [r.model_copy(update={"metrics": {"field_accuracy": r.metrics["accuracy"]},
+                                 "axes": {"decoding": {"json_schema": True}} if r.name in constrained else {}})
+            for r in rows]
+    rec = recommend(rows, _pairs("field_accuracy", fields, decision), [], decision,
+                    form=_pairs("schema_valid", schema_valid, decision))
+    return rec, explain(rec)
+
+
+def test_a_fine_tuned_lead_that_constrained_decoding_closes_is_format():
+    """LoRA beats zero-shot on the fields (zero-shot's JSON is often broken), and the constrained arm
+    is as good as LoRA: the gap was format, and the constrained arm is recommended."""
+    from tests.test_decide import paired
+
+    n = 200
+    zero, lora = paired(n, 80, 0, 100)
+    constrained = lora[:-2] + [1.0, 1.0]  # as good as LoRA, give or take an example
+    rec, told = structured_verdict({"zero_shot": zero, "constrained": constrained, "lora": lora},
+                                   {"zero_shot": [1.0] * 90 + [0.0] * 110, "constrained": [1.0] * n, "lora": [1.0] * n},
+                                   {"constrained"})
+    assert (rec.kind, rec.best) == ("dont_fine_tune", "constrained")
+    gap = next(g for g in rec.findings if g.type == "format_gap")
+    assert (gap.by, gap.arm, gap.instead, gap.strict.metric) == ("decoding", "lora", "constrained", "schema_valid")
+    assert gap.instead_estimate.ci_low > -gap.margin
+    assert "format" in rec.gaps and any(r.startswith("gap: format. lora") for r in told.reasons)
+
+
+def test_fine_tuning_that_beats_constrained_decoding_on_the_fields_wins_on_content():
+    from tests.test_decide import paired
+
+    n = 200
+    constrained, lora = paired(n, 60, 0, 80)
+    rec, told = structured_verdict({"zero_shot": [0.0] * n, "constrained": constrained, "lora": lora},
+                                   {"zero_shot": [0.0] * n, "constrained": [1.0] * n, "lora": [1.0] * n},
+                                   {"constrained"})
+    assert (rec.kind, rec.best) == ("fine_tune", "lora")
+    lead = next(g for g in rec.findings if g.type == "fields_lead")
+    assert (lead.arm, lead.against) == ("lora", "constrained") and lead.estimate.ci_low > 0
+    assert "format" not in rec.gaps and any(r.startswith("fields: lora beats constrained") for r in told.reasons)
+
+
+def test_no_constrained_arm_is_named_missing():
+    from tests.test_decide import paired
+
+    zero, lora = paired(200, 80, 0, 100)
+    rec, _ = structured_verdict({"zero_shot": zero, "lora": lora}, {"zero_shot": zero, "lora": lora}, set())
+    assert any(x.type == "missing" and x.what == "constrained_decoding" for x in rec.findings)

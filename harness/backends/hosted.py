@@ -120,6 +120,10 @@ class HostedBackend:
                 body["response_format"] = {"type": "json_schema",
                                            "json_schema": {"name": "answer", "schema": schema, "strict": True}}
             return "chat", body
+        if schema is not None:
+            # The completions endpoint has no response_format: the schema would be silently ignored.
+            raise self._fail("", "decoding under a JSON schema needs chat completions; give this arm prompt: "
+                                 "{format: chat}")
         return "completions", {"model": self.name, "prompt": prompt.text, "max_tokens": max_tokens,
                                "temperature": 0}
 

@@ -5,7 +5,8 @@ An arm is made of independent axes, every one optional:
 - `weights`: `base`, or one method that changes them: `lora: {...}`, `full: {...}`, `checkpoint: {path}`;
 - `context`: `retrieval: {...}`, passages placed before the question;
 - `demos`: `{k, select}`, solved train examples shown before the question;
-- `prompt`: the task's prompt settings this arm changes (`format: raw`, `calibrate: true`, a template).
+- `prompt`: the task's prompt settings this arm changes (`format: raw`, `calibrate: true`, a template);
+- `decoding`: how answers are generated: `{json_schema: true}` under a structured task's schema.
 
 The built-in names are shorthands with flat parameters: `zero_shot: {}`, `few_shot: {k, balanced}`,
 `rag: {...retrieval}`, `lora: {...}`, `checkpoint: {path}`. Any other name is an arm defined by its
@@ -26,6 +27,7 @@ from harness import registry
 from harness.config import (
     PROMPT_FIELDS,
     ComponentConfig,
+    DecodingConfig,
     HostedModel,
     LocalModel,
     Model,
@@ -37,7 +39,7 @@ from harness.config import (
 )
 from harness.errors import HarnessError, first_error
 
-AXES = ("model", "weights", "context", "demos", "prompt")
+AXES = ("model", "weights", "context", "demos", "prompt", "decoding")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -88,6 +90,8 @@ class ArmSpec:
     plugin: ComponentSpec | None = None
     # The prompt settings that differ from the task's (so restating the task's changes nothing).
     prompt: dict[str, Any] = field(default_factory=dict)
+    # None: plain decoding (`decoding: {json_schema: false}` is the same arm).
+    decoding: DecodingConfig | None = None
 
     @property
     def weights_method(self) -> str:
@@ -102,8 +106,9 @@ class ArmSpec:
         out = {"model": model_key(self.model), "weights": self.weights.dump() if self.weights else "base",
                "context": self.context.dump() if self.context else None,
                "demos": self.demos.dump() if self.demos else None}
-        # Only when set: an arm on the task's own prompt keeps the run key it always had.
-        return {**out, "prompt": self.prompt} if self.prompt else out
+        # Only when set: an arm on the task's own prompt, decoded plainly, keeps the run key it always had.
+        out = {**out, "prompt": self.prompt} if self.prompt else out
+        return {**out, "decoding": self.decoding.model_dump()} if self.decoding else out
 
     def describe(self, prompt: PromptConfig) -> str:
         """What the arm is made of, in a few words for tables; `prompt` is the arm's prompt settings."""
@@ -119,6 +124,8 @@ class ArmSpec:
         described = " + ".join(parts)
         if prompt.format == "raw":
             described += ", raw prompt"
+        if self.decoding:
+            described += ", schema-constrained"
         return described + (", calibrated" if prompt.calibrate else "")
 
 
@@ -165,6 +172,16 @@ def _prompt(config: Task, params: Any, where: str) -> dict[str, Any]:
     if problem := merged.calibration_problem(config.type):
         raise HarnessError(f"{where}.calibrate", problem)
     return {key: getattr(merged, key) for key in params if getattr(merged, key) != getattr(config.prompt, key)}
+
+
+def _decoding(config: Task, params: Any, where: str) -> DecodingConfig | None:
+    decoding = _validate(DecodingConfig, params, where)
+    if not decoding.json_schema:
+        return None
+    if config.type != "structured":
+        raise HarnessError(f"{where}.json_schema", f"constrained decoding follows a structured task's output "
+                                                   f"schema; this task is '{config.type}'")
+    return decoding
 
 
 def parse_arm(name: str, params: Any, config: Task, where: str) -> ArmSpec:
@@ -225,6 +242,8 @@ def _parse_arm(name: str, params: Any, config: Task, where: str) -> ArmSpec:
                                                                        f"{here}.context"),
         "demos": None if params.get("demos") is None else _demos(
             _validate(registry.config_class("demos", "demos"), params["demos"], f"{here}.demos"), f"{here}.demos"),
+        "decoding": None if params.get("decoding") is None else _decoding(config, params["decoding"],
+                                                                           f"{here}.decoding"),
     }
     axes = ArmSpec(name, {}, model, **parts).axes()
     # The validated form of what was written, for the report and for learning curves to vary.
@@ -242,6 +261,7 @@ def parameters(spec: ArmSpec) -> list[str]:
     # varies if the arm has it.
     out = [f"demos.{f}" for f in registry.config_class("demos", "demos").model_fields]
     out += [f"prompt.{f}" for f in PROMPT_FIELDS]
+    out += [f"decoding.{f}" for f in DecodingConfig.model_fields]
     for c in (spec.weights, spec.context):
         if c is not None:
             out += [f"{c.axis}.{c.method}.{f}" for f in type(c.config).model_fields]

@@ -21,7 +21,7 @@ from harness.distill import taught, teacher_of
 from harness.errors import HarnessError
 from harness.forgetting import ForgettingMeter, unchanged
 from harness.measure import latency_mean_ci, peak_memory_mb, provenance, timer
-from harness.metrics import LENIENT, MetricError, load_metric
+from harness.metrics import LENIENT, MetricError, load_metric, structured
 from harness.prompting import scoring
 from harness.registry import load_backend
 from harness.results import (
@@ -267,7 +267,7 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
               disable=not session.progress, leave=False) as bar:
         if isinstance(eval_backend, Remote):  # a hosted model: its requests in flight and retries
             eval_backend.on_status = lambda **status: bar.set_postfix(status, refresh=False)
-        run_strategy(arm_task, strategy, eval_backend, todo, bias=bias,
+        run_strategy(arm_task, strategy, eval_backend, todo, bias=bias, constrained=spec.decoding is not None,
                      on_batch=lambda results: store.add_examples(run_id, results), progress=bar.update)
     examples = store.examples(run_id)
     summary = summarise(cfg, name, run_id, examples,
@@ -371,7 +371,8 @@ def check_input(task_path: str | Path, *, strategies: list[str] | None = None, l
             raise HarnessError("--strategies", f"unknown arm '{name}'; the task's arms: {', '.join(task.arms)} "
                                                f"(or a shorthand: {', '.join(SHORTHANDS)})")
     data = load_data(task)
-    for m in cfg.metric_names:
+    # A structured task's metrics are the harness's own functions (config.py checked the names).
+    for m in cfg.metric_names if cfg.type != "structured" else ():
         try:
             load_metric(m)
         except MetricError as e:
@@ -502,13 +503,14 @@ def _compare(session: Session) -> ComparisonReport:
 
     comparisons = pairs_on(metric)
     content = pairs_on(LENIENT) if LENIENT in cfg.metric_names and metric != LENIENT else None
+    form = pairs_on(structured.FORMAT) if cfg.type == "structured" and metric != structured.FORMAT else None
     report = ComparisonReport(
         task=cfg.name, task_file=str(task.path), model=model_label(cfg.model), model_params=backend.n_params,
         task_type=cfg.type, n_examples=len(data.eval), data_hash=data.hash, provenance=session.provenance,
         strategies=rows, comparisons=comparisons, content=content, learning_curves=curves,
         assumptions=Assumptions(cost=cfg.cost, decision=decision),
         recommendation=explain(recommend(rows, comparisons, curves, decision, content,
-                                         missing_baselines=session.missing_baselines)))
+                                         missing_baselines=session.missing_baselines, form=form)))
     report.comparison_id = store.save_comparison(cfg.name,
                                                  report.model_dump(mode="json", exclude={"comparison_id"}))
     return report

@@ -23,10 +23,10 @@ from pydantic import (
     model_validator,
 )
 
-from harness.metrics import DEFAULT_METRICS, LENIENT
+from harness.metrics import DEFAULT_METRICS, LENIENT, structured
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-TaskType = Literal["classification", "short_answer", "generation"]
+TaskType = Literal["classification", "short_answer", "generation", "structured"]
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
 
@@ -212,6 +212,54 @@ class PromptConfig(_Strict):
 PROMPT_FIELDS = tuple(PromptConfig.model_fields)
 
 
+class OutputConfig(_Strict):
+    """`output:` of a structured task: the JSON Schema every answer must follow. `schema_file` is read
+    when the task is loaded (harness/task.py) into `schema`, so the schema's content, not its path,
+    is part of every run's key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    # `schema` is a name pydantic's BaseModel already uses, hence the alias.
+    schema_: dict[str, Any] | None = Field(None, alias="schema", description="the JSON Schema, inline")
+    # Out of the run key: the schema read from it is there.
+    schema_file: str | None = Field(None, min_length=1, exclude=True, description="a JSON file holding the schema, "
+                                                                                  "relative to the task file")
+
+    @field_validator("schema_")
+    @classmethod
+    def _valid_schema(cls, v: dict | None) -> dict | None:
+        return v if v is None else checked_schema(v)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> OutputConfig:
+        if (self.schema_ is None) == (self.schema_file is None):
+            raise ValueError("schema: give the JSON Schema inline (schema) or in a file (schema_file), one of them")
+        return self
+
+
+def checked_schema(schema: Any) -> dict:
+    """`schema` if it is a valid JSON Schema for an object, else a ValueError saying why."""
+    import jsonschema
+
+    if not isinstance(schema, dict):
+        raise ValueError("a JSON Schema is a mapping, e.g. {type: object, properties: {...}}")
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as e:
+        where = "/".join(map(str, e.absolute_path))
+        raise ValueError(f"not a valid JSON Schema{f' at {where}' if where else ''}: {e.message}") from None
+    if schema.get("type") != "object" or not isinstance(schema.get("properties"), dict):
+        raise ValueError("a structured task's schema describes an object: type: object, with its properties")
+    return schema
+
+
+class DecodingConfig(_Strict):
+    """An arm's `decoding:` axis: how its answers are generated."""
+
+    json_schema: bool = Field(False, description="structured tasks: generate under the task's output schema "
+                                                 "(constrained decoding), so every answer is schema-valid")
+
+
 class ComponentConfig(_Strict):
     """The base of every component's (and plugin's) parameters in the task file."""
 
@@ -381,6 +429,8 @@ class Task(_Strict):
     fields: Fields
     prompt: PromptConfig
     labels: list[str] | None = Field(None, description="the label set (classification only)")
+    output: OutputConfig | None = Field(None, description="structured only: the JSON Schema of the answers "
+                                                          "(schema, or schema_file)")
     metrics: list[str] | None = Field(None, description="metric names; the first is the headline metric")
     strategies: dict[str, dict[str, Any]] = Field(description="arm name -> its axes (model, weights, context, "
                                                               "demos), or a shorthand's parameters")
@@ -423,6 +473,18 @@ class Task(_Strict):
                 raise ValueError("labels: labels must be unique")
         elif self.labels:
             raise ValueError(f"labels: only classification tasks take labels, this task is '{self.type}'")
+        if self.type == "structured" and self.output is None:
+            raise ValueError("output.schema: a structured task needs the JSON Schema of its answers (output: "
+                             "{schema: {...}} or {schema_file: path}); none is derived")
+        if self.type != "structured" and self.output is not None:
+            raise ValueError(f"output: only structured tasks take an output schema, this task is '{self.type}'")
+        if self.metrics:
+            named = set(self.metrics) - set(structured.NAMES) if self.type == "structured" else set(
+                self.metrics) & (set(structured.NAMES) - {"exact_match"})
+            if named:
+                kind = "a structured task scores JSON objects with" if self.type == "structured" else \
+                    "only a structured task (JSON answers) has"
+                raise ValueError(f"metrics: {kind} {', '.join(structured.NAMES)}; not {', '.join(sorted(named))}")
         if problem := self.prompt.calibration_problem(self.type):
             raise ValueError(f"prompt.calibrate: {problem}")
         if not self.strategies:
@@ -437,6 +499,11 @@ class Task(_Strict):
                 if getattr(self.cost, price) is None:
                     raise ValueError(f"cost.{price}: required when cost.serving is 'api'")
         return self
+
+    @property
+    def answer_schema(self) -> dict | None:
+        """A structured task's JSON Schema (its file read by load_task); None for other types."""
+        return self.output.schema_ if self.output else None
 
     @property
     def metric_names(self) -> tuple[str, ...]:

@@ -74,7 +74,8 @@ def _examples(task: LoadedTask, name: str, where: str, rows: list[dict]) -> list
         for col in (cfg.fields.input, cfg.fields.target, cfg.fields.id):
             if col is not None and (row.get(col) is None or str(row[col]).strip() == ""):
                 raise HarnessError(f"{where}: row {i}", f"missing or empty field '{col}'")
-        target = str(row[cfg.fields.target]).strip()
+        target = str(row[cfg.fields.target]).strip() if cfg.type != "structured" else _json_object(
+            row[cfg.fields.target], cfg.fields.target, f"{where}: row {i}")
         if labels and target not in labels:
             raise HarnessError(f"{where}: row {i}",
                                f"label '{target}' is not in the task's label set {sorted(labels)}")
@@ -85,6 +86,21 @@ def _examples(task: LoadedTask, name: str, where: str, rows: list[dict]) -> list
         out.append(Example(ex_id, str(row[cfg.fields.input]), target, row, _aliases(row, cfg.fields.references,
                                                                                      f"{where}: row {i}")))
     return out
+
+
+def _json_object(value: Any, column: str, where: str) -> str:
+    """A structured target, a JSON object or a JSON string of one, as the compact JSON text that
+    demonstrations show and fine-tuning trains on."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise HarnessError(where, f"field '{column}' is not JSON: a structured task's target is a JSON "
+                                      f"object") from None
+    if not isinstance(value, dict):
+        raise HarnessError(where, f"field '{column}' is a {type(value).__name__}, not a JSON object: a structured "
+                                  f"task's target is an object, e.g. {{\"name\": \"Tungsten\"}}")
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _aliases(row: dict, column: str | None, where: str) -> tuple[str, ...]:

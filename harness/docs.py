@@ -100,13 +100,13 @@ def _table(model: type[BaseModel]) -> list[str]:
         desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
         if not desc and isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             desc = f"see [{field.annotation.__name__}](#{field.annotation.__name__.lower()})"
-        lines.append(f"| `{name}` | {_type(hints.get(name, field.annotation))}{_constraints(field)} | "
+        lines.append(f"| `{field.alias or name}` | {_type(hints.get(name, field.annotation))}{_constraints(field)} | "
                      f"{_default(field)} | {desc} |")
     return lines + [""]
 
 
 def reference() -> str:
-    from harness.config import Task
+    from harness.config import DecodingConfig, Task
     from harness.registry import METHODS, config_class
 
     seen: dict[str, type[BaseModel]] = {}
@@ -114,14 +114,17 @@ def reference() -> str:
     out = [HEADER]
     out += [table for model in seen.values() for table in _table(model)]
     out += ["# Components: what an arm is made of", "",
-            "An arm in `strategies:` is a mapping of axes (`model`, `weights`, `context`, `demos`, `prompt`); "
-            "each axis names a method whose parameters are these.", ""]
+            "An arm in `strategies:` is a mapping of axes (`model`, `weights`, `context`, `demos`, `prompt`, "
+            "`decoding`); each axis names a method whose parameters are these.", ""]
     for axis, methods in METHODS.items():
         for method in methods:
             config = config_class(axis, method)
             table = _table(config)
             table[0] = f"## `{axis}: {{{method}: ...}}` ({config.__module__}.{config.__name__})"
             out += table
+    table = _table(DecodingConfig)
+    table[0] = "## `decoding: {...}` (harness.config.DecodingConfig)"
+    out += table
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -61,12 +61,15 @@ class Column:
     help: str = ""
 
 
-def strategy_columns(metric: str, lenient: str | None = None) -> list[Column]:
+def strategy_columns(metric: str, lenient: str | None = None, form: tuple[str, ...] = ()) -> list[Column]:
     """The strategy table, one column per figure, in display order; `lenient`: the content metric
-    shown beside a strict decision metric."""
+    shown beside a strict decision metric; `form`: a structured task's measures of form beside its
+    fields."""
     content = [Column(f"{lenient} % [95% CI]", lambda r: with_ci(r.metrics[lenient]),
                       "answers containing the gold answer as whole words: content, whatever the form")
                ] if lenient else []
+    content += [Column(f"{m} % [95% CI]", lambda r, m=m: with_ci(r.metrics[m]), "answers that are valid JSON, or "
+                       "valid under the schema: form, whatever the content") for m in form]
     return [
         Column("strategy", lambda r: r.name),
         Column("made of", lambda r: (r.made_of or "-") + (" (added)" if r.added_by_harness else ""),
@@ -98,5 +101,7 @@ def table_cells(rows: list[ArmResult], metric: str) -> tuple[list[Column], list[
     from harness.metrics import LENIENT
 
     lenient = LENIENT if metric != LENIENT and rows and all(LENIENT in r.metrics for r in rows) else None
-    columns = strategy_columns(metric, lenient)
+    form = tuple(m for m in ("schema_valid", "json_valid")
+                 if m != metric and rows and all(m in r.metrics for r in rows))
+    columns = strategy_columns(metric, lenient, form)
     return columns, [[c.text(r) for c in columns] for r in rows]

@@ -69,7 +69,8 @@ def calibration(task: LoadedTask, strategy: Strategy, backend: Scorer, example: 
 
 def run_strategy(task: LoadedTask, strategy: Strategy, backend: Backend, examples: list[Example], *,
                  on_batch: Callable[[list[ExampleResult]], None],
-                 progress: Callable[[int], None] = lambda n: None, bias: dict[str, float] | None = None) -> None:
+                 progress: Callable[[int], None] = lambda n: None, bias: dict[str, float] | None = None,
+                 constrained: bool = False) -> None:
     """Evaluate `examples` in length-sorted batches; hand each finished batch to `on_batch`.
     `task` is the task as the arm runs it (its model and prompt settings); `bias`, the arm's
     `calibration`, when classification is calibrated.
@@ -81,7 +82,8 @@ def run_strategy(task: LoadedTask, strategy: Strategy, backend: Backend, example
     latency instead.
 
     Classification ranks the labels by log-likelihood, or generates and matches the answer to a
-    label (`match_label`; prompt.scoring)."""
+    label (`match_label`; prompt.scoring). A `constrained` arm generates under the structured task's
+    schema (its `decoding: {json_schema: true}`)."""
     cfg = task.config
     # Input length in characters is a good enough proxy for prompt length: the rest of the prompt
     # is shared, and rendering here would run retrieval twice.
@@ -112,7 +114,8 @@ def run_strategy(task: LoadedTask, strategy: Strategy, backend: Backend, example
                 counts = [(s.prompt_tokens, 0, s.cached_tokens) for s in scored]
                 own_ms = [s.latency_ms for s in scored]
             else:
-                gens = backend.generate(prompts, cfg.limits.max_new_tokens)
+                gens = backend.generate(prompts, cfg.limits.max_new_tokens,
+                                        schema=cfg.answer_schema if constrained else None)
                 if how == "generate":
                     labels = [match_label(g.text, cfg.labels) for g in gens]
                     preds = [label if label is not None else _first_line(g.text) for g, label in zip(gens, labels)]
@@ -126,7 +129,7 @@ def run_strategy(task: LoadedTask, strategy: Strategy, backend: Backend, example
         # A request of its own (hosted) has its own latency; a batch's examples share its time.
         latencies = own_ms if None not in own_ms else [elapsed.ms / len(batch)] * len(batch)
         references = [ex.references for ex in batch]
-        metric_scores = {m: score(m, preds, references) for m in cfg.metric_names}
+        metric_scores = {m: score(m, preds, references, cfg.answer_schema) for m in cfg.metric_names}
         on_batch([
             ExampleResult(ex.id, p.text, pred, ex.target, {m: metric_scores[m][i] for m in metric_scores},
                           n_in, n_out, ms, {**extra, **pr.trace}, n_cached)

@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from harness.armspec import SHORTHANDS, ArmSpec, parameters, parse_arm, with_param
-from harness.config import LearningCurve, Split, Task
+from harness.config import LearningCurve, Split, Task, checked_schema
 from harness.distill import check_teachers
 from harness.errors import HarnessError, first_error
 
@@ -62,6 +62,9 @@ def load_task(path: str | Path, *, limit: int | None = None) -> LoadedTask:
     except ValidationError as e:
         field, msg = first_error(e)
         raise HarnessError(f"{where}: {field or '(top level)'}", msg) from None
+    if config.output is not None and config.output.schema_file is not None:
+        schema = _schema_file(path.parent / config.output.schema_file, f"{where}: output.schema_file")
+        config = config.model_copy(update={"output": config.output.model_copy(update={"schema_": schema})})
 
     arms = {name: parse_arm(name, params, config, f"{where}: strategies")
             for name, params in config.strategies.items()}
@@ -69,6 +72,17 @@ def load_task(path: str | Path, *, limit: int | None = None) -> LoadedTask:
     curves = [(curve, _curve_points(curve, config, arms, f"{where}: learning_curves.{i}"))
               for i, curve in enumerate(config.learning_curves)]
     return LoadedTask(config, path, arms, curves)
+
+
+def _schema_file(path: Path, where: str) -> dict:
+    import json
+
+    try:
+        return checked_schema(json.loads(path.read_text(encoding="utf-8")))
+    except OSError as e:
+        raise HarnessError(where, f"cannot read {path}: {e.strerror}") from None
+    except ValueError as e:  # JSON that does not parse, or a schema that is not one
+        raise HarnessError(where, f"{path}: {str(e).splitlines()[0]}") from None
 
 
 def _curve_points(curve: LearningCurve, config: Task, arms: dict[str, ArmSpec], where: str) -> list[ArmSpec]:

@@ -112,10 +112,18 @@ class HostedBackend:
     def use_cache(self, store) -> None:
         self.cache = store
 
-    def _request(self, prompt: Prompt, max_tokens: int) -> tuple[str, dict]:
+    def _request(self, prompt: Prompt, max_tokens: int, schema: dict | None = None) -> tuple[str, dict]:
         if prompt.messages is not None:
-            return "chat", {"model": self.name, "messages": prompt.messages, "max_tokens": max_tokens,
-                            "temperature": 0}
+            body = {"model": self.name, "messages": prompt.messages, "max_tokens": max_tokens, "temperature": 0}
+            if schema is not None:
+                # OpenAI's structured outputs, which vLLM and llama.cpp's server accept too.
+                body["response_format"] = {"type": "json_schema",
+                                           "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+            return "chat", body
+        if schema is not None:
+            # The completions endpoint has no response_format: the schema would be silently ignored.
+            raise self._fail("", "decoding under a JSON schema needs chat completions; give this arm prompt: "
+                                 "{format: chat}")
         return "completions", {"model": self.name, "prompt": prompt.text, "max_tokens": max_tokens,
                                "temperature": 0}
 
@@ -209,9 +217,9 @@ class HostedBackend:
 
     # --- what the runner calls ----------------------------------------------------------------------
 
-    def generate(self, prompts, max_new_tokens):
+    def generate(self, prompts, max_new_tokens, schema=None):
         out = []
-        requests = [self._request(p, max_new_tokens) for p in prompts]
+        requests = [self._request(p, max_new_tokens, schema) for p in prompts]
         for prompt, (endpoint, _), answer in zip(prompts, requests, self._run(requests)):
             text, usage = _text(endpoint, answer["response"]), answer["response"].get("usage") or {}
             out.append(Generation(text.strip(), usage.get("prompt_tokens") or prompt.n_tokens,

@@ -410,7 +410,14 @@ class TransformersBackend:
         keep = mask[:, 1:] * mask[:, :-1]
         return float((nll * keep).sum()), int(keep.sum())
 
-    def generate(self, prompts, max_new_tokens):
+    def _constrained(self, schema: dict | None) -> list:
+        if schema is None:
+            return []
+        from harness.backends.constrain import logits_processor
+
+        return [logits_processor(self.model, self.tokenizer, schema)]
+
+    def generate(self, prompts, max_new_tokens, schema=None):
         torch = self._torch
         rows = self._ids([p.text for p in prompts])
         cached, cache = self._shared_prefix(rows)
@@ -420,7 +427,8 @@ class TransformersBackend:
         ids = torch.cat([torch.tensor([rows[0][:cached]] * len(rows), dtype=ids.dtype, device=self.device), ids], 1)
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids, attention_mask=mask, cache=cache, max_new_tokens=max_new_tokens,
-                                      do_sample=False, pad_token_id=self.tokenizer.pad_token_id)
+                                      do_sample=False, pad_token_id=self.tokenizer.pad_token_id,
+                                      logits_processor=self._constrained(schema))
         new = out[:, ids.shape[1]:]
         results = []
         for i, row in enumerate(new.tolist()):

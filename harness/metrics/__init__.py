@@ -20,6 +20,8 @@ DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("accuracy",),
     "short_answer": ("exact_match", "token_f1", LENIENT),
     "generation": ("rouge_l",),
+    # The decision is made on the fields' content; schema_valid is the format (harness/metrics/structured.py).
+    "structured": ("field_accuracy", "schema_valid", "json_valid", "exact_match"),
 }
 
 _HERE = Path(__file__).resolve().parent
@@ -47,8 +49,10 @@ def load_metric(name: str):
         ) from exc
 
 
-def score(name: str, predictions: list[str], references: list[str | list[str] | tuple[str, ...]]) -> list[float]:
-    """Per-example scores of `predictions` against `references`, in order.
+def score(name: str, predictions: list[str], references: list[str | list[str] | tuple[str, ...]],
+          schema: dict | None = None) -> list[float]:
+    """Per-example scores of `predictions` against `references`, in order; `schema`: a structured
+    task's, whose answers are scored as JSON objects (harness/metrics/structured.py).
 
     A reference is one answer or a list/tuple of an example's accepted answers; as in SQuAD, the
     example gets its best score over them, whatever the metric. Our metrics score in [0, 1] and
@@ -58,6 +62,10 @@ def score(name: str, predictions: list[str], references: list[str | list[str] | 
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
     if not predictions:
         return []
+    if schema is not None:
+        from harness.metrics import structured
+
+        return structured.score(name, predictions, references, schema)
     accepted = [_accepted_answers(i, r) for i, r in enumerate(references)]
     pairs = [(p, a) for p, answers in zip(predictions, accepted) for a in answers]
     module = load_metric(name)

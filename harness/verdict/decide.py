@@ -290,6 +290,38 @@ def _format_only(ft: ArmResult, others: list[ArmResult], comparisons: Comparison
                        test=paired_test(pair, content), margin=margin, **instead)
 
 
+def _constrained(row: ArmResult) -> bool:
+    return bool((row.axes.get("decoding") or {}).get("json_schema"))
+
+
+def _decoding_gap(ft: ArmResult, others: list[ArmResult], comparisons: Comparisons, form: Comparisons,
+                  decision: DecisionConfig) -> f.FormatGap | f.FieldsLead | None:
+    """Structured task, `ft` the best fine-tuned arm: when it beats the best arm decoding freely on
+    the fields and the best schema-constrained arm without fine-tuning is as good on them
+    (non-inferior by min_gain), the gap was format and that arm is the alternative; when it beats the
+    constrained arm too, its lead is the fields themselves. None when no constrained arm ran or
+    neither is shown."""
+    constrained = [r for r in others if _constrained(r)]
+    free = [r for r in others if not _constrained(r)]
+    if not constrained:
+        return None
+    pick = max(constrained, key=lambda r: (r.value(comparisons.metric), -r.cost.per_request_usd, r.name))
+    pair, margin = comparisons.pair(ft.name, pick.name), decision.min_gain
+    if pair.significant and pair.diff < 0:
+        back = comparisons.pair(pick.name, ft.name)
+        return f.FieldsLead(arm=ft.name, against=pick.name, estimate=estimate(back, comparisons),
+                            test=paired_test(back, comparisons))
+    top = _top(free, comparisons.metric)
+    beats_free = top is not None and comparisons.pair(top.name, ft.name).significant and \
+        comparisons.pair(top.name, ft.name).diff > 0
+    if not (beats_free and pair.ci_low > -margin):
+        return None
+    return f.FormatGap(arm=ft.name, strict=estimate(form.pair(top.name, ft.name), form),
+                       content=estimate(comparisons.pair(pick.name, ft.name), comparisons),
+                       test=paired_test(pair, comparisons), margin=margin, instead=pick.name,
+                       instead_estimate=estimate(pair, comparisons), by="decoding")
+
+
 def _degenerate(row: ArmResult) -> f.Degenerate | None:
     if not judge.degenerate_row(row):
         return None
@@ -317,11 +349,13 @@ class _Verdict:
 
 
 def recommend(rows: list[ArmResult], comparisons: Comparisons, curves: list[Curve], decision: DecisionConfig,
-              content: Comparisons | None = None, missing_baselines: dict[str, dict] | None = None) -> Recommendation:
+              content: Comparisons | None = None, missing_baselines: dict[str, dict] | None = None,
+              form: Comparisons | None = None) -> Recommendation:
     """The verdict on rows that carry their `cost`, their paired `comparisons` and learning curves;
     `content`: the pairs on the lenient metric, when the task measures it beside a strict one;
     `missing_baselines`: the fair prompting baselines for this task that were not run (the task
-    turned them off), by arm name, as task-file entries (harness/baselines.py)."""
+    turned them off), by arm name, as task-file entries (harness/baselines.py); `form`: a structured
+    task's pairs on the format measure (schema_valid), its decision metric being the fields."""
     metric, confidence = comparisons.metric, comparisons.confidence
     gaps: list[f.KnowledgeGap | f.FormatGap] = []
     told: list = []  # the findings in the order they are told, after the gaps
@@ -354,6 +388,9 @@ def recommend(rows: list[ArmResult], comparisons: Comparisons, curves: list[Curv
         missing.append(f.Missing(what="retrieval"))
     if missing_baselines and ran_tuning:
         missing.append(f.Missing(what="fair_baseline", suggest=missing_baselines))
+    if form is not None and ran_tuning and not any(_constrained(r) for r in rows):
+        missing.append(f.Missing(what="constrained_decoding",
+                                 suggest={"constrained": {"decoding": {"json_schema": True}}}))
 
     # 1. Latency SLO.
     slo = decision.latency_slo_ms
@@ -454,6 +491,14 @@ def recommend(rows: list[ArmResult], comparisons: Comparisons, curves: list[Curv
                 return verdict(_Verdict("dont_fine_tune", best=pick, alternative=pick))
             return verdict(_Verdict("not_enough_evidence", "format_only", best=alt, alternative=alt,
                                     subject=winners[0].arm))
+    decoding = _decoding_gap(tuned[0], others, comparisons, form, decision) if form is not None and others else None
+    if isinstance(decoding, f.FormatGap):
+        # Shown as good as the fine-tuned arm on the fields, with no training to own.
+        gaps.append(decoding)
+        pick = _named(others, decoding.instead)
+        return verdict(_Verdict("dont_fine_tune", best=pick, alternative=pick))
+    elif decoding is not None:
+        told.append(decoding)
     if winners:
         return verdict(_Verdict("fine_tune", best=_named(tuned, winners[0].arm), alternative=alt))
     unsure = [j for j in judgements if earned[j.arm] in ("unsure", "forgetting_unsure")]

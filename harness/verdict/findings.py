@@ -266,6 +266,21 @@ class FormatGap(_Finding):
     instead: str | None = None
     instead_estimate: Estimate | None = None
     margin: float
+    # content: a short answer's lead that the lenient metric does not show; decoding: a structured
+    # task's, where `strict` is the format measure (schema_valid) against the best arm without
+    # fine-tuning, `content` the fields against the best schema-constrained arm, `instead` that arm.
+    by: Literal["content", "decoding"] = "content"
+
+
+class FieldsLead(_Finding):
+    """Structured task: the fine-tuned winner also beats the best schema-constrained arm on the
+    fields, so its lead is content, not only format."""
+
+    type: Literal["fields_lead"] = "fields_lead"
+    arm: str
+    against: str
+    estimate: Estimate  # on the decision metric, arm against `against`
+    test: PairedTest
 
 
 class FormatLead(_Finding):
@@ -340,7 +355,7 @@ class Missing(_Finding):
     """What was not run that the verdict would need or use."""
 
     type: Literal["missing"] = "missing"
-    what: Literal["fine_tuning", "retrieval", "forgetting", "fair_baseline"]
+    what: Literal["fine_tuning", "retrieval", "forgetting", "fair_baseline", "constrained_decoding"]
     arm: str | None = None  # forgetting: whose
     # fair_baseline: the arms to add (their task-file entries).
     suggest: dict[str, dict] = {}
@@ -348,4 +363,4 @@ class Missing(_Finding):
 
 Finding = Annotated[Union[Quality, Pair, Judgement, Forgetting, Cost, BreakEven, Latency, OverSlo, CheaperEquivalent,
                           AcrossModels, KnowledgeGap, LacksKnowledge, FormatGap, FormatLead, Overtake, CurveListed,
-                          Degenerate, Distillation, BaselinesAdded, Missing], Field(discriminator="type")]
+                          Degenerate, Distillation, BaselinesAdded, Missing, FieldsLead], Field(discriminator="type")]

@@ -196,6 +196,11 @@ def _(k: f.LacksKnowledge) -> str:
 
 @line.register
 def _(g: f.FormatGap) -> str:
+    if g.by == "decoding":
+        return (f"gap: format. {g.arm} wins on {g.content.metric}, but {g.instead}, decoding under the schema without "
+                f"fine-tuning, is as good on the fields: {_lenient(g.instead_estimate)}, the interval's lower end "
+                f"above -{100 * g.margin:.1f} points (non-inferiority); {g.arm}'s lead over the best arm without "
+                f"fine-tuning on {g.strict.metric} (format): {_interval(g.strict)}")
     text = (f"gap: format. {g.arm} wins on {g.strict.metric} ({_interval(g.strict)}) but not on answers containing "
             f"the gold answer: {_lenient(g.content)}, {_test(g.test)}")
     if g.instead is None:
@@ -203,6 +208,12 @@ def _(g: f.FormatGap) -> str:
     return (text + f"; {g.instead} (retrieval and demonstrations) is as good on content: "
                    f"{_lenient(g.instead_estimate)}, the interval's lower end above -{100 * g.margin:.1f} points "
                    f"(non-inferiority)")
+
+
+@line.register
+def _(g: f.FieldsLead) -> str:
+    return (f"fields: {g.arm} beats {g.against}, the best arm decoding under the schema, on the fields themselves: "
+            f"{_lenient(g.estimate)}, {_test(g.test)}; fine-tuning adds content, not only format")
 
 
 @line.register
@@ -269,6 +280,9 @@ def missing_line(m: f.Missing) -> str:
         return "retrieval: no strategy with a retrieval index (e.g. rag)"
     if m.what == "forgetting":
         return f"forgetting of {m.arm}: not measured"
+    if m.what == "constrained_decoding":
+        return ("constrained decoding: no arm generates under the schema (`constrained: {decoding: {json_schema: "
+                "true}}`), the alternative to fine-tuning for format")
     arms = ", ".join(f"`{name}: {_entry(entry)}`" for name, entry in m.suggest.items())
     return f"fair baseline: {arms} (the prompting arms a fine-tuned arm should be held against)"
 

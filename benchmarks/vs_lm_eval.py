@@ -81,15 +81,18 @@ def write_yaml(path: Path, doc: dict) -> Path:
     return path
 
 
-def lm_eval_task(folder: Path, eval_file: Path, demos_file: Path) -> Path:
+def lm_eval_task(folder: Path, eval_file: Path, demos_file: Path | None) -> Path:
+    """lm-eval's task over the eval file; `demos_file`, when there are demonstrations (lm-eval refuses a
+    fewshot split with no rows: "Instruction 'train' corresponds to no data")."""
+    files = {"test": str(eval_file)} | ({"train": str(demos_file)} if demos_file else {})
+    # The demonstrations in the file's order, the same for every query.
+    fewshot = {"fewshot_split": "train", "fewshot_config": {"sampler": "first_n"}} if demos_file else {}
     return write_yaml(folder / f"{LM_EVAL_TASK}.yaml", {
         "task": LM_EVAL_TASK,
         "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {"test": str(eval_file), "train": str(demos_file)}},
+        "dataset_kwargs": {"data_files": files},
         "test_split": "test",
-        # The demonstrations in the file's order, the same for every query.
-        "fewshot_split": "train",
-        "fewshot_config": {"sampler": "first_n"},
+        **fewshot,
         "output_type": "multiple_choice",
         "doc_to_text": TEMPLATE,
         "doc_to_choice": LABELS,
@@ -287,9 +290,10 @@ def main() -> None:
     # The train split is the demonstrations (the most any arm uses), which the harness draws all of,
     # in select_demos' order for the task seed: lm-eval's first_n takes them in that order.
     k = max(args.shots)
-    demos = cut_rows(DATA / "train.jsonl", k, tokenizer, args.max_input_tokens)
+    # With no demonstrations (--shots 0) the harness still needs a train split to load: one row, never shown.
+    demos = cut_rows(DATA / "train.jsonl", max(k, 1), tokenizer, args.max_input_tokens)
     train_file = write_jsonl(work / "train.jsonl", demos)
-    demos_file = write_jsonl(work / "demos.jsonl", select_demos(demos, k, 1234, by_label=False))
+    demos_file = write_jsonl(work / "demos.jsonl", select_demos(demos, k, 1234, by_label=False)) if k else None
     task_dir = work / "lm_eval_task"
     task_dir.mkdir(exist_ok=True)
     lm_eval_task(task_dir, eval_file, demos_file)

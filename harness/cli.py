@@ -64,7 +64,7 @@ def _cmd_compare(args) -> int:
             if e.report is None:
                 raise
             report, failed = e.report, e
-        print_table(report)
+        print_table(report, wide=args.wide)
         _write_json(report, args.json if args.json != "-" else None, "report")
         print(f"stored as comparison {report.comparison_id} in {args.store}")
         if args.log_samples:
@@ -333,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     _mlflow_arg(p)
     _store_arg(p)
     p.add_argument("--force", action="store_true", help="recompute runs already finished in the store")
+    p.add_argument("--wide", action="store_true", help="every column of the table (default: those read first, "
+                                                       "fitting 120 columns); all are in --json and the dashboard")
     _progress_arg(p)
     p.set_defaults(func=_cmd_compare)
 

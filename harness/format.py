@@ -59,6 +59,9 @@ class Column:
     header: str
     text: Callable[[ArmResult], str]
     help: str = ""
+    # Shown only in the wide table (`harness compare --wide`, the Markdown report, the dashboard): the
+    # terminal's default keeps what a person reads first on one line per arm at 120 columns.
+    wide: bool = False
 
 
 def strategy_columns(metric: str, lenient: str | None = None, form: tuple[str, ...] = ()) -> list[Column]:
@@ -78,30 +81,32 @@ def strategy_columns(metric: str, lenient: str | None = None, form: tuple[str, .
         Column(f"{metric} % [95% CI]", lambda r: with_ci(r.metrics[metric]),
                "the decision metric with its 95% percentile-bootstrap interval"),
         *content,
-        Column("p50 ms", lambda r: f"{r.latency_ms.p50:.0f}", "median latency per example"),
-        Column("p95 ms", lambda r: f"{r.latency_ms.p95:.0f}", "95th-percentile latency per example"),
-        Column("ex/s", lambda r: _or_dash(r.throughput_eps, ".2f"), "examples per second"),
-        Column("prompt tok", lambda r: f"{r.tokens.prompt_mean:.0f}", "mean prompt tokens per example"),
-        Column("cached tok", lambda r: f"{r.tokens.cached_mean:.0f}",
-               "of the prompt tokens, those served from the cache of the arm's shared prefix"),
-        Column("output tok", lambda r: f"{r.tokens.output_mean:.1f}", "mean generated tokens per example"),
-        Column("peak MB", lambda r: f"{r.peak_memory_mb:.0f}", "peak memory"),
         Column("$ / 1k req", lambda r: usd(1000 * r.cost.per_request_usd), "cost of 1,000 requests"),
+        Column("p50 ms", lambda r: f"{r.latency_ms.p50:.0f}", "median latency per example", wide=True),
+        Column("p95 ms", lambda r: f"{r.latency_ms.p95:.0f}", "95th-percentile latency per example"),
+        Column("ex/s", lambda r: _or_dash(r.throughput_eps, ".2f"), "examples per second", wide=True),
+        Column("prompt tok", lambda r: f"{r.tokens.prompt_mean:.0f}", "mean prompt tokens per example", wide=True),
+        Column("cached tok", lambda r: f"{r.tokens.cached_mean:.0f}",
+               "of the prompt tokens, those served from the cache of the arm's shared prefix", wide=True),
+        Column("output tok", lambda r: f"{r.tokens.output_mean:.1f}", "mean generated tokens per example",
+               wide=True),
+        Column("peak MB", lambda r: f"{r.peak_memory_mb:.0f}", "peak memory", wide=True),
         Column("FLOPs / req", lambda r: _or_dash(r.cost.per_request_flops, ".3g"),
-               "2 x parameters x tokens computed per request (cached prompt tokens are not)"),
-        Column("one-time $", lambda r: usd(r.cost.one_time_usd), "training or preparation"),
-        Column("$ / month", lambda r: usd(r.cost.monthly_usd), "at the decision's monthly requests"),
+               "2 x parameters x tokens computed per request (cached prompt tokens are not)", wide=True),
+        Column("one-time $", lambda r: usd(r.cost.one_time_usd), "training or preparation", wide=True),
+        Column("$ / month", lambda r: usd(r.cost.monthly_usd), "at the decision's monthly requests", wide=True),
         Column("train s", lambda r: _or_dash(r.training and r.training.wall_s, ".0f"), "training wall time"),
         Column("forget Δloss", lambda r: _or_dash(r.forgetting and r.forgetting.delta_loss, "+.3f"),
                "change of loss on general text against the base model, nats/token"),
     ]
 
 
-def table_cells(rows: list[ArmResult], metric: str) -> tuple[list[Column], list[list[str]]]:
+def table_cells(rows: list[ArmResult], metric: str, wide: bool = True) -> tuple[list[Column], list[list[str]]]:
+    """The table's columns and cells; `wide` False: the terminal's default columns only."""
     from harness.metrics import LENIENT
 
     lenient = LENIENT if metric != LENIENT and rows and all(LENIENT in r.metrics for r in rows) else None
     form = tuple(m for m in ("schema_valid", "json_valid")
                  if m != metric and rows and all(m in r.metrics for r in rows))
-    columns = strategy_columns(metric, lenient, form)
+    columns = [c for c in strategy_columns(metric, lenient, form) if wide or not c.wide]
     return columns, [[c.text(r) for c in columns] for r in rows]

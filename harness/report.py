@@ -22,21 +22,41 @@ def _params(n: int | None) -> str:
     return "of unknown size (hosted)" if n is None else f"{n:,} parameters"
 
 
-def print_table(report: ComparisonReport, console=None) -> None:
+def _arm_time(row) -> str:
+    """What an arm's run took: preparing it (training, an index) and evaluating it."""
+    eval_s = row.n_examples * row.latency_ms.mean / 1000
+    return f"{row.name} {row.prepare_s + eval_s:.0f} s" + (f" ({row.prepare_s:.0f} preparing)" if row.prepare_s >= 1
+                                                          else "")
+
+
+def print_table(report: ComparisonReport, console=None, wide: bool = False) -> None:
+    """The strategy table, its default columns (`wide`: every column), then per-arm notes and times."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     # Piped output (CI logs, tests) gets a fixed width rather than rich's 80 columns, which
     # would wrap the strategy names.
     console = console or Console(width=None if sys.stdout.isatty() else 200)
-    columns, cells = table_cells(report.strategies, report.comparisons.metric)
-    table = Table(title=f"{report.task} · {report.model} · {report.n_examples} eval examples", title_justify="left")
+    columns, cells = table_cells(report.strategies, report.comparisons.metric, wide=wide)
+    # No vertical rules: the default columns fit 120 characters with a space on each side of a cell.
+    table = Table(title=f"{report.task} · {report.model} · {report.n_examples} eval examples", title_justify="left",
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     for i, c in enumerate(columns):
-        table.add_column(c.header, justify="left" if i == 0 else "right")
-    table.add_column("", style="dim")
-    for row, line in zip(report.strategies, cells):
-        table.add_row(*line, "from store" if row.reused else "")
+        # Each column as wide as its widest cell: rich's own share-out widens some and cuts others.
+        width = max([len(c.header)] + [len(line[i]) for line in cells])
+        table.add_column(c.header, justify="left" if i == 0 else "right", no_wrap=True, width=width,
+                         overflow="ellipsis")
+    for line in cells:
+        table.add_row(*line)
     console.print(table)
+    fresh = [r for r in report.strategies if not r.reused]
+    if fresh:
+        console.print("time: " + ", ".join(_arm_time(r) for r in fresh) + " (evaluation: summed batch times)",
+                      highlight=False)
+    reused = [r.name for r in report.strategies if r.reused]
+    if reused:
+        console.print("from the store: " + ", ".join(reused), highlight=False)
     for row in report.strategies:
         if row.truncated_inputs:
             console.print(f"{row.name}: {row.truncated_inputs} of {row.n_examples} inputs cut to fit the model's "

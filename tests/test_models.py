@@ -117,6 +117,38 @@ def test_shared_prefix_is_cached_and_scores_equal_the_uncached_forward(varied_mo
     assert min(s.cached_tokens for s in scored) >= 20
 
 
+# Choices that share their first tokens: each branch of the tree must see only its own.
+BRANCHES = ["the capital", "the capital city of italy", "the", "sport"]
+
+
+@pytest.mark.parametrize("fixture", ["varied_model_dir", "tiny_base_model_dir"])
+def test_all_choices_are_scored_in_one_pass_equal_to_brute_force(fixture, request):
+    backend = load_backend(str(request.getfixturevalue(fixture)))
+    prompts = prefix_prompts(backend)
+    backend.loglikelihood(prompts[:4], BRANCHES)  # keeps the preamble's cache (and "the", cut back below)
+    runs = []
+    backend.model.register_forward_hook(lambda *args: runs.append(1))
+    scored = backend.loglikelihood(prompts[4:7], BRANCHES)
+    # Prompts (past the kept prefix) and all their multi-token choices, in one forward pass.
+    assert len(runs) == 1 and min(s.cached_tokens for s in scored) >= 20
+    for prompt, s in zip(prompts[4:7], scored):
+        for choice, got in zip(BRANCHES, s.logprobs):
+            context, (answer,) = backend.split_answers(prompt, [choice])
+            assert len(answer) > 1 or " " not in choice
+            assert got == pytest.approx(brute_force(backend, context, answer), abs=1e-4)
+
+
+def test_models_without_custom_masks_score_each_choice_on_its_own_cache_alike(varied_model_dir):
+    # A sliding-window model, or one on flash attention, takes the path that repeats the cache per choice.
+    backend = load_backend(str(varied_model_dir))
+    prompts = prefix_prompts(backend)
+    tree = backend._score(prompts, BRANCHES)
+    per_choice = backend._score_per_choice(prompts, BRANCHES)
+    for t, p in zip(tree, per_choice):
+        assert t.logprobs == pytest.approx(p.logprobs, abs=1e-4)
+        assert (t.prompt_tokens, t.cached_tokens) == (p.prompt_tokens, p.cached_tokens)
+
+
 def test_shared_prefix_is_cached_and_generation_equals_the_uncached_path(varied_model_dir, monkeypatch):
     import harness.backends.local as local
 

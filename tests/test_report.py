@@ -264,3 +264,34 @@ def test_learning_curve_plot_marks_the_overtake(compared):
     report.learning_curves.append(curve("lora", True, [(4, 0.0, 0.0), (12, 1.0, 0.0)]))
     assert overtake(plotted_curves(report.learning_curves), "accuracy").labelled_examples == 12
     assert figures(report)["learning_curves"].startswith(PNG_MAGIC)
+
+
+def test_default_table_fits_120_columns_one_line_per_arm_and_wide_shows_every_column(compared):
+    from rich.console import Console
+
+    from harness.format import strategy_columns
+    from harness.report import print_table
+    from harness.results import ComparisonReport
+
+    report = ComparisonReport.model_validate(compared[1])
+    row = report.strategies[0]
+    # The demo's longest rows: a fair baseline the harness added, and a fine-tuned arm.
+    lora = row.model_copy(update={"name": "lora", "made_of": "lora", "prepare_s": 321.0})
+    added = row.model_copy(update={"name": "raw_calibrated", "made_of": "base, raw prompt, calibrated",
+                                   "added_by_harness": True, "reused": True})
+    demos = row.model_copy(update={"name": "few_shot", "made_of": "base + 4 balanced demos"})
+    report = report.model_copy(update={"strategies": [row, added, demos, lora]})
+    for wide, width in ((False, 120), (True, 400)):
+        out = io.StringIO()
+        print_table(report, Console(file=out, width=width), wide=wide)
+        lines = out.getvalue().splitlines()
+        header = next(line for line in lines if "made of" in line)
+        body = lines[lines.index(header) + 2:]
+        for arm in report.strategies:
+            # One line per arm, every cell whole.
+            (line,) = [b for b in body if b.split() and b.split()[0] == arm.name]
+            assert arm.made_of in line and len(line) <= width
+        shown = sum(c.header in header for c in strategy_columns(report.comparisons.metric))
+        assert shown == (len(strategy_columns(report.comparisons.metric)) if wide else 7)
+    assert "time: zero_shot" in out.getvalue() and "lora 3" in out.getvalue()
+    assert "from the store: raw_calibrated" in out.getvalue()

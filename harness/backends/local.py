@@ -363,10 +363,86 @@ class TransformersBackend:
                 self._scored[keys[i]] = dataclasses.replace(s, latency_ms=elapsed.ms / len(todo))
         return [fresh.get(i) or self._scored[key] for i, key in enumerate(keys)]
 
+    @property
+    def _full_attention(self) -> bool:
+        """Every layer attends to the whole sequence, so a custom mask may say which tokens see which.
+        A sliding-window layer keeps only its window in the cache, and flash attention takes no 4D mask:
+        those models score each choice on its own copy of the prompt's cache instead."""
+        config = self.model.config.get_text_config()
+        layers = set(getattr(config, "layer_types", None) or ["full_attention"])
+        return (layers == {"full_attention"} and getattr(config, "sliding_window", None) is None
+                and config._attn_implementation in ("sdpa", "eager"))
+
     def _score(self, prompts, choices):
-        """The prompts run once past their shared prefix (keeping only the last position's logits),
-        then all choices of all prompts run together in one batched pass over the repeated cache;
-        the prompt is not recomputed per choice."""
+        """Each prompt's log-likelihood of every choice, with the prompt run once past its shared
+        prefix (see `_shared_prefix`).
+
+        The choices' tokens (all but each one's last, whose log-probability the token before it gives)
+        follow the prompt in the same row, and a tree attention mask lets each choice's tokens see the
+        prompt and the earlier tokens of their own choice only, at the positions they would have right
+        after the prompt (SpecInfer's and Medusa's tree attention). So a prompt and all its choices
+        take one forward pass over one copy of the cache, whatever the choices' lengths."""
+        if not self._full_attention:
+            return self._score_per_choice(prompts, choices)
+        torch = self._torch
+        pairs = [self.split_answers(p, choices) for p in prompts]
+        n, c = len(prompts), len(choices)
+        contexts = [context for context, _ in pairs]
+        cached, cache = self._shared_prefix(contexts)
+        ids, mask, positions = self._left_pad([context[cached:] for context in contexts], cached)
+        # The tree: per prompt, each choice's tokens but its last, one choice after another.
+        fed = [[a[:-1] for a in answers] for _, answers in pairs]
+        width = max(sum(map(len, f)) for f in fed)
+        pad = self.tokenizer.pad_token_id
+        block = [[t for a in f for t in a] for f in fed]
+        # branch: the choice a tree token belongs to; depth: its place in that choice.
+        branch = [[j for j, a in enumerate(f) for _ in a] for f in fed]
+        depth = [[t for a in f for t in range(len(a))] for f in fed]
+        ids = torch.cat([ids, torch.tensor([b + [pad] * (width - len(b)) for b in block], dtype=ids.dtype,
+                                          device=self.device)], 1)
+        last = positions[:, -1:]
+        tree_pos = torch.tensor([d + [0] * (width - len(d)) for d in depth], dtype=torch.long, device=self.device)
+        positions = torch.cat([positions, last + 1 + tree_pos], 1)
+        # Each token's segment: -1 the prompt, -2 padding, j the tree's choice j.
+        prompt_seg = torch.where(mask[:, cached:].bool(), -1, -2)
+        seg = torch.cat([prompt_seg, torch.tensor([b + [-2] * (width - len(b)) for b in branch],
+                                                  dtype=prompt_seg.dtype, device=self.device)], 1)  # (n, L)
+        length = seg.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=self.device).tril()
+        q, k = seg[:, :, None], seg[:, None, :]
+        sees = causal & (k != -2) & ((k == -1) | (k == q))
+        # A padding query sees itself, so no softmax row is empty (NaN would reach the real rows).
+        sees |= torch.eye(length, dtype=torch.bool, device=self.device) & (q == -2)
+        sees = torch.cat([torch.ones(n, length, cached, dtype=torch.bool, device=self.device), sees], 2)
+        dtype = self.model.dtype
+        additive = torch.zeros(sees.shape, dtype=dtype, device=self.device).masked_fill(~sees, torch.finfo(dtype).min)
+        with torch.inference_mode():
+            out = self.model(input_ids=ids, attention_mask=additive[:, None], position_ids=positions, cache=cache,
+                             use_cache=False, logits_to_keep=width + 1)
+            logp = torch.log_softmax(out.logits.float(), -1)  # (n, width + 1, vocab): the prompt's last, the tree
+        # Where each choice token's log-probability is read: the prompt's last position for its first
+        # token, the token before it in the tree for the others.
+        rows, cols, toks = [], [], []
+        for i, (_, answers) in enumerate(pairs):
+            start = 1
+            for a in answers:
+                rows += [i] * len(a)
+                cols += [0] + list(range(start, start + len(a) - 1))
+                toks += a
+                start += len(a) - 1
+        picked = logp[rows, cols, toks].tolist()
+        scores, k = [[0.0] * c for _ in range(n)], 0
+        for i, (_, answers) in enumerate(pairs):
+            for j, a in enumerate(answers):
+                scores[i][j] = sum(picked[k:k + len(a)])
+                k += len(a)
+        counts = mask.sum(-1).tolist()
+        return [Scored(scores[i], counts[i], cached_tokens=cached) for i in range(n)]
+
+    def _score_per_choice(self, prompts, choices):
+        """`_score` for a model with sliding-window layers or a kernel without custom masks: the prompts
+        run once past their shared prefix, then all choices of all prompts in one batched pass over the
+        prompts' cache, repeated once per choice."""
         torch = self._torch
         pairs = [self.split_answers(p, choices) for p in prompts]
         n, c = len(prompts), len(choices)

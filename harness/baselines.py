@@ -6,8 +6,9 @@ can leave a small model answering one label for every example while the same mod
 plain text as lm-evaluation-harness prompts it, does the task. So beside every model that an arm
 fine-tunes, compare runs the task's own template in the raw format and, for classification, the
 task's prompt calibrated (for short answers, a plain `Question:`/`Answer:` framing when the template
-is the bare question). They are zero-shot arms: a small share of a compare's time, and nothing at all
-when the task file already has an arm of the same configuration.
+is the bare question; for structured tasks, the task's prompt decoded under its schema). They are
+zero-shot arms: a small share of a compare's time, and nothing at all when the task file already has
+an arm of the same configuration.
 
 `decision.baselines: none` turns this off; the verdict then names the baselines not run."""
 
@@ -37,6 +38,10 @@ def _entries(config: Task) -> dict[str, dict]:
         out["calibrated"] = {"prompt": {"calibrate": True}}
         if "raw" in out:
             out["raw_calibrated"] = {"prompt": {**raw, "calibrate": True}}
+    # Against "fine-tune to get our JSON", the modern alternative: the same prompt decoded under the
+    # schema, so an arm cannot win on format alone by construction.
+    if config.type == "structured":
+        out["constrained"] = {"decoding": {"json_schema": True}}
     return out
 
 
@@ -58,9 +63,11 @@ def on_model(config: Task, model, taken: set[str], where: str) -> list[ArmSpec]:
 
 def _covers(arm: ArmSpec, baseline: ArmSpec, config: Task) -> bool:
     """Whether a prompting arm of the task already is that baseline in kind: on the same model, with
-    no weights, passages or demonstrations, and the baseline's prompt format and calibration (any
+    no weights, passages or demonstrations, the baseline's decoding, and its prompt format and calibration (any
     template: a raw arm with a template of its own is the task author's fairer choice)."""
     if arm.model != baseline.model or arm.weights or arm.context or arm.demos or arm.plugin:
+        return False
+    if bool(arm.decoding) != bool(baseline.decoding):
         return False
     prompt = {**config.prompt.model_dump(), **arm.prompt}
     return all(prompt[key] == value for key, value in baseline.prompt.items() if key != "template")

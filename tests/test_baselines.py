@@ -163,3 +163,17 @@ def test_turning_baselines_off_runs_the_task_as_written_and_names_them(tmp_path)
                         "raw_calibrated": {"prompt": {"format": "raw", "calibrate": True}}}} in missing
     assert any(m.startswith("fair baseline: `raw: {prompt: {format: raw}}`")
                for m in report["recommendation"]["missing"])
+
+
+def test_a_structured_task_gets_its_prompt_decoded_under_the_schema_unless_it_has_that_arm():
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    config = _config(type="structured", labels=None, output={"schema": schema})
+    added, _ = fair_baselines(config, _arms(config), "t.yaml: strategies")
+    assert [(a.name, a.params) for a in added] == [("raw", {"prompt": {"format": "raw"}}),
+                                                   ("constrained", {"decoding": {"json_schema": True}})]
+    assert added[1].decoding is not None and added[1].decoding.json_schema
+    # A constrained arm with demonstrations is another arm; one without them is this baseline.
+    config = _config(type="structured", labels=None, output={"schema": schema},
+                     strategies={"lora": {}, "shots": {"demos": {"k": 2}, "decoding": {"json_schema": True}},
+                                 "json": {"decoding": {"json_schema": True}}})
+    assert [a.name for a in fair_baselines(config, _arms(config), "t.yaml: strategies")[0]] == ["raw"]

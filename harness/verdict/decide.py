@@ -388,7 +388,8 @@ def recommend(rows: list[ArmResult], comparisons: Comparisons, curves: list[Curv
         missing.append(f.Missing(what="retrieval"))
     if missing_baselines and ran_tuning:
         missing.append(f.Missing(what="fair_baseline", suggest=missing_baselines))
-    if form is not None and ran_tuning and not any(_constrained(r) for r in rows):
+    named = any("decoding" in entry for entry in (missing_baselines or {}).values())
+    if form is not None and ran_tuning and not named and not any(_constrained(r) for r in rows):
         missing.append(f.Missing(what="constrained_decoding",
                                  suggest={"constrained": {"decoding": {"json_schema": True}}}))
 

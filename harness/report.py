@@ -45,7 +45,8 @@ def print_table(report: ComparisonReport, console=None, wide: bool = False) -> N
     for i, c in enumerate(columns):
         # Each column as wide as its widest cell: rich's own share-out widens some and cuts others.
         width = max([len(c.header)] + [len(line[i]) for line in cells])
-        table.add_column(c.header, justify="left" if i == 0 else "right", no_wrap=True, width=width,
+        # The arm's name and what it is made of are words, read from the left; the rest are figures.
+        table.add_column(c.header, justify="left" if i < 2 else "right", no_wrap=True, width=width,
                          overflow="ellipsis")
     for line in cells:
         table.add_row(*line)

@@ -248,7 +248,7 @@ def test_hosted_model_answers_like_the_same_model_run_locally(kind, proxy, smoll
     title = [i for i, line in enumerate(lines) if line.startswith("hosted_test ·")]
     assert len(title) == 1, out
     table = lines[title[0]:]
-    row_lines = {name: [line for line in table if line.startswith(f"│ {name} ")] for name in ("local", "hosted")}
+    row_lines = {name: [line for line in table if line.split()[:1] == [name]] for name in ("local", "hosted")}
     assert all(len(found) == 1 for found in row_lines.values()), out
     assert "$ / 1k req" in out and all("$" in found[0] for found in row_lines.values())
     assert "hosted: forgetting not measured: no access to weights" in out

@@ -142,6 +142,9 @@ def task_config(task: LoadedTask) -> dict:
     dumped = task.config.model_dump(mode="json", exclude={"description": True, "strategies": True, "cost": True,
                                                           "decision": True, "learning_curves": True, "gate": True,
                                                           "tracking": True, "prompt": prompt})
+    # Unset, stop sequences stay out of the key, so runs stored before they existed are reused.
+    if not dumped["limits"]["stop"]:
+        del dumped["limits"]["stop"]
     # A local model's defaults are left out, so `model: NAME` and `model: {name: NAME}` share runs.
     return {**dumped, "model": model_key(task.config.model)}
 

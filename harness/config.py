@@ -314,6 +314,9 @@ class Limits(_Strict):
         DEFAULT_BATCH_SIZE, description="examples per forward pass; auto: the largest that fits the GPU, found "
                                         "once per model and remembered (on CPU, 8)")
     max_new_tokens: PositiveInt = Field(32, description="generation budget for generative task types")
+    stop: list[Annotated[str, Field(min_length=1)]] = Field(
+        [], max_length=4, description="generated answers end before the first of these strings (lm-evaluation-"
+                                      "harness's until), e.g. ['\\n\\n']; at most 4, as OpenAI's API takes")
 
     @field_validator("batch_size", mode="before")
     @classmethod

@@ -115,7 +115,7 @@ def run_strategy(task: LoadedTask, strategy: Strategy, backend: Backend, example
                 own_ms = [s.latency_ms for s in scored]
             else:
                 gens = backend.generate(prompts, cfg.limits.max_new_tokens,
-                                        schema=cfg.answer_schema if constrained else None)
+                                        schema=cfg.answer_schema if constrained else None, stop=cfg.limits.stop)
                 if how == "generate":
                     labels = [match_label(g.text, cfg.labels) for g in gens]
                     preds = [label if label is not None else _first_line(g.text) for g, label in zip(gens, labels)]

@@ -104,13 +104,14 @@ class Weights(FineTuned):
         cfg = self.task.config
         texts = [p.text for p in prompts]
         kept = cache_dir() / "base_answers" / (config_fingerprint({
-            "model": model_key(cfg.model), "prompts": texts, "max_new_tokens": cfg.limits.max_new_tokens}) + ".json")
+            "model": model_key(cfg.model), "prompts": texts, "max_new_tokens": cfg.limits.max_new_tokens,
+            **({"stop": cfg.limits.stop} if cfg.limits.stop else {})}) + ".json")
         if kept.is_file():
             return json.loads(kept.read_text())
         size = cfg.limits.batch_size if isinstance(cfg.limits.batch_size, int) else DEFAULT_BATCH_SIZE
         answers = []
         for start in range(0, len(prompts), size):
-            for g in backend.generate(prompts[start:start + size], cfg.limits.max_new_tokens):
+            for g in backend.generate(prompts[start:start + size], cfg.limits.max_new_tokens, stop=cfg.limits.stop):
                 answers.append(g.text if cfg.type == "generation" else next(
                     (line.strip() for line in g.text.splitlines() if line.strip()), ""))
         atomic_write_text(kept, json.dumps(answers))

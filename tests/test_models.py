@@ -176,3 +176,20 @@ def test_truncate_counts_tokens(tiny_model_dir):
 def test_unknown_model_is_a_clear_error(tmp_path):
     with pytest.raises(HarnessError, match="cannot be found"):
         load_backend("no-such-org/no-such-model-xyz")
+
+
+def test_generation_ends_before_its_stop_string(varied_model_dir):
+    """lm-evaluation-harness's `until`: a row stops at the first stop string, which its answer excludes,
+    and no later token is generated for it."""
+    backend = load_backend(str(varied_model_dir))
+    prompts = prefix_prompts(backend)[:4]
+    free = backend.generate(prompts, max_new_tokens=12)
+    # A word of the first answer past its start: the answer must end just before it.
+    words = free[0].text.split()
+    assert len(words) >= 3, free[0].text
+    stop = " " + words[2]
+    stopped = backend.generate(prompts, max_new_tokens=12, stop=[stop])
+    assert stopped[0].text == free[0].text[:free[0].text.find(stop)].strip()
+    assert stopped[0].output_tokens < free[0].output_tokens
+    for f, s in zip(free, stopped):
+        assert s.text == (f.text[:f.text.find(stop)] if stop in f.text else f.text).strip()

@@ -45,7 +45,7 @@ class ScriptedGenerations:
     def render(self, messages):
         return self.backend.render(messages)
 
-    def generate(self, prompts, max_new_tokens, schema=None):
+    def generate(self, prompts, max_new_tokens, schema=None, stop=()):
         self.max_new_tokens.append(max_new_tokens)
         return [Generation(self.text, p.n_tokens, 7) for p in prompts]
 

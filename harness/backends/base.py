@@ -13,7 +13,7 @@ Plain types and Protocols only: this module imports the standard library alone."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -48,6 +48,12 @@ class Generation:
     cached_tokens: int = 0  # of prompt_tokens, those served from a cache of the prompt's prefix
 
 
+def until_stop(text: str, stop: Sequence[str]) -> str:
+    """`text` up to the first of the stop strings (lm-evaluation-harness's until), which it excludes."""
+    ends = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return text[:min(ends)] if ends else text
+
+
 class Backend(Protocol):
     name: str
     n_params: int | None  # None when the server does not tell it
@@ -58,7 +64,9 @@ class Backend(Protocol):
     def truncate(self, text: str, max_tokens: int) -> str: ...
     def count_tokens(self, texts: list[str]) -> list[int]: ...
     # `schema`: a JSON Schema every answer must follow (constrained decoding); None: free text.
-    def generate(self, prompts: list[Prompt], max_new_tokens: int, schema: dict | None = None) -> list[Generation]: ...
+    # `stop`: an answer ends before the first of these strings, which it does not include.
+    def generate(self, prompts: list[Prompt], max_new_tokens: int, schema: dict | None = None,
+                 stop: Sequence[str] = ()) -> list[Generation]: ...
     # `limits.batch_size: auto`: the batch size to run with, given the n longest prompts `prompts(n)`
     # and what is asked of them (the labels scored, or else max_new_tokens generated).
     def auto_batch_size(self, prompts: Callable[[int], list[Prompt]], labels: list[str] | None,

@@ -23,10 +23,11 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from harness.backends.base import Generation, Prompt, Scored
+from harness.backends.base import Generation, Prompt, Scored, until_stop
 from harness.config import DEFAULT_BATCH_SIZE, HostedModel
 from harness.errors import HarnessError
 
@@ -112,9 +113,13 @@ class HostedBackend:
     def use_cache(self, store) -> None:
         self.cache = store
 
-    def _request(self, prompt: Prompt, max_tokens: int, schema: dict | None = None) -> tuple[str, dict]:
+    def _request(self, prompt: Prompt, max_tokens: int, schema: dict | None = None,
+                 stop: Sequence[str] = ()) -> tuple[str, dict]:
+        # Only when set: a request without stop sequences keeps its cache key from before they existed.
+        until = {"stop": list(stop)} if stop else {}
         if prompt.messages is not None:
-            body = {"model": self.name, "messages": prompt.messages, "max_tokens": max_tokens, "temperature": 0}
+            body = {"model": self.name, "messages": prompt.messages, "max_tokens": max_tokens, "temperature": 0,
+                    **until}
             if schema is not None:
                 # OpenAI's structured outputs, which vLLM and llama.cpp's server accept too.
                 body["response_format"] = {"type": "json_schema",
@@ -125,7 +130,7 @@ class HostedBackend:
             raise self._fail("", "decoding under a JSON schema needs chat completions; give this arm prompt: "
                                  "{format: chat}")
         return "completions", {"model": self.name, "prompt": prompt.text, "max_tokens": max_tokens,
-                               "temperature": 0}
+                               "temperature": 0, **until}
 
     def _cache_key(self, endpoint: str, body: dict) -> str:
         request = {"base_url": self.spec.base_url.rstrip("/"), "endpoint": endpoint, "body": body}
@@ -217,11 +222,12 @@ class HostedBackend:
 
     # --- what the runner calls ----------------------------------------------------------------------
 
-    def generate(self, prompts, max_new_tokens, schema=None):
+    def generate(self, prompts, max_new_tokens, schema=None, stop=()):
         out = []
-        requests = [self._request(p, max_new_tokens, schema) for p in prompts]
+        requests = [self._request(p, max_new_tokens, schema, stop) for p in prompts]
         for prompt, (endpoint, _), answer in zip(prompts, requests, self._run(requests)):
-            text, usage = _text(endpoint, answer["response"]), answer["response"].get("usage") or {}
+            # A server may return the stop string, or ignore the parameter: cut as the local path does.
+            text, usage = until_stop(_text(endpoint, answer["response"]), stop), answer["response"].get("usage") or {}
             out.append(Generation(text.strip(), usage.get("prompt_tokens") or prompt.n_tokens,
                                   usage.get("completion_tokens") or self.count_tokens([text])[0],
                                   answer["latency_ms"], _cached(usage)))

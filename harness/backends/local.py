@@ -8,7 +8,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from harness.backends.base import Generation, Prompt, Scored
+from harness.backends.base import Generation, Prompt, Scored, until_stop
 from harness.config import DEFAULT_BATCH_SIZE, LocalModel, local_options, model_label
 from harness.errors import HarnessError
 from harness.files import atomic_dir, atomic_write_text, cache_dir
@@ -493,7 +493,22 @@ class TransformersBackend:
 
         return [logits_processor(self.model, self.tokenizer, schema)]
 
-    def generate(self, prompts, max_new_tokens, schema=None):
+    def _until(self, stop, start: int):
+        """Stops a row once its answer (the tokens from `start`) holds a stop string. transformers'
+        own `stop_strings` maps strings to token ids ahead and fails on tokenizers without a
+        byte-level vocabulary; decoding the answers so far costs little beside a forward pass."""
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        torch, decode = self._torch, self.tokenizer.batch_decode
+
+        class Until(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                texts = decode(input_ids[:, start:], skip_special_tokens=True)
+                return torch.tensor([any(s in t for s in stop) for t in texts], device=input_ids.device)
+
+        return StoppingCriteriaList([Until()] if stop else [])
+
+    def generate(self, prompts, max_new_tokens, schema=None, stop=()):
         torch = self._torch
         rows = self._ids([p.text for p in prompts])
         cached, cache = self._shared_prefix(rows)
@@ -504,12 +519,13 @@ class TransformersBackend:
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids, attention_mask=mask, cache=cache, max_new_tokens=max_new_tokens,
                                       do_sample=False, pad_token_id=self.tokenizer.pad_token_id,
-                                      logits_processor=self._constrained(schema))
+                                      logits_processor=self._constrained(schema),
+                                      stopping_criteria=self._until(stop, ids.shape[1]))
         new = out[:, ids.shape[1]:]
         results = []
         for i, row in enumerate(new.tolist()):
-            stop = [j for j, t in enumerate(row) if t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)]
-            row = row[: stop[0] + 1] if stop else row
-            text = self.tokenizer.decode(row, skip_special_tokens=True)
+            end = [j for j, t in enumerate(row) if t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)]
+            row = row[: end[0] + 1] if end else row
+            text = until_stop(self.tokenizer.decode(row, skip_special_tokens=True), stop)
             results.append(Generation(text.strip(), int(mask[i].sum()), len(row), cached_tokens=cached))
         return results

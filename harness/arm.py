@@ -58,7 +58,7 @@ class Arm:
                                                              f"no room for a prompt in the model's {context}-token "
                                                              f"context")
         field = "prompt.template" if "template" not in self.spec.prompt else f"strategies.{self.name}.prompt.template"
-        check_template(self.task.config.prompt.template, list(chain(data.train, data.eval)),
+        check_template(self.task.config.prompt.template, list(chain(data.train, data.eval, data.unlabeled)),
                        f"{self.task.path}: {field}")
         self._check_backend(data, backend)
         fixed = self.demos is None or self.demos.config.select != "similar"

@@ -33,6 +33,7 @@ from harness.config import (
     Model,
     PromptConfig,
     Task,
+    TaughtConfig,
     model_class,
     model_key,
     model_label,
@@ -76,6 +77,10 @@ class ComponentSpec:
 
     def dump(self) -> dict[str, Any]:
         params = self.config.model_dump(mode="json")
+        if isinstance(self.config, TaughtConfig):
+            # Distillation's settings came after weights methods' runs were first stored: unset, they
+            # stay out of the run key, so those runs are reused.
+            params = {k: v for k, v in params.items() if v is not None or k not in TaughtConfig.model_fields}
         return params if self.axis == "demos" else {self.method: params}
 
 

@@ -17,7 +17,7 @@ from harness.baselines import fair_baselines
 from harness.config import HostedModel, Model, Task, model_key, model_label
 from harness.cost import add_costs
 from harness.data import TaskData, config_fingerprint, load_data
-from harness.distill import taught, teacher_of
+from harness.distill import check_confidence, check_labels, taught, teacher_labels, teacher_of
 from harness.errors import HarnessError
 from harness.forgetting import ForgettingMeter, unchanged
 from harness.measure import latency_mean_ci, peak_memory_mb, provenance, timer
@@ -177,7 +177,12 @@ def arm_data(session: Session, spec: ArmSpec) -> TaskData:
     if existing is None or existing["status"] != "finished":
         _label(session, teacher, key)
         existing = store.run_by_key(key)
-    answers = {e["example_id"]: e["prediction"] for e in store.examples(existing["id"])}
+    examples = store.examples(existing["id"])
+    answers, dropped = teacher_labels(session.task.config, examples, spec.weights.config.min_confidence)
+    if not answers:
+        raise HarnessError(spec.weights.where, f"none of {teacher_name}'s {len(examples)} answers on the train "
+                                               f"inputs can be trained on (dropped: {dict(dropped)}); check the "
+                                               f"teacher's answers in the store (run '{teacher_name} (labels)')")
     return taught(session.data, answers, training_hash(session, spec))
 
 
@@ -189,7 +194,8 @@ def labelling(session: Session, spec: ArmSpec) -> dict | None:
     teacher = session.task.arms[teacher_name]
     run = session.store.run_by_key(_labelling_key(session, teacher))
     examples = session.store.examples(run["id"])
-    return {"teacher": teacher_name, "answers": len(examples),
+    kept, dropped = teacher_labels(session.task.config, examples, spec.weights.config.min_confidence)
+    return {"teacher": teacher_name, "answers": len(examples), "kept": len(kept), "dropped": dict(dropped),
             "seconds": sum(e["latency_ms"] for e in examples) / 1000,
             **{f"{kind}_tokens": sum(e.get(f"{kind}_tokens", 0) for e in examples)
                for kind in ("prompt", "output", "cached")},
@@ -197,10 +203,10 @@ def labelling(session: Session, spec: ArmSpec) -> dict | None:
 
 
 def _label(session: Session, teacher: ArmSpec, key: str) -> None:
-    """The teacher's answers on the train inputs, stored as a run (resumed when interrupted)."""
+    """The teacher's answers on the train and unlabeled inputs, stored as a run (resumed when interrupted)."""
     from tqdm.auto import tqdm
 
-    store, train = session.store, session.data.train
+    store, train = session.store, session.data.teacher_inputs
     strategy = build(teacher, session.task)
     arm_task = session.task.for_arm(teacher)
     with timer() as prepared:
@@ -306,8 +312,8 @@ def _prices(model: Model) -> dict[str, float] | None:
 
 
 def _labelled_examples(row: ArmResult) -> int | None:
-    """How many labelled train examples a run learned from: a fine-tuned model's training set, or
-    an in-context arm's demonstrations (none: zero)."""
+    """How many labelled train examples a run learned from: a fine-tuned model's training set (a
+    student's: its teacher's answers), or an in-context arm's demonstrations (none: zero)."""
     if row.training is not None:
         return row.training.train_examples
     if row.axes.get("plugin"):
@@ -319,6 +325,7 @@ def learning_curve(session: Session, curve, points: list[ArmSpec]) -> Curve:
     """One run per point of a learning curve; a point equal to a run already done is reused."""
     rows = [run_one(session, spec) for spec in points]
     return Curve(strategy=curve.strategy, param=curve.param, fine_tuning=any(r.fine_tuned for r in rows),
+                 labels_by=teacher_of(points[0]) if points else None,
                  points=[CurvePoint(value=value, labelled_examples=_labelled_examples(r), run_id=r.run_id,
                                     n_examples=r.n_examples, quality=r.quality, metrics=r.metrics, reused=r.reused)
                          for value, r in zip(curve.values, rows)])
@@ -413,12 +420,14 @@ def arms_to_run(task: LoadedTask, names: list[str], data: TaskData, backends: di
                 raise HarnessError(e.where, f"required to run {name}; add `{name}: {{{field}: ...}}` to the "
                                             f"task's strategies") from None
         specs.append(spec)
+    points = [point for _, points in task.curves for point in points]
     # A student is held against its teacher: a teacher not named is run too (its answers are made anyway).
-    teachers = {t: task.arms[t] for spec in specs if (t := teacher_of(spec)) is not None}
+    teachers = {t: task.arms[t] for spec in specs + points if (t := teacher_of(spec)) is not None}
     specs += [spec for name, spec in teachers.items() if name not in {s.name for s in specs}]
     added, missing = fair_baselines(task.config, specs, f"{task.path}: strategies")
     specs += added
-    for i, spec in enumerate(specs + [point for _, points in task.curves for point in points]):
+    check_labels(task.path, task.config, task.arms, specs + points, data)
+    for i, spec in enumerate(specs + points):
         strategy = build(spec, task)
         if built is not None and i < len(specs):
             built[spec.name] = strategy
@@ -428,7 +437,13 @@ def arms_to_run(task: LoadedTask, names: list[str], data: TaskData, backends: di
             if spec.model not in backends:
                 backends[spec.model] = load_backend(spec.model, task.path.parent,
                                                     f"{task.path}: strategies.{spec.name}.model")
-            strategy.check_prompts(data, backends[spec.model])
+            # A student trains on every input its teacher answers; their answers are not known yet.
+            inputs = dataclasses.replace(data, train=data.teacher_inputs) if teacher_of(spec) else data
+            strategy.check_prompts(inputs, backends[spec.model])
+    for spec in specs + points:
+        if (teacher := teacher_of(spec)) is not None:
+            taught_by = task.arms[teacher]
+            check_confidence(spec, scoring(task.for_arm(taught_by), backends[taught_by.model]), task.config.type)
     return specs, added, missing
 
 

@@ -271,6 +271,16 @@ class TaughtConfig(ComponentConfig):
                                                                  "inputs are the labels trained on instead of the "
                                                                  "gold ones (distillation); the arm is run like any "
                                                                  "other and its answers stored")
+    min_confidence: float | None = Field(None, gt=0, le=1, description="with a teacher that ranks the labels "
+                                                                      "(classification scored by log-likelihood): "
+                                                                      "train only on its answers given at least "
+                                                                      "this probability among the labels")
+
+    @model_validator(mode="after")
+    def _confidence_needs_a_teacher(self):
+        if self.min_confidence is not None and self.teacher is None:
+            raise ValueError("min_confidence filters a teacher's answers; set teacher: ARM too")
+        return self
 
 
 class HubSplit(_Strict):
@@ -288,8 +298,11 @@ class DataConfig(_Strict):
     train: Split = Field(description="the split few-shot examples and fine-tuning draw from")
     eval: Split = Field(description="the split every strategy is scored on")
     validation: Split | None = Field(None, description="optional held-out split for early stopping")
+    unlabeled: Split | None = Field(None, description="inputs without labels (only the input column, and the id "
+                                                      "column if set, are read): a teacher arm labels them, with "
+                                                      "the train inputs, for its students (distillation)")
 
-    @field_validator("train", "eval", "validation")
+    @field_validator("train", "eval", "validation", "unlabeled")
     @classmethod
     def _local_suffix(cls, v: Split | None) -> Split | None:
         if isinstance(v, str) and not v.endswith(DATA_SUFFIXES):

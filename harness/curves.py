@@ -11,7 +11,8 @@ from harness.verdict import findings
 
 
 def plotted_curves(curves: list[Curve]) -> list[Curve]:
-    """The curves drawn against labelled train examples: those with that number at every point."""
+    """The curves drawn against labelled train examples: those with that number at every point (a
+    student's are its teacher's answers)."""
     # A curve over a parameter that does not set the number of labelled examples has no place on
     # this axis; it stays in the table.
     return [c for c in curves if all(p.labelled_examples is not None for p in c.points)]
@@ -36,6 +37,18 @@ class Overtake:
                 + ("" if self.clear else " (point estimate only)"))
 
 
+def axis_title(curves: list[Curve]) -> str:
+    """The plotted curves' x axis."""
+    return "labelled train examples" + (" (a student's: its teacher's answers)" if any(c.labels_by for c in curves)
+                                        else "")
+
+
+def gold(curves: list[Curve]) -> list[Curve]:
+    """The curves over gold labels: a student's counts its teacher's answers, which answer another
+    question (how many of them it needs), not how many labels fine-tuning needs."""
+    return [c for c in curves if c.labels_by is None]
+
+
 def _best_in_context(curves: list[Curve], metric: str) -> tuple[Curve, CurvePoint] | None:
     points = [(c, p) for c in curves if not c.fine_tuning for p in c.points]
     return max(points, key=lambda cp: cp[1].metrics[metric].value, default=None)
@@ -52,6 +65,7 @@ def overtake(curves: list[Curve], metric: str) -> Overtake | None:
     runs are not paired on examples, so overlapping intervals show no difference. Without a clear
     win, the first point above on its estimate alone is returned with `clear=False`. None when there
     is no fine-tuning or no in-context curve, or no fine-tuning point is above even on its estimate."""
+    curves = gold(curves)
     found = _best_in_context(curves, metric)
     if found is None:
         return None

@@ -64,19 +64,25 @@ def _load_rows(task: LoadedTask, name: str, split: Split, digest) -> tuple[str, 
     return where, ds.to_list()
 
 
-def _examples(task: LoadedTask, name: str, where: str, rows: list[dict]) -> list[Example]:
+def _examples(task: LoadedTask, name: str, where: str, rows: list[dict], labelled: bool = True) -> list[Example]:
+    """The split's examples; `labelled` False: its target column is not read (every target empty)."""
     cfg = task.config
     if not rows:
         raise HarnessError(where, f"the {name} split is empty")
     labels = set(cfg.labels or ())
+    columns = (cfg.fields.input, cfg.fields.target, cfg.fields.id) if labelled else (cfg.fields.input, cfg.fields.id)
     out, seen = [], set()
     for i, row in enumerate(rows, start=1):
-        for col in (cfg.fields.input, cfg.fields.target, cfg.fields.id):
+        for col in columns:
             if col is not None and (row.get(col) is None or str(row[col]).strip() == ""):
                 raise HarnessError(f"{where}: row {i}", f"missing or empty field '{col}'")
-        target = str(row[cfg.fields.target]).strip() if cfg.type != "structured" else _json_object(
-            row[cfg.fields.target], cfg.fields.target, f"{where}: row {i}")
-        if labels and target not in labels:
+        if not labelled:
+            target = ""
+        elif cfg.type == "structured":
+            target = _json_object(row[cfg.fields.target], cfg.fields.target, f"{where}: row {i}")
+        else:
+            target = str(row[cfg.fields.target]).strip()
+        if labels and target and target not in labels:
             raise HarnessError(f"{where}: row {i}",
                                f"label '{target}' is not in the task's label set {sorted(labels)}")
         ex_id = str(row[cfg.fields.id]) if cfg.fields.id else f"{name}-{i}"
@@ -86,6 +92,11 @@ def _examples(task: LoadedTask, name: str, where: str, rows: list[dict]) -> list
         out.append(Example(ex_id, str(row[cfg.fields.input]), target, row, _aliases(row, cfg.fields.references,
                                                                                      f"{where}: row {i}")))
     return out
+
+
+def _unlabelled(rows: list[dict], column: str) -> bool:
+    """A train split without its target column (in no row), which only a teacher's answers can label."""
+    return bool(rows) and all(row.get(column) is None or str(row[column]).strip() == "" for row in rows)
 
 
 def _json_object(value: Any, column: str, where: str) -> str:
@@ -115,34 +126,46 @@ def _aliases(row: dict, column: str | None, where: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value if v.strip())
 
 
-def _check_leakage(task: LoadedTask, train: list[Example], evaluation: list[Example]) -> None:
+def _check_leakage(task: LoadedTask, splits: dict[str, list[Example]]) -> None:
     # Few-shot demos and fine-tuning both draw on train: an eval input that also sits in train
     # would let the gold answer leak into the prompt or the weights (lm-eval-harness #4145, #3978).
-    pool = {_normalise(ex.input) for ex in train}
-    leaked = [ex.id for ex in evaluation if _normalise(ex.input) in pool]
-    if leaked:
-        shown = ", ".join(leaked[:5]) + (" ..." if len(leaked) > 5 else "")
-        raise HarnessError(f"{task.path}: data.eval",
-                           f"{len(leaked)} eval example(s) also appear in the train split (leakage): {shown}")
+    # An eval input among the unlabeled ones would put the teacher's answer to it in a student's weights.
+    for name in ("train", "unlabeled"):
+        pool = {_normalise(ex.input) for ex in splits.get(name, ())}
+        leaked = [ex.id for ex in splits["eval"] if _normalise(ex.input) in pool]
+        if leaked:
+            shown = ", ".join(leaked[:5]) + (" ..." if len(leaked) > 5 else "")
+            raise HarnessError(f"{task.path}: data.eval",
+                               f"{len(leaked)} eval example(s) also appear in the {name} split (leakage): {shown}")
 
 
 def load_data(task: LoadedTask) -> TaskData:
     cfg = task.config
     digest = hashlib.sha256()
-    splits = {}
-    for name in ("train", "eval", "validation"):
+    splits, train_labelled = {}, True
+    for name in ("train", "eval", "validation", "unlabeled"):
         split = getattr(cfg.data, name)
         if split is not None:
             where, rows = _load_rows(task, name, split, digest)
-            splits[name] = _examples(task, name, where, rows)
-    _check_leakage(task, splits["train"], splits["eval"])
+            labelled = name != "unlabeled" and not (name == "train" and _unlabelled(rows, cfg.fields.target))
+            if name == "train":
+                train_labelled = labelled
+            splits[name] = _examples(task, name, where, rows, labelled)
+    if "unlabeled" in splits:
+        train_ids = {ex.id for ex in splits["train"]}
+        clash = next((ex.id for ex in splits["unlabeled"] if ex.id in train_ids), None)
+        if clash is not None:
+            raise HarnessError(f"{task.path}: data.unlabeled", f"id '{clash}' is also a train example's; a teacher "
+                                                               f"answers each input once, by its id")
+    _check_leakage(task, splits)
     evaluation = splits["eval"]
     n = cfg.limits.eval_examples
     if n is not None and n < len(evaluation):
         # A seeded sample, kept in file order, so --limit 50 is a fair slice of the whole set.
         keep = sorted(random.Random(cfg.seed).sample(range(len(evaluation)), n))
         evaluation = [evaluation[i] for i in keep]
-    return TaskData(splits["train"], evaluation, splits.get("validation"), digest.hexdigest()[:16])
+    return TaskData(splits["train"], evaluation, splits.get("validation"), digest.hexdigest()[:16],
+                    splits.get("unlabeled", []), train_labelled)
 
 
 def config_fingerprint(obj: Any) -> str:

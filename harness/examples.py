@@ -29,6 +29,16 @@ class TaskData:
     eval: list[Example]
     validation: list[Example] | None
     hash: str  # of the raw split contents: results are only comparable on identical data
+    # Inputs without labels (data.unlabeled), each with an empty target: a teacher labels them for
+    # its students (harness/distill.py).
+    unlabeled: list[Example] = field(default_factory=list)
+    # False when the train split has no target column: only a teacher's answers can label it.
+    train_labelled: bool = True
+
+    @property
+    def teacher_inputs(self) -> list[Example]:
+        """The inputs a teacher answers for its students: the train split's, then the unlabeled ones."""
+        return [*self.train, *self.unlabeled]
 
 
 @dataclass(frozen=True)

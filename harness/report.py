@@ -11,7 +11,7 @@ import io
 import sys
 from typing import TYPE_CHECKING
 
-from harness.curves import overtake, plotted_curves
+from harness.curves import axis_title, overtake, plotted_curves
 from harness.format import num_pct, pts, table_cells, with_ci
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def _curves_plot(report: ComparisonReport, curves: list[Curve]) -> bytes:
         q = [p.metrics[metric] for p in points]
         ax.errorbar([p.labelled_examples for p in points], [100 * m.value for m in q],
                     yerr=[[100 * (m.value - m.ci_low) for m in q], [100 * (m.ci_high - m.value) for m in q]],
-                    marker="o", capsize=3, label=f"{c.strategy} ({c.param})")
+                    marker="o", capsize=3, label=c.label())
     for i, r in enumerate(report.strategies, start=len(curves)):
         ax.axhline(100 * r.value(metric), linestyle=":", linewidth=1.2, color=f"C{i}", label=f"{r.name} (compared run)")
     if over := overtake(curves, metric):
@@ -149,7 +149,7 @@ def _curves_plot(report: ComparisonReport, curves: list[Curve]) -> bytes:
     ax.set_xticks(sorted({p.labelled_examples for c in curves for p in c.points}))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xlabel("labelled train examples")
+    ax.set_xlabel(axis_title(curves))
     ax.set_ylabel(f"{metric} % (95% CI)")
     ax.set_title(f"{report.task}: learning curves")
     ax.legend(fontsize="small")

@@ -111,6 +111,10 @@ class Labelling(_Result):
 
     teacher: str
     answers: int
+    # Of `answers`, those trained on (harness/distill.py teacher_labels), and the others by reason
+    # (empty, no_label, low_confidence); None in a report stored before answers were filtered.
+    kept: int | None = None
+    dropped: dict[str, int] = {}
     seconds: float  # the requests' measured time on this machine
     prompt_tokens: int
     output_tokens: int
@@ -313,6 +317,12 @@ class Curve(_Result):
     param: str
     fine_tuning: bool
     points: list[CurvePoint]
+    # A student's curve (harness/distill.py): its labelled examples are this teacher arm's answers.
+    labels_by: str | None = None
+
+    def label(self) -> str:
+        """The curve's name in plots."""
+        return f"{self.strategy} ({self.param}" + (f", on {self.labels_by}'s answers)" if self.labels_by else ")")
 
 
 class Recommendation(_Result):

@@ -128,10 +128,12 @@ def run_strategy(task: LoadedTask, strategy: Strategy, backend: Backend, example
                 own_ms = [g.latency_ms for g in gens]
         # A request of its own (hosted) has its own latency; a batch's examples share its time.
         latencies = own_ms if None not in own_ms else [elapsed.ms / len(batch)] * len(batch)
-        references = [ex.references for ex in batch]
-        metric_scores = {m: score(m, preds, references, cfg.answer_schema) for m in cfg.metric_names}
+        # An input without a label (a teacher's, harness/distill.py) has nothing to be scored against.
+        gold = [i for i, ex in enumerate(batch) if ex.target]
+        metric_scores = {m: dict(zip(gold, score(m, [preds[i] for i in gold], [batch[i].references for i in gold],
+                                                 cfg.answer_schema))) for m in cfg.metric_names}
         on_batch([
-            ExampleResult(ex.id, p.text, pred, ex.target, {m: metric_scores[m][i] for m in metric_scores},
+            ExampleResult(ex.id, p.text, pred, ex.target, {m: s[i] for m, s in metric_scores.items() if i in s},
                           n_in, n_out, ms, {**extra, **pr.trace}, n_cached)
             for i, (ex, p, pred, (n_in, n_out, n_cached), extra, pr, ms) in enumerate(
                 zip(batch, prompts, preds, counts, extras, prompted, latencies))

@@ -73,7 +73,8 @@ class TrainingConfig(TaughtConfig):
     def key(self) -> dict:
         """What identifies the trained weights: every parameter, except the options added since weights
         were first cached when they are at their defaults, so those weights stay reusable."""
-        later = ("gradient_checkpointing", "warmup_ratio", "weight_decay", "lr_scheduler", "optim", "teacher")
+        later = ("gradient_checkpointing", "warmup_ratio", "weight_decay", "lr_scheduler", "optim", "teacher",
+                 "min_confidence")
         dumped = self.model_dump(mode="json")
         return {k: v for k, v in dumped.items() if k not in later or v != type(self).model_fields[k].default}
 

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.views.common import md
-from harness.curves import Overtake, overtake, overtake_finding, plotted_curves
+from harness.curves import Overtake, axis_title, overtake, overtake_finding, plotted_curves
 from harness.format import table_cells, usd
 from harness.report import figures, pareto_front, render_html, render_markdown
 from harness.results import ComparisonReport, Curve, CurvePoint
@@ -179,7 +179,7 @@ def _tradeoff_chart(report: ComparisonReport, against: str) -> dict:
 
 def _curve_point(curve: Curve, point: CurvePoint, metric: str) -> dict:
     q = point.metrics[metric]
-    return {"line": f"{curve.strategy} ({curve.param})", "point": f"{curve.param}={point.value}",
+    return {"line": curve.label(), "point": f"{curve.param}={point.value}",
             "labelled_examples": point.labelled_examples, "quality": 100 * q.value, "ci_low": 100 * q.ci_low,
             "ci_high": 100 * q.ci_high}
 
@@ -192,7 +192,7 @@ def _curves_chart(report: ComparisonReport, curves: list[Curve], over: Overtake 
     points = [_curve_point(c, p, metric) for c in curves for p in c.points]
     runs = [{"line": f"{r.name} (compared run)", "quality": 100 * r.value(metric)} for r in report.strategies]
     # symlog, as in the report's plot: k=0 stays on an axis that also spans thousands of examples.
-    x = {"field": "labelled_examples", "type": "quantitative", "title": "labelled train examples",
+    x = {"field": "labelled_examples", "type": "quantitative", "title": axis_title(curves),
          "scale": {"type": "symlog", "constant": 1},
          "axis": {"values": sorted({p["labelled_examples"] for p in points}), "format": ",d"}}
     # The axis spans the intervals and the compared runs, not just the points.

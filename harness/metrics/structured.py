@@ -89,6 +89,11 @@ def _score(name: str, answer: Any, target: dict, schema: dict) -> float:
     return sum(k in got and same(got[k], target.get(k)) for k in fields) / len(fields)
 
 
+def valid(answer: str, schema: dict) -> bool:
+    """Whether `answer` is a JSON value that validates against `schema`."""
+    return _score("schema_valid", parse(answer), {}, schema) == 1.0
+
+
 def score(name: str, predictions: list[str], references: list[str | list[str] | tuple[str, ...]],
           schema: dict) -> list[float]:
     """Per-example scores; a reference is the target object's JSON (or a list of accepted ones: the

@@ -51,7 +51,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness.curves import overtake_finding, plotted_curves
+from harness.curves import gold, overtake_finding, plotted_curves
 from harness.results import Recommendation
 from harness.stats import MIN_EXAMPLES
 from harness.verdict import findings as f
@@ -173,7 +173,9 @@ def _distillation(student: ArmResult, rows: list[ArmResult], comparisons: Compar
                           cost_share=student.cost.per_request_usd / cost if cost else None,
                           break_even_requests=be.requests if be is not None else None,
                           gold_arm=gold.name if gold else None,
-                          gold=estimate(comparisons.pair(gold.name, student.name), comparisons) if gold else None)
+                          gold=estimate(comparisons.pair(gold.name, student.name), comparisons) if gold else None,
+                          **({"answers": student.labelling.answers, "kept": student.labelling.kept,
+                              "dropped": student.labelling.dropped} if student.labelling else {}))
 
 
 def _judge(ft: ArmResult, best: ArmResult, alt: ArmResult, comparisons: Comparisons,
@@ -219,10 +221,10 @@ def _curves(curves: list[Curve], metric: str) -> list[f.Overtake | f.CurveListed
     """How much labelled data fine-tuning needs to beat in-context learning, from the curves; a
     curve that cannot answer that (no labelled-example count, or no curve of the other kind) is
     listed as it is."""
-    plotted = plotted_curves(curves)
+    plotted = gold(plotted_curves(curves))
     compared = plotted if any(c.fine_tuning for c in plotted) and not all(c.fine_tuning for c in plotted) else []
     out: list[f.Overtake | f.CurveListed] = [overtake_finding(compared, metric)] if compared else []
-    return out + [f.CurveListed(strategy=c.strategy, param=c.param, metric=metric, points=[
+    return out + [f.CurveListed(strategy=c.strategy, param=c.param, metric=metric, labels_by=c.labels_by, points=[
         f.PointQuality(value=p.value, labelled_examples=p.labelled_examples, quality=p.metrics[metric].value,
                        ci_low=p.metrics[metric].ci_low, ci_high=p.metrics[metric].ci_high) for p in c.points])
         for c in curves if c not in compared]

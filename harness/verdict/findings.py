@@ -231,6 +231,11 @@ class Distillation(_Finding):
     # what the labels were worth.
     gold_arm: str | None = None
     gold: Estimate | None = None
+    # The teacher's answers on the inputs it labelled, of those the ones trained on, and the others by
+    # reason (harness/distill.py teacher_labels); None from a report stored before they were counted.
+    answers: int | None = None
+    kept: int | None = None
+    dropped: dict[str, int] = {}
 
 
 class KnowledgeGap(_Finding):
@@ -329,6 +334,7 @@ class CurveListed(_Finding):
     param: str
     metric: str
     points: list[PointQuality]
+    labels_by: str | None = None  # a student's curve: its labelled examples are this teacher's answers
 
 
 class Degenerate(_Finding):

@@ -178,8 +178,14 @@ def _(d: f.Distillation) -> str:
         cost += f"; its labelling and training pay back after {d.break_even_requests:,.0f} requests"
     gold = "" if d.gold is None else (f"; against {d.gold_arm}, trained on the gold labels: {_interval(d.gold)} "
                                       f"(what the labels were worth)")
-    return (f"distillation: {d.student}, trained on {d.teacher}'s answers, {kept}{_interval(d.estimate)}: "
+    filtered = "" if d.kept is None or d.kept == d.answers else (
+        f" ({d.kept:,} of {d.answers:,} kept; dropped: "
+        + ", ".join(f"{n:,} {_DROPPED[reason]}" for reason, n in sorted(d.dropped.items())) + ")")
+    return (f"distillation: {d.student}, trained on {d.teacher}'s answers{filtered}, {kept}{_interval(d.estimate)}: "
             f"{shown}{cost}{gold}")
+
+
+_DROPPED = {"empty": "empty", "no_label": "outside the task's answers", "low_confidence": "below min_confidence"}
 
 
 @line.register
@@ -250,6 +256,9 @@ def _(o: f.Overtake) -> str:
 
 @line.register
 def _(c: f.CurveListed) -> str:
+    if c.labels_by:
+        return (f"learning curve {c.strategy}, on {c.labels_by}'s answers: " + ", ".join(
+            f"{p.labelled_examples:,} answers {_quality_of(p)}" for p in c.points))
     return f"learning curve {c.strategy}: " + ", ".join(f"{c.param}={p.value} {_quality_of(p)}" for p in c.points)
 
 

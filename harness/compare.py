@@ -180,8 +180,8 @@ def arm_data(session: Session, spec: ArmSpec) -> TaskData:
     examples = store.examples(existing["id"])
     answers, dropped = teacher_labels(session.task.config, examples, spec.weights.config.min_confidence)
     if not answers:
-        raise HarnessError(spec.weights.where, f"none of {teacher_name}'s {len(examples)} answers on the train "
-                                               f"inputs can be trained on (dropped: {dict(dropped)}); check the "
+        raise HarnessError(spec.weights.where, f"none of {teacher_name}'s {len(examples)} answers can be "
+                                               f"trained on (dropped: {dict(dropped)}); check the "
                                                f"teacher's answers in the store (run '{teacher_name} (labels)')")
     return taught(session.data, answers, training_hash(session, spec))
 
@@ -203,7 +203,8 @@ def labelling(session: Session, spec: ArmSpec) -> dict | None:
 
 
 def _label(session: Session, teacher: ArmSpec, key: str) -> None:
-    """The teacher's answers on the train and unlabeled inputs, stored as a run (resumed when interrupted)."""
+    """The teacher's answers on its students' inputs (`TaskData.teacher_inputs`), stored as a run
+    (resumed when interrupted)."""
     from tqdm.auto import tqdm
 
     store, train = session.store, session.data.teacher_inputs
@@ -215,7 +216,8 @@ def _label(session: Session, teacher: ArmSpec, key: str) -> None:
                 else None)
     run_id = store.start_run(key, task=session.task.config.name, strategy=f"{teacher.name} (labels)",
                              model=model_label(teacher.model),
-                             config={"task": session.task_config, "arm": teacher.axes(), "labels": "train inputs"},
+                             config={"task": session.task_config, "arm": teacher.axes(),
+                                     "labels": "unlabeled inputs" if session.data.unlabeled else "train inputs"},
                              provenance=session.provenance.model_dump(mode="json"))
     done = store.done_ids(run_id)
     with tqdm(total=len(train), initial=len(done), desc=f"{teacher.name:>10} labels", unit="ex",

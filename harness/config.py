@@ -299,8 +299,8 @@ class DataConfig(_Strict):
     eval: Split = Field(description="the split every strategy is scored on")
     validation: Split | None = Field(None, description="optional held-out split for early stopping")
     unlabeled: Split | None = Field(None, description="inputs without labels (only the input column, and the id "
-                                                      "column if set, are read): a teacher arm labels them, with "
-                                                      "the train inputs, for its students (distillation)")
+                                                      "column if set, are read): a teacher arm labels them for its "
+                                                      "students (distillation), instead of the train inputs")
 
     @field_validator("train", "eval", "validation", "unlabeled")
     @classmethod

@@ -81,7 +81,7 @@ def request_usd(prompt: float, output: float, cached: float, price: Price) -> fl
 
 
 def labelling_usd(row: ArmResult, prices: CostConfig) -> float:
-    """What a student's teacher cost to label its train inputs: a hosted teacher's requests at its
+    """What a student's teacher cost to label its inputs: a hosted teacher's requests at its
     prices, a local one's measured seconds at the machine's hourly price."""
     lab = row.labelling
     if lab is None:

@@ -1,11 +1,11 @@
 """Distillation: an arm whose weights train on another arm's answers instead of the gold labels
 (`weights: {lora: {teacher: ARM}}`, full fine-tuning too).
 
-The teacher's answers on the train inputs are a run like any other (harness/compare.py runs it
-through the runner and stores it, a hosted teacher's requests through the response cache); the
-student then trains through the usual training path on the train split with each target replaced
-by the teacher's answer. This module holds the rules: which arm teaches which, checked when the
-task is loaded, and the training data made from the teacher's answers."""
+The teacher's answers on its students' inputs (`data.unlabeled`, else the train split's) are a run
+like any other (harness/compare.py runs it through the runner and stores it, a hosted teacher's
+requests through the response cache); the student then trains through the usual training path on
+those inputs, each with the teacher's answer as its target. This module holds the rules: which arm
+teaches which, checked when the task is loaded, and the training data made from the teacher's answers."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def _probability(scores: dict[str, float] | None, label: str) -> float:
 
 
 def taught(data: TaskData, answers: dict[str, str], data_hash: str) -> TaskData:
-    """The task data a student trains on: the inputs the teacher answered (train and unlabeled), each
+    """The task data a student trains on: the inputs the teacher answered (`TaskData.teacher_inputs`), each
     with the teacher's answer as its target (`teacher_labels`), and no validation split of gold
     labels (the training holds out some of the teacher's). `data_hash`: of the data and the
     teacher's run, so the student's weights and run are keyed by both."""

@@ -37,8 +37,10 @@ class TaskData:
 
     @property
     def teacher_inputs(self) -> list[Example]:
-        """The inputs a teacher answers for its students: the train split's, then the unlabeled ones."""
-        return [*self.train, *self.unlabeled]
+        """The inputs a teacher answers for its students: the unlabeled ones when the task has them
+        (its train split then keeps its labels for demonstrations and gold-trained arms), else the
+        train split's."""
+        return self.unlabeled or self.train
 
 
 @dataclass(frozen=True)

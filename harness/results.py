@@ -106,8 +106,8 @@ class Training(_Result):
 
 
 class Labelling(_Result):
-    """A student's teacher labelling the train inputs (harness/distill.py): its requests, priced into
-    the student's one-time cost."""
+    """A student's teacher labelling its inputs (the unlabeled ones, else the train split's;
+    harness/distill.py): its requests, priced into the student's one-time cost."""
 
     teacher: str
     answers: int
@@ -224,7 +224,7 @@ class ArmResult(_Result):
     # Why forgetting was not measured, when it was not (a hosted model: its weights are not here).
     forgetting_note: str | None = None
     training: Training | None = None
-    labelling: Labelling | None = None  # a student's: its teacher's answers on the train inputs
+    labelling: Labelling | None = None  # a student's: its teacher's answers on its inputs
     retrieval: Retrieval | None = None
     checkpoint: CheckpointInfo | None = None
     cost: Cost | None = None

@@ -102,27 +102,41 @@ def unlabelled(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "label"} for row in rows]
 
 
-def test_inputs_without_labels_are_labelled_by_the_teacher(make_task, tmp_path):
-    # No gold label anywhere in training: a train split without its label column, and more inputs
-    # in data.unlabeled. The teacher answers both; the student trains on all of its answers.
-    write_jsonl(tmp_path / "data" / "more.jsonl", unlabelled(topic_rows(4, offset=40)))
+def test_a_train_split_without_labels_is_labelled_by_the_teacher(make_task, tmp_path):
     path = make_task(train=unlabelled(topic_rows(8)), eval=topic_rows(4, offset=20),
-                     data={"train": "data/train.jsonl", "eval": "data/eval.jsonl", "unlabeled": "data/more.jsonl"},
                      strategies={"zero_shot": {}, "student": {"weights": {"lora": {**LORA, "teacher": "zero_shot"}}}},
                      decision={"baselines": "none"})
     db = tmp_path / "s.sqlite"
     report = compare(path, store_path=db, progress=False)
-    store = Store(db)
-    (labels,) = labelling_runs(store)
-    answered = store.examples(labels["id"])
-    inputs = {r["id"] for r in topic_rows(8)} | {r["id"] for r in topic_rows(4, offset=40)}
-    assert {e["example_id"] for e in answered} == inputs
+    (labels,) = labelling_runs(Store(db))
+    answered = Store(db).examples(labels["id"])
+    assert {e["example_id"] for e in answered} == {r["id"] for r in topic_rows(8)}
     # Nothing to score an input without a label against: no score is stored for it.
     assert all(e["scores"] == {} and e["target"] == "" for e in answered)
     student = next(r for r in report.strategies if r.name == "student")
-    assert student.labelling.answers == student.labelling.kept == len(inputs) and student.labelling.dropped == {}
-    t = student.training
-    assert t.train_examples + t.validation_examples == len(inputs)
+    assert student.labelling.answers == student.labelling.kept == len(answered) and student.labelling.dropped == {}
+    assert student.training.train_examples + student.training.validation_examples == len(answered)
+
+
+def test_unlabeled_inputs_are_the_students_and_train_keeps_its_labels(make_task, tmp_path):
+    # A few labelled examples (the teacher's demonstrations, the gold arm's training) and a stream of
+    # inputs without labels: the teacher answers the stream only, and the student learns from that.
+    more = unlabelled(topic_rows(4, offset=40))
+    write_jsonl(tmp_path / "data" / "more.jsonl", more)
+    path = make_task(train=topic_rows(4), eval=topic_rows(4, offset=20),
+                     data={"train": "data/train.jsonl", "eval": "data/eval.jsonl", "unlabeled": "data/more.jsonl"},
+                     strategies={"few_shot": {"k": 3},
+                                 "student": {"weights": {"lora": {**LORA, "teacher": "few_shot"}}},
+                                 "gold": {"weights": {"lora": LORA}}},
+                     decision={"baselines": "none"})
+    db = tmp_path / "s.sqlite"
+    report = compare(path, store_path=db, progress=False)
+    (labels,) = labelling_runs(Store(db))
+    assert {e["example_id"] for e in Store(db).examples(labels["id"])} == {r["id"] for r in more}
+    rows = {r.name: r for r in report.strategies}
+    assert rows["student"].labelling.kept == len(more)
+    assert rows["student"].training.train_examples + rows["student"].training.validation_examples == len(more)
+    assert rows["gold"].training.train_examples + rows["gold"].training.validation_examples == len(topic_rows(4))
 
 
 def test_an_unlabelled_train_split_refuses_arms_that_need_its_labels(make_task, capsys, tmp_path):

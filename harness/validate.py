@@ -10,11 +10,12 @@ costs: predictions, prompt tokens and training steps."""
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from harness.compare import check_input, key_of
+from harness.compare import check_input, labelling_key, run_key
+from harness.distill import teacher_of
 from harness.errors import HarnessError
 from harness.store import Store
 
@@ -49,6 +50,8 @@ class Plan:
     store_exists: bool
     max_new_tokens: int
     tracking: str | None
+    # A teacher arm labelling its students' inputs: its name, how many inputs, whether that run is stored.
+    labelling: list[tuple[str, int, bool]] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         todo = [a for a in self.arms if a.stored is None or a.stored.startswith("interrupted")]
@@ -65,10 +68,14 @@ class Plan:
             if a.added:
                 extra.append("fair baseline the harness adds")
             out.append(f"  {a.name:<{width}}  {a.made_of:<28}  {state}{'; ' + '; '.join(extra) if extra else ''}")
+        for teacher, inputs, stored in self.labelling:
+            out.append(f"  {teacher} labels {inputs:,} inputs for its students: {'stored' if stored else 'to run'}")
         tokens = sum(a.prompt_tokens or 0 for a in todo)
         steps = sum(a.training_steps or 0 for a in todo if not a.trained)
-        out.append(f"estimate: {len(todo)} of {len(self.arms)} arms to run, {len(todo) * self.eval_examples:,} "
-                   f"predictions, about {tokens:,} prompt tokens (without retrieved passages; answers up to "
+        labels = sum(inputs for _, inputs, stored in self.labelling if not stored)
+        predictions = len(todo) * self.eval_examples + labels
+        out.append(f"estimate: {len(todo)} of {len(self.arms)} arms to run, {predictions:,} predictions, "
+                   f"about {tokens:,} prompt tokens (without retrieved passages; answers up to "
                    f"{self.max_new_tokens} tokens each when generated), {steps:,} training steps")
         if self.tracking:
             out.append(f"tracking: {self.tracking}")
@@ -90,7 +97,7 @@ def validate(task_path: str | Path, *, strategies: list[str] | None = None, limi
             strategy = checked.built[spec.name]
             stored = None
             if store is not None:
-                row = store.run_by_key(key_of(task, data, spec, strategy))
+                row = store.run_by_key(run_key(task, data, spec, strategy))
                 if row is not None and row["status"] == "finished":
                     stored = f"run {row['id']}"
                 elif row is not None:
@@ -101,6 +108,9 @@ def validate(task_path: str | Path, *, strategies: list[str] | None = None, limi
             tokens = getattr(strategy, "checked_tokens", None)
             arms.append(ArmPlan(spec.name, spec.describe(task.for_arm(spec).config.prompt), spec.name in added,
                                 stored, sum(tokens) if tokens else None, steps, trained))
+        teachers = dict.fromkeys(t for spec in checked.arms if (t := teacher_of(spec)) is not None)
+        labelling = [(t, len(data.teacher_inputs), store is not None and (row := store.run_by_key(
+            labelling_key(task, data, task.arms[t]))) is not None and row["status"] == "finished") for t in teachers]
     finally:
         if store is not None:
             store.close()
@@ -109,4 +119,4 @@ def validate(task_path: str | Path, *, strategies: list[str] | None = None, limi
                 if isinstance(task.config.model, str) else task.config.model.name),
                 eval_examples=len(data.eval), train_examples=len(data.train), arms=arms, store=str(store_path),
                 store_exists=store is not None, max_new_tokens=task.config.limits.max_new_tokens,
-                tracking=f"MLflow at {s.uri}, experiment '{s.experiment}'" if s else None)
+                tracking=f"MLflow at {s.uri}, experiment '{s.experiment}'" if s else None, labelling=labelling)

@@ -73,6 +73,13 @@ def test_student_learns_the_teachers_answers_and_they_are_made_once(make_task, t
     assert any(r.startswith("distillation: student, trained on zero_shot's answers")
                for r in report.recommendation.reasons)
 
+    # `harness validate` finds the students' runs and the labelling stored, keyed as compare keys them.
+    from harness.validate import validate
+
+    lines = validate(path, store_path=db).lines()
+    assert any(line.split()[:2] == ["student", "lora"] and "stored (run" in line for line in lines), lines
+    assert f"  zero_shot labels {len(answers)} inputs for its students: stored" in lines
+
     # A rerun reuses every run, the teacher's answers included; a student named alone is run with
     # its teacher.
     again = compare(path, store_path=db, progress=False)

@@ -508,23 +508,76 @@ class TransformersBackend:
 
         return StoppingCriteriaList([Until()] if stop else [])
 
+    def _ends(self) -> set[int]:
+        """The token ids that end an answer: the model's end-of-turn ids (what `generate` stops a row
+        on) and the tokenizer's end and padding tokens (where an answer is cut)."""
+        ends = self.model.generation_config.eos_token_id
+        ends = set(ends if isinstance(ends, list) else [] if ends is None else [ends])
+        return ends | {t for t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if t is not None}
+
+    def _greedy(self, ids, mask, cached, cache, max_new_tokens, stop) -> list[list[int]]:
+        """Each row's answer tokens under greedy decoding, computed as `generate(do_sample=False)` computes
+        them (the same forward passes, positions, mask and argmax), except that a row leaves the batch
+        once its answer has ended (an end token, or a stop string in its text): the steps after it run
+        only the rows still answering. `ids` and `mask` cover the whole sequence, the first `cached`
+        tokens of which `cache` holds."""
+        torch = self._torch
+        ends, decode = self._ends(), self.tokenizer.decode
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        # generate drops a mask of all ones (no padding), and with it the explicit mask in attention.
+        padded = not bool(mask.all())
+        ids, positions = ids[:, cached:], positions[:, cached:]
+        live = list(range(len(ids)))  # the rows still answering, by their index in the batch
+        answers: list[list[int]] = [[] for _ in live]
+        with torch.inference_mode():
+            for step in range(max_new_tokens):
+                out = self.model(input_ids=ids, attention_mask=mask if padded else None, position_ids=positions,
+                                 cache=cache, use_cache=True, logits_to_keep=1)
+                cache = out.cache
+                tokens = out.logits[:, -1].float().argmax(-1)
+                keep = []
+                for j, (row, token) in enumerate(zip(live, tokens.tolist())):
+                    answers[row].append(token)
+                    if token not in ends and not (stop and any(s in decode(answers[row], skip_special_tokens=True)
+                                                               for s in stop)):
+                        keep.append(j)
+                if not keep or step == max_new_tokens - 1:
+                    break
+                if len(keep) < len(live):
+                    index = torch.tensor(keep, device=self.device)
+                    cache.batch_select_indices(index)
+                    tokens, mask, positions = tokens[index], mask[index], positions[index]
+                    live = [live[j] for j in keep]
+                ids = tokens[:, None]
+                mask = torch.cat([mask, mask.new_ones(len(live), 1)], 1)
+                positions = positions[:, -1:] + 1
+        return answers
+
     def generate(self, prompts, max_new_tokens, schema=None, stop=()):
+        """Greedy answers. Past the shared prefix (see `_shared_prefix`) the rows run as one left-padded
+        batch, and a row that has ended stops costing compute (`_greedy`); under a schema, transformers'
+        `generate` with the schema's logits processor, which keeps a state per row."""
         torch = self._torch
         rows = self._ids([p.text for p in prompts])
         cached, cache = self._shared_prefix(rows)
         ids, mask, _ = self._left_pad([row[cached:] for row in rows], cached)
-        # generate takes the whole sequence and skips the part the cache holds; its positions come
-        # from the mask, so the padding between prefix and rest shifts no token.
+        # The whole sequence: the prefix the cache holds, then the padded rest; positions come from the
+        # mask, so the padding between prefix and rest shifts no token.
         ids = torch.cat([torch.tensor([rows[0][:cached]] * len(rows), dtype=ids.dtype, device=self.device), ids], 1)
-        with torch.inference_mode():
-            out = self.model.generate(input_ids=ids, attention_mask=mask, cache=cache, max_new_tokens=max_new_tokens,
-                                      do_sample=False, pad_token_id=self.tokenizer.pad_token_id,
-                                      logits_processor=self._constrained(schema),
-                                      stopping_criteria=self._until(stop, ids.shape[1]))
-        new = out[:, ids.shape[1]:]
+        if schema is None:
+            new = self._greedy(ids, mask, cached, cache, max_new_tokens, stop)
+        else:
+            with torch.inference_mode():
+                out = self.model.generate(input_ids=ids, attention_mask=mask, cache=cache,
+                                          max_new_tokens=max_new_tokens, do_sample=False,
+                                          pad_token_id=self.tokenizer.pad_token_id,
+                                          logits_processor=self._constrained(schema),
+                                          stopping_criteria=self._until(stop, ids.shape[1]))
+            new = out[:, ids.shape[1]:].tolist()
         results = []
-        for i, row in enumerate(new.tolist()):
-            end = [j for j, t in enumerate(row) if t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)]
+        ends = self._ends()
+        for i, row in enumerate(new):
+            end = [j for j, t in enumerate(row) if t in ends]
             row = row[: end[0] + 1] if end else row
             text = until_stop(self.tokenizer.decode(row, skip_special_tokens=True), stop)
             results.append(Generation(text.strip(), int(mask[i].sum()), len(row), cached_tokens=cached))

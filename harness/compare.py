@@ -173,8 +173,11 @@ def arm_data(session: Session, spec: ArmSpec) -> TaskData:
     teacher, store = session.task.arms[teacher_name], session.store
     key = labelling_key(session.task, session.data, teacher)
     existing = store.run_by_key(key)
-    if existing is None or existing["status"] != "finished":
-        _label(session, teacher, key)
+    # --force labels again once per compare (a hosted teacher's answers still come from its cache).
+    redo = session.force and key not in session._finished
+    if existing is None or existing["status"] != "finished" or redo:
+        _label(session, teacher, key, force=redo)
+        session._finished.add(key)
         existing = store.run_by_key(key)
     examples = store.examples(existing["id"])
     answers, dropped = teacher_labels(session.task.config, examples, spec.weights.config.min_confidence)
@@ -201,7 +204,7 @@ def labelling(session: Session, spec: ArmSpec) -> dict | None:
             "usd_per_mtok": _prices(teacher.model)}
 
 
-def _label(session: Session, teacher: ArmSpec, key: str) -> None:
+def _label(session: Session, teacher: ArmSpec, key: str, force: bool = False) -> None:
     """The teacher's answers on its students' inputs (`TaskData.teacher_inputs`), stored as a run
     (resumed when interrupted)."""
     from tqdm.auto import tqdm
@@ -217,7 +220,7 @@ def _label(session: Session, teacher: ArmSpec, key: str) -> None:
                              model=model_label(teacher.model),
                              config={"task": session.task_config, "arm": teacher.axes(),
                                      "labels": "unlabeled inputs" if session.data.unlabeled else "train inputs"},
-                             provenance=session.provenance.model_dump(mode="json"))
+                             provenance=session.provenance.model_dump(mode="json"), force=force)
     done = store.done_ids(run_id)
     with tqdm(total=len(train), initial=len(done), desc=f"{teacher.name:>10} labels", unit="ex",
               disable=not session.progress, leave=False) as bar:
@@ -264,7 +267,16 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
     # missing target module) leaves nothing half-written in the store.
     # Inside the arm's MLflow run, when tracking: a Trainer logs its loss curve there.
     with timer() as prepared, (session.tracker.arm(name) if session.tracker else nullcontext()):
-        eval_backend = strategy.prepare(data, backend)
+        try:
+            eval_backend = strategy.prepare(data, backend)
+        except HarnessError as e:
+            # A student's training data is what its teacher's answers left: too few is their doing.
+            taught_by = labelling(session, spec)
+            if taught_by is None or not taught_by["dropped"]:
+                raise
+            raise HarnessError(e.where, f"{e.message}; {taught_by['kept']} of {taught_by['teacher']}'s "
+                                        f"{taught_by['answers']} answers are trained on (dropped: "
+                                        f"{taught_by['dropped']})") from None
         # Recomputed on a resumed run: three prompts, deterministic, so a resumed run's later
         # examples are calibrated exactly as its earlier ones.
         bias = calibration(arm_task, strategy, eval_backend, data.eval[0]) if prompt.calibrate else None

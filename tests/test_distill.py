@@ -12,6 +12,7 @@ import pytest
 
 from harness.cli import main
 from harness.compare import compare
+from harness.errors import HarnessError
 from harness.store import Store
 from tests.conftest import build_tiny_model, topic_rows, write_jsonl
 from tests.test_bad_input import expect_error, run_cli
@@ -203,6 +204,17 @@ def test_min_confidence_keeps_the_answers_the_teacher_is_sure_of(make_task, tmp_
     assert (found.answers, found.kept) == (len(answers), len(sure))
     assert any(f"({len(sure)} of {len(answers)} kept; dropped: {len(answers) - len(sure)} below min_confidence)"
                in r for r in report.recommendation.reasons)
+
+    # A bar so high that too few answers are left to train on: the error says that is the teacher's doing.
+    top = sorted(probability(e) for e in answers)[-5]
+    with pytest.raises(HarnessError, match=r"only \d+ training examples .*; 5 of zero_shot's 36 answers are "
+                                           r"trained on \(dropped: \{'low_confidence': 31\}\)"):
+        compare(task(min_confidence=top), store_path=db, progress=False)
+
+    # --force labels the inputs again, once, for every student of the teacher.
+    compare(task(), store_path=db, progress=False, force=True)
+    (again,) = labelling_runs(Store(db))
+    assert again["id"] != labels["id"] and again["status"] == "finished"
 
 
 def test_min_confidence_needs_a_teacher_that_ranks_the_labels(make_task, capsys, tmp_path):

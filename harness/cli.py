@@ -325,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "interrupted ones resume.")
     p.add_argument("task", help="task YAML file (docs/task-reference.md)")
     p.add_argument("--strategies", type=_strategy_list, metavar="A,B",
-                   help="comma-separated subset of strategies (default: those in the task file)")
+                   help="comma-separated subset of strategies (default: those in the task file); a learning "
+                        "curve runs only with its arm")
     p.add_argument("--limit", type=int, metavar="N", help="score a seeded sample of N eval examples")
     _json_arg(p, "report")
     p.add_argument("--log-samples", metavar="DIR", help="also write one JSONL row per example and arm to "

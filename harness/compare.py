@@ -393,6 +393,9 @@ def check_input(task_path: str | Path, *, strategies: list[str] | None = None, l
         if name not in task.arms and name not in SHORTHANDS:
             raise HarnessError("--strategies", f"unknown arm '{name}'; the task's arms: {', '.join(task.arms)} "
                                                f"(or a shorthand: {', '.join(SHORTHANDS)})")
+    if strategies:
+        # A learning curve belongs to its arm: a run of other arms trains none of its points.
+        task = LoadedTask(cfg, task.path, task.arms, [(c, p) for c, p in task.curves if c.strategy in strategies])
     data = load_data(task)
     # A structured task's metrics are the harness's own functions (config.py checked the names).
     for m in cfg.metric_names if cfg.type != "structured" else ():

@@ -65,8 +65,10 @@ class Demos(Component):
         if cfg.k:
             import faiss
 
+            from strategies.rag.index import embed_texts
+
             self.embedder = self._embedder()
-            vectors = self._embed([ex.input for ex in self.pool])
+            vectors, _ = embed_texts(self.embedder, cfg.embedder, [ex.input for ex in self.pool])
             self.index = faiss.IndexFlatIP(vectors.shape[1])
             self.index.add(vectors)
 

@@ -19,7 +19,7 @@ from harness.registry import load_backend
 from harness.store import Store
 from harness.task import load_task
 from strategies.rag.corpus import Document, chunk_documents, read_corpus
-from strategies.rag.index import build_index, embed_passages
+from strategies.rag.index import build_index, embed_texts
 from strategies.rag.metrics import retrieval_scores
 from tests.conftest import WORDS, write_jsonl
 
@@ -130,7 +130,7 @@ def test_exact_and_approximate_indexes_find_the_same_neighbours(embedder, privat
     texts = [f"{topic} number {i}" for topic in ("football match", "stock market", "mobile phone", "rock music")
              for i in range(60)]
     chunks = chunk_documents([Document(str(i), t) for i, t in enumerate(texts)], embedder.tokenizer, 32, 0)
-    vectors, _ = embed_passages(embedder, "all-MiniLM-L6-v2", chunks)
+    vectors, _ = embed_texts(embedder, "all-MiniLM-L6-v2", [c.passage for c in chunks])
     query = embedder.encode(["shares on the stock market"], normalize_embeddings=True)
     import faiss
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from harness.cli import main
+from harness.compare import compare
 from harness.store import Store
 from tests.conftest import TOPICS, topic_rows, write_jsonl
 
@@ -86,6 +87,16 @@ def test_report_json_has_costs_comparisons_and_curves(compared):
     assert [p["labelled_examples"] for p in curve["points"]] == [0, 3]
     # The k=3 point is the compared few_shot run itself, reused from the store.
     assert curve["points"][1]["run_id"] == few["run_id"] and curve["points"][1]["reused"]
+
+
+def test_a_run_of_other_arms_runs_no_learning_curve(compared, tmp_path):
+    # --strategies zero_shot leaves the few_shot curve out: its points are few_shot runs.
+    store, _, _ = compared
+    task = store.parent / "task.yaml"
+    report = compare(task, strategies=["zero_shot"], store_path=tmp_path / "store.sqlite", progress=False)
+    assert [s.name for s in report.strategies] == ["zero_shot"] and report.learning_curves == []
+    report = compare(task, strategies=["zero_shot", "few_shot"], store_path=store, progress=False)
+    assert [c.strategy for c in report.learning_curves] == ["few_shot"]
 
 
 class _Images(HTMLParser):

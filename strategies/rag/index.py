@@ -1,6 +1,6 @@
 """Embeddings and the faiss index, and their two caches under `<HARNESS_CACHE>/rag/`:
-- vectors/<embedder>.sqlite: one vector per passage text, so an edited corpus
-  re-embeds only the chunks whose text changed;
+- vectors/<embedder>.sqlite: one vector per text, so an edited corpus re-embeds only the chunks
+  whose text changed, and a rerun of similar demonstrations embeds no train input twice;
 - indexes/<key>/: the chunk table and the faiss index for one (corpus content, chunking, embedder)
   (load_or_build), so a rerun on an unchanged corpus embeds nothing and builds nothing."""
 
@@ -77,22 +77,23 @@ def _vector_cache(embedder: str) -> BlobCache:
     return BlobCache(cache_dir() / "rag" / "vectors" / f"{slug}-{digest}.sqlite", table="vectors")
 
 
-def embed_passages(model, embedder_name: str, chunks: list[Chunk], batch_size: int = 64):
-    """A float32 matrix of normalised vectors, one row per chunk, and how many were computed
-    (the rest came from the vector cache)."""
+def embed_texts(model, embedder_name: str, texts: list[str], batch_size: int = 64):
+    """A float32 matrix of normalised vectors, one row per text, and how many were computed (the rest
+    came from the vector cache): passages of a corpus, or the train inputs similar demonstrations
+    are chosen from."""
     import numpy as np
 
-    hashes = [hashlib.sha256(c.passage.encode()).hexdigest() for c in chunks]
+    hashes = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
     cache = _vector_cache(embedder_name)
     try:
         known = cache.get(hashes)
-        # One position per missing text: passages repeated in the corpus are embedded once.
+        # One position per missing text: texts repeated are embedded once.
         todo = sorted({h: i for i, h in enumerate(hashes) if h not in known}.values())
         # Encoded in slices so the cache commits as it goes: Ctrl-C loses at most one slice.
         step = batch_size * 16
         for start in range(0, len(todo), step):
             part = todo[start:start + step]
-            vecs = model.encode([chunks[i].passage for i in part], batch_size=batch_size, normalize_embeddings=True,
+            vecs = model.encode([texts[i] for i in part], batch_size=batch_size, normalize_embeddings=True,
                                 convert_to_numpy=True, show_progress_bar=sys.stderr.isatty())
             items = [(hashes[i], v.astype(np.float32).tobytes()) for i, v in zip(part, vecs)]
             cache.put(items)
@@ -162,7 +163,7 @@ def load_or_build(docs: list[Document], corpus: str, embedder, *, embedder_name:
         index = faiss.read_index(str(index_file))
     else:
         with timer() as t:
-            vectors, embedded = embed_passages(embedder, embedder_name, chunks)
+            vectors, embedded = embed_texts(embedder, embedder_name, [c.passage for c in chunks])
         embed_s = t.s
         index = build_index(vectors, kind)
         with atomic_file(index_file) as tmp:

@@ -256,6 +256,24 @@ def test_similar_demos_are_the_nearest_train_examples(make_task, embedder):
     assert strategy.record()["axes"]["demos"]["select"] == "similar"
 
 
+def test_similar_demos_embed_the_train_inputs_once(make_task, monkeypatch):
+    # The train inputs' vectors are kept in the vector cache: a second run embeds only its queries.
+    from sentence_transformers import SentenceTransformer
+
+    path = make_task(train=topic_rows(4), eval=topic_rows(2, offset=10),
+                     strategies={"sim": {"demos": {"k": 3, "select": "similar"}}})
+    encoded, encode = [], SentenceTransformer.encode
+    monkeypatch.setattr(SentenceTransformer, "encode",
+                        lambda self, texts, **kw: encoded.append(len(texts)) or encode(self, texts, **kw))
+    first, data, backend = _prepared(path, "sim")
+    picked = {ex.id: first.messages(ex).trace["demo_ids"] for ex in data.eval}
+    assert len(data.train) in encoded
+    encoded.clear()
+    again, _, _ = _prepared(path, "sim", backend)
+    assert {ex.id: again.messages(ex).trace["demo_ids"] for ex in data.eval} == picked
+    assert encoded and set(encoded) == {1}
+
+
 def test_random_and_balanced_demos_are_fixed_and_recorded(make_task):
     path = make_task(train=topic_rows(4), eval=topic_rows(2, offset=10),
                      strategies={"rnd": {"demos": {"k": 3, "select": "random"}},

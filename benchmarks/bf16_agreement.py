@@ -1,11 +1,13 @@
 """bfloat16 against float32: on how many BBC News articles do the two precisions predict the same
 topic? The task's zero-shot arm is run twice through `harness compare`, once per `model.dtype`,
-on the same first --limit eval articles, and the predictions are paired by example id.
+on the same first --limit eval articles, and the predictions are paired by example id. Where they
+differ, fp32's margin between its top two labels says whether it was a near tie.
 
     .venv/bin/python benchmarks/bf16_agreement.py [--limit 150] [--device cpu|cuda] [--out DIR]
 
 On CPU bf16 is much slower than fp32 (no native bf16 matmul on most CPUs): the figure is about
-precision, not speed. Prints one JSON object: agreement, both accuracies, seconds per run."""
+precision, not speed. Prints one JSON object: agreement, the fp32 margins where the two differ,
+both accuracies, seconds per run."""
 
 from __future__ import annotations
 
@@ -45,13 +47,22 @@ def agreement(task_file: Path, limit: int, device: str, work: Path, strategy: st
         out[f"{dtype}_{row.quality.metric}"] = row.quality.value
         kept = Store(store)
         try:
-            predictions[dtype] = {e["example_id"]: e["prediction"] for e in kept.examples(row.run_id)}
+            predictions[dtype] = {e["example_id"]: e for e in kept.examples(row.run_id)}
         finally:
             kept.close()
-    ids = sorted(predictions["float32"])
-    same = sum(predictions["float32"][i] == predictions["bfloat16"].get(i) for i in ids)
-    out.update(examples=len(ids), agree=same, agreement=same / len(ids))
+    fp32, bf16 = predictions["float32"], predictions["bfloat16"]
+    ids = sorted(fp32)
+    differ = [i for i in ids if fp32[i]["prediction"] != bf16[i]["prediction"]]
+    out.update(examples=len(ids), agree=len(ids) - len(differ), agreement=1 - len(differ) / len(ids),
+               disagreement_margins=[round(margin(fp32[i]), 3) for i in differ])
     return out
+
+
+def margin(example: dict) -> float:
+    """fp32's lead of its answer over the runner-up label, in nats: below bf16's rounding of the
+    logits (8 bits of mantissa: ~0.1 on a logit of 30), the two precisions may pick either."""
+    top, second = sorted(example["extra"]["logprobs"].values(), reverse=True)[:2]
+    return top - second
 
 
 def main() -> None:

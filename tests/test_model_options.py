@@ -99,14 +99,17 @@ def test_bf16_scores_agree_with_fp32_on_the_tiny_model(tiny_model_dir):
 
 @pytest.mark.integration
 def test_bf16_agrees_with_fp32_on_bbc(tmp_path):
-    """At least 95% of BBC predictions agree (benchmarks/bf16_agreement.py prints the figure on 150)."""
+    """The two precisions pick different labels only where fp32's top two are a near tie (under half
+    a nat apart: bf16 rounds a logit of 30 by ~0.1), and then rarely (benchmarks/bf16_agreement.py
+    prints the figures on 150)."""
     if not (REPO / "benchmarks" / "data" / "bbc_news" / "eval.jsonl").is_file():
         pytest.skip("BBC data not built (make install)")
     from tests.conftest import load_benchmark
 
     result = load_benchmark("bf16_agreement").agreement(REPO / "benchmarks" / "tasks" / "bbc_news.yaml", 20, "cpu",
                                                          tmp_path)
-    assert result["agreement"] >= 0.95, result
+    assert all(m < 0.5 for m in result["disagreement_margins"]), result
+    assert result["agreement"] >= 0.85, result
 
 
 def test_training_options_reach_the_trainer(make_task, monkeypatch):

@@ -7,12 +7,8 @@ The student is a tiny local model (LoRA needs weights), trained on the served sm
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,9 +18,9 @@ from tests.conftest import build_tiny_model
 from tests.test_hosted import (  # noqa: F401  (fixtures: the served smollm2 and the proxy in front of it)
     NEWS_EVAL,
     NEWS_LABELS,
-    REPO,
     canon,
     hosted,
+    killed_compare,
     news_rows,
     one_torch_thread,
     proxy,
@@ -110,28 +106,16 @@ def test_a_hosted_teachers_labels_are_cached_and_a_killed_labelling_resends_noth
             "limits": {"batch_size": 4, "max_new_tokens": 4}, "decision": {"baselines": "none"}}
     path = write_task(tmp_path, **task)
     db, report = tmp_path / "s.sqlite", tmp_path / "report.json"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "HARNESS_CACHE": str(tmp_path / "cache")}
-    args = [sys.executable, "-m", "harness", "compare", str(path), "--store", str(db), "--no-progress"]
 
     # 1. Killed while the teacher labels the train inputs (four a batch, one request at a time): a
     # batch of answers stored as examples, answers of the next batch in the response cache only, and
     # a request the server has yet to answer.
-    log = tmp_path / "killed.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-
     def ready() -> bool:
         labelled, cached_only = _counts(db)
         awaiting = any(r.status is None for r in asking(proxy.snapshot(), train_texts))
         return labelled >= 4 and cached_only >= 1 and awaiting
 
-    deadline = time.monotonic() + 300
-    while proc.poll() is None and not ready():
-        assert time.monotonic() < deadline, f"the teacher labelled nothing:\n{log.read_text()[-3000:]}"
-        time.sleep(0.01)
-    proc.kill()
-    assert proc.wait() == -signal.SIGKILL, f"the compare ended before the kill:\n{log.read_text()[-3000:]}"
+    args, env = killed_compare(path, db, tmp_path, ready, 300)
 
     killed = Store(db)  # a writer: it recovers the killed writer's WAL
     try:

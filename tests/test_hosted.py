@@ -376,29 +376,36 @@ def _count_examples(db: Path) -> int:
         return 0
 
 
-@pytest.mark.timeout(300)
-def test_a_killed_compare_resends_only_the_requests_in_flight(proxy, tmp_path):
-    path = news_task(tmp_path, hosted(proxy.base_url, max_concurrency=2), n=10,
-                     limits={"batch_size": 2, "max_new_tokens": 4})
-    inputs = [text for _, text, _ in NEWS_EVAL]
-    db = tmp_path / "s.sqlite"
+def killed_compare(path: Path, db: Path, tmp_path: Path, ready, seconds: float) -> tuple[list[str], dict]:
+    """`harness compare PATH` in a subprocess (one torch thread, its own cache), killed once `ready()`
+    holds; the command and environment that rerun it."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "HARNESS_CACHE": str(tmp_path / "cache")}
     args = [sys.executable, "-m", "harness", "compare", str(path), "--store", str(db), "--no-progress"]
     log = tmp_path / "killed.log"
     with log.open("w") as out:
         proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None and not ready():
+        assert time.monotonic() < deadline, f"the compare got nowhere to kill it at:\n{log.read_text()[-3000:]}"
+        time.sleep(0.01)
+    proc.kill()
+    assert proc.wait() == -signal.SIGKILL, f"the compare ended before the kill:\n{log.read_text()[-3000:]}"
+    return args, env
+
+
+@pytest.mark.timeout(300)
+def test_a_killed_compare_resends_only_the_requests_in_flight(proxy, tmp_path):
+    path = news_task(tmp_path, hosted(proxy.base_url, max_concurrency=2), n=10,
+                     limits={"batch_size": 2, "max_new_tokens": 4})
+    inputs = [text for _, text, _ in NEWS_EVAL]
+    db = tmp_path / "s.sqlite"
 
     def awaiting_answer() -> bool:
         return any(r.status is None for r in eval_records(proxy.snapshot(), inputs))
 
     # Killed with examples stored and a request the server has yet to answer.
-    deadline = time.monotonic() + 240
-    while proc.poll() is None and not (_count_examples(db) >= 2 and awaiting_answer()):
-        assert time.monotonic() < deadline, "the compare stored nothing"
-        time.sleep(0.01)
-    proc.kill()
-    assert proc.wait() == -signal.SIGKILL, f"the compare ended before the kill:\n{log.read_text()[-3000:]}"
+    args, env = killed_compare(path, db, tmp_path, lambda: _count_examples(db) >= 2 and awaiting_answer(), 240)
 
     killed = Store(db)  # a writer: it recovers the killed writer's WAL
     try:

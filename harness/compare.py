@@ -285,24 +285,25 @@ def run_one(session: Session, spec: ArmSpec) -> ArmResult:
                              provenance=session.provenance.model_dump(mode="json"), force=session.force)
     done = store.done_ids(run_id)
     todo = [ex for ex in data.eval if ex.id not in done]
-    with tqdm(total=len(data.eval), initial=len(done), desc=f"{name:>10}", unit="ex",
-              disable=not session.progress, leave=False) as bar:
-        if isinstance(eval_backend, Remote):  # a hosted model: its requests in flight and retries
-            eval_backend.on_status = lambda **status: bar.set_postfix(status, refresh=False)
-        run_strategy(arm_task, strategy, eval_backend, todo, bias=bias, constrained=spec.decoding is not None,
-                     on_batch=lambda results: store.add_examples(run_id, results), progress=bar.update)
-    examples = store.examples(run_id)
+    with timer() as evaluated:
+        with tqdm(total=len(data.eval), initial=len(done), desc=f"{name:>10}", unit="ex",
+                  disable=not session.progress, leave=False) as bar:
+            if isinstance(eval_backend, Remote):  # a hosted model: its requests in flight and retries
+                eval_backend.on_status = lambda **status: bar.set_postfix(status, refresh=False)
+            run_strategy(arm_task, strategy, eval_backend, todo, bias=bias, constrained=spec.decoding is not None,
+                         on_batch=lambda results: store.add_examples(run_id, results), progress=bar.update)
+        examples = store.examples(run_id)
+        # Base weights cannot have forgotten anything: nothing is measured for them (compare shows their
+        # zero change beside an arm that changed weights).
+        forgetting = session.forgetting(spec.model, eval_backend) if strategy.weights != "base" else None
     summary = summarise(cfg, name, run_id, examples,
                         {"params": spec.params, "axes": spec.axes(), "made_of": spec.describe(prompt),
                          "prompt_format": prompt.format, "calibration": bias, "scoring": scoring(arm_task, backend),
                          "model": model_label(spec.model), "model_params": backend.n_params,
                          "usd_per_mtok": _prices(spec.model), "weights": strategy.weights,
                          "prepare_s": prepared.s, "peak_memory_mb": peak_memory_mb(), "resumed_from": len(done),
-                         "labelling": labelling(session, spec),
-                         # Base weights cannot have forgotten anything: nothing is measured for them
-                         # (compare shows their zero change beside an arm that changed weights).
-                         "forgetting": session.forgetting(spec.model, eval_backend) if strategy.weights != "base"
-                         else None,
+                         "labelling": labelling(session, spec), "forgetting": forgetting,
+                         "wall_s": prepared.s + evaluated.s,
                          "forgetting_note": None if isinstance(backend, HasWeights)
                          else "not measured: no access to weights",
                          **strategy.summary(examples)})

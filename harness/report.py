@@ -23,10 +23,9 @@ def _params(n: int | None) -> str:
 
 
 def _arm_time(row) -> str:
-    """What an arm's run took: preparing it (training, an index) and evaluating it."""
-    eval_s = row.n_examples * row.latency_ms.mean / 1000
-    return f"{row.name} {row.prepare_s + eval_s:.0f} s" + (f" ({row.prepare_s:.0f} preparing)" if row.prepare_s >= 1
-                                                          else "")
+    """What an arm's run took: preparing it (training, an index), evaluating it and its forgetting probe."""
+    wall = row.wall_s if row.wall_s is not None else row.prepare_s + row.n_examples * row.latency_ms.mean / 1000
+    return f"{row.name} {wall:.0f} s" + (f" ({row.prepare_s:.0f} preparing)" if row.prepare_s >= 1 else "")
 
 
 def print_table(report: ComparisonReport, console=None, wide: bool = False) -> None:
@@ -53,7 +52,7 @@ def print_table(report: ComparisonReport, console=None, wide: bool = False) -> N
     console.print(table)
     fresh = [r for r in report.strategies if not r.reused]
     if fresh:
-        console.print("time: " + ", ".join(_arm_time(r) for r in fresh) + " (evaluation: summed batch times)",
+        console.print("time: " + ", ".join(_arm_time(r) for r in fresh) + " (wall time in this run)",
                       highlight=False)
     reused = [r.name for r in report.strategies if r.reused]
     if reused:

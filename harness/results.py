@@ -218,6 +218,9 @@ class ArmResult(_Result):
     unmatched_answers: int = 0
     peak_memory_mb: float = 0.0
     prepare_s: float = 0.0
+    # Wall seconds this run of the arm took, preparing, evaluating and probing forgetting: scores
+    # another arm already computed (a calibrated twin's) cost none, though their latency is billed.
+    wall_s: float | None = None
     resumed_from: int = 0
     reused: bool = False
     forgetting: Forgetting | None = None

@@ -287,7 +287,7 @@ def test_default_table_fits_120_columns_one_line_per_arm_and_wide_shows_every_co
     report = ComparisonReport.model_validate(compared[1])
     row = report.strategies[0]
     # The demo's longest rows: a fair baseline the harness added, and a fine-tuned arm.
-    lora = row.model_copy(update={"name": "lora", "made_of": "lora", "prepare_s": 321.0})
+    lora = row.model_copy(update={"name": "lora", "made_of": "lora", "prepare_s": 321.0, "wall_s": 400.2})
     added = row.model_copy(update={"name": "raw_calibrated", "made_of": "base, raw prompt, calibrated",
                                    "added_by_harness": True, "reused": True})
     demos = row.model_copy(update={"name": "few_shot", "made_of": "base + 4 balanced demos"})
@@ -304,5 +304,5 @@ def test_default_table_fits_120_columns_one_line_per_arm_and_wide_shows_every_co
             assert arm.made_of in line and len(line) <= width
         shown = sum(c.header in header for c in strategy_columns(report.comparisons.metric))
         assert shown == (len(strategy_columns(report.comparisons.metric)) if wide else 7)
-    assert "time: zero_shot" in out.getvalue() and "lora 3" in out.getvalue()
+    assert "time: zero_shot" in out.getvalue() and "lora 400 s (321 preparing)" in out.getvalue()
     assert "from the store: raw_calibrated" in out.getvalue()

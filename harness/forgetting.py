@@ -120,8 +120,13 @@ ANSWER_TOKENS = 24
 
 
 def measure(backend: HasWeights, probe: Probe, max_tokens: int, batch_size: int) -> Measurement:
-    # One passage per call: text_nll sums over its batch, and the interval resamples passages.
-    per_passage = [backend.text_nll([text], max_tokens) for text in probe.texts]
+    # Kept per passage: the interval resamples passages. Batched by length, so little is padding.
+    ordered = sorted(probe.texts, key=len)
+    nll_of = {}
+    for i in range(0, len(ordered), batch_size):
+        chunk = ordered[i:i + batch_size]
+        nll_of.update(zip(chunk, backend.text_nll(chunk, max_tokens)))
+    per_passage = [nll_of[text] for text in probe.texts]
     return Measurement(nll=np.array([nll for nll, _ in per_passage], dtype=float),
                        tokens=np.array([n for _, n in per_passage], dtype=float),
                        answered=answered(backend, probe.questions, batch_size))

@@ -274,3 +274,14 @@ def test_each_set_of_weights_is_measured_once(small_probe_task, backend, monkeyp
     meter.delta(backend)
     assert calls == [backend.name, "changed"]
     assert again.delta_loss == first.delta_loss != 0
+
+
+def test_passages_scored_in_one_batch_keep_their_own_loss(backend):
+    # Lengths differ, so the shorter rows are padded: padding must add nothing to any passage.
+    texts = ["the match ended level", "shares fell sharply in early trading on the news of the merger",
+             "the film opens on friday"]
+    batched = backend.text_nll(texts, 64)
+    for text, (nll, tokens) in zip(texts, batched):
+        ((alone, alone_tokens),) = backend.text_nll([text], 64)
+        assert tokens == alone_tokens > 0 and nll == pytest.approx(alone, abs=1e-4)
+    assert len({tokens for _, tokens in batched}) > 1

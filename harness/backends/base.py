@@ -89,8 +89,8 @@ class HasWeights(Backend, Protocol):
         """The prompt's token ids and each answer's, as scored and trained on."""
         ...
 
-    def text_nll(self, texts: list[str], max_tokens: int) -> tuple[float, int]:
-        """Summed negative log-likelihood of plain texts and the number of predicted tokens."""
+    def text_nll(self, texts: list[str], max_tokens: int) -> list[tuple[float, int]]:
+        """Per text, its summed negative log-likelihood and the number of its predicted tokens."""
         ...
 
 

@@ -528,15 +528,15 @@ class TransformersBackend:
         return [Scored(scores[i].tolist(), counts[i], cached_tokens=cached) for i in range(n)]
 
     def text_nll(self, texts, max_tokens):
-        """Summed negative log-likelihood of plain texts (each cut to max_tokens) and the number of
-        predicted tokens, for perplexity on a general-text probe."""
+        """Per plain text (each cut to max_tokens), its summed negative log-likelihood and the number
+        of its predicted tokens, for perplexity on a general-text probe; the texts run as one batch."""
         torch = self._torch
         ids, mask, positions = self._left_pad([row[:max_tokens] for row in self._ids(texts)])
         with torch.inference_mode():
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, :-1].float()
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
         keep = mask[:, 1:] * mask[:, :-1]
-        return float((nll * keep).sum()), int(keep.sum())
+        return list(zip((nll * keep).sum(-1).tolist(), keep.sum(-1).tolist()))
 
     def _constrained(self, schema: dict | None) -> list:
         if schema is None:

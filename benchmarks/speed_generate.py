@@ -2,7 +2,7 @@
 0.4.13's `generate_until`, on the same prompts, greedy, the same token budget and batch size.
 
 The prompts are the harness's own: one arm of a shipped short-answer task (default: countries'
-zero_shot, the chat template applied) renders the first --limit eval examples, sorted by input
+zero_shot, the chat template applied) renders the first --limit eval examples, sorted by prompt
 length and cut into batches as `harness compare` runs them. Three tools generate for them:
 
 - harness: `TransformersBackend.generate` batch by batch, as the runner calls it (its prefix cache
@@ -95,7 +95,7 @@ def main() -> None:
 
     from harness.backends.local import resolve_model
     from harness.compare import check_input
-    from harness.prompting import render
+    from harness.runner import rendered
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -109,8 +109,8 @@ def main() -> None:
     stop = tuple(limits.stop if args.stop is None else args.stop)
     strategy = checked.built[args.arm]
     strategy.prepare(data, backend)
-    ordered = sorted(data.eval, key=lambda ex: len(ex.input))  # the runner's order
-    prompts = [render(arm_task, backend, strategy.messages(ex).messages) for ex in ordered]
+    ordered = rendered(arm_task, strategy, backend, data.eval)  # the runner's order
+    prompts = [r.prompt for r in ordered]
     batches = [prompts[i:i + size] for i in range(0, len(prompts), size)]
     device = str(backend.device)
     lm = HFLM(pretrained=resolve_model(task.config.model, task.path.parent), dtype=str(backend.model.dtype)
@@ -155,7 +155,7 @@ def main() -> None:
         ok &= len(same) == n
         print(f"identical answers, harness and {other}: {len(same)}/{n}")
         for i in [i for i in range(n) if i not in same][:args.show]:
-            print(f"  {ordered[i].id}: harness {texts['harness'][i]!r}, {other} {texts[other][i]!r}")
+            print(f"  {ordered[i].example.id}: harness {texts['harness'][i]!r}, {other} {texts[other][i]!r}")
     for other, target in TARGETS.items():
         ratio = median[other] / median["harness"]
         print(f"harness speed-up over {other}, wall: {ratio:.2f}x (target >= {target}x: "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from harness.compare import check_input
 from harness.measure import timer
-from harness.prompting import render
+from harness.runner import rendered
 
 ARMS = ("zero_shot", "few_shot")
 TARGET = 1.5  # issue 29: chat-format few-shot at most 1.5x zero-shot's time per example
@@ -38,13 +38,12 @@ def main() -> None:
     backend = checked.backends[task.config.model]
     labels, size = task.config.labels, task.config.limits.batch_size
     paths = {"one pass": backend._score, "per label": backend._score_per_choice}
-    ordered = sorted(data.eval, key=lambda ex: len(ex.input))
     batches, caches = {}, {}
     for name in ARMS:
         strategy = checked.built[name]
         strategy.prepare(data, backend)
         arm_task = task.for_arm(task.arms[name])
-        prompts = [render(arm_task, backend, strategy.messages(ex).messages) for ex in ordered]
+        prompts = [r.prompt for r in rendered(arm_task, strategy, backend, data.eval)]
         batches[name] = [prompts[i:i + size] for i in range(0, len(prompts), size)]
         caches[name] = ([], None)
     seconds = {(name, path): [] for name in ARMS for path in paths}
@@ -62,7 +61,7 @@ def main() -> None:
             tokens = statistics.mean(p.n_tokens for p in batches[name][b])
             print(f"batch {b}: {name} {tokens:.0f} prompt tokens", flush=True)
 
-    print(f"\n{task.config.name}, {task.config.model}, {len(ordered)} examples, batch {size}, "
+    print(f"\n{task.config.name}, {task.config.model}, {len(data.eval)} examples, batch {size}, "
           f"medians over {len(batches[ARMS[0]]) - 1} batches (the first, building each prefix cache, left out)")
     print(f"{'path':>10} {'zero_shot s/ex':>15} {'few_shot s/ex':>14} {'few/zero':>9}")
     for path in paths:

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness.backends.base import Backend, Scorer
-from harness.examples import Example
+from harness.backends.base import Backend, Prompt, Scorer
+from harness.examples import Example, Prompted
 from harness.measure import timer
 from harness.metrics import score
 from harness.metrics._text import contains, normalize_answer
@@ -67,6 +67,29 @@ def calibration(task: LoadedTask, strategy: Strategy, backend: Scorer, example: 
     return {label: sum(p[j] for p in probs) / len(probs) for j, label in enumerate(cfg.labels)}
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """One eval example with its prompt as the arm sends it, and the time building it took."""
+
+    example: Example
+    prompted: Prompted
+    prompt: Prompt
+    ms: float  # strategy.messages and render: retrieval, for an arm that retrieves
+
+
+def rendered(task: LoadedTask, strategy: Strategy, backend: Backend, examples: list[Example]) -> list[Rendered]:
+    """Every example's prompt, built once, shortest first: batches of prompts of about one length
+    waste little compute on padding. Sorted by the prompt's tokens, not its input's: in an arm that
+    retrieves, the passages make most of a prompt's length."""
+    out = []
+    for ex in examples:
+        with timer() as built:
+            prompted = strategy.messages(ex)
+            prompt = render(task, backend, prompted.messages)
+        out.append(Rendered(ex, prompted, prompt, built.ms))
+    return sorted(out, key=lambda r: r.prompt.n_tokens)
+
+
 def run_strategy(task: LoadedTask, strategy: Strategy, backend: Backend, examples: list[Example], *,
                  on_batch: Callable[[list[ExampleResult]], None],
                  progress: Callable[[int], None] = lambda n: None, bias: dict[str, float] | None = None,
@@ -75,33 +98,27 @@ def run_strategy(task: LoadedTask, strategy: Strategy, backend: Backend, example
     `task` is the task as the arm runs it (its model and prompt settings); `bias`, the arm's
     `calibration`, when classification is calibrated.
 
-    Latency per example is the wall time of its batch (prompt building included, so retrieval
-    counts) divided by the batch size: the compute an example costs at this batch size. Batches
-    are sorted by prompt length so padding stays small and short prompts are not billed for
-    long neighbours. An example sent as its own request (a hosted model) has that request's
-    latency instead.
+    Latency per example is the wall time of its batch divided by the batch size, the compute an
+    example costs at this batch size, plus the time building its own prompt took (so retrieval
+    counts). Batches are sorted by prompt length (`rendered`) so padding stays small and short
+    prompts are not billed for long neighbours. An example sent as its own request (a hosted
+    model) has that request's latency instead.
 
     Classification ranks the labels by log-likelihood, or generates and matches the answer to a
     label (`match_label`; prompt.scoring). A `constrained` arm generates under the structured task's
     schema (its `decoding: {json_schema: true}`)."""
     cfg = task.config
-    # Input length in characters is a good enough proxy for prompt length: the rest of the prompt
-    # is shared, and rendering here would run retrieval twice.
-    ordered = sorted(examples, key=lambda ex: len(ex.input))
+    ordered = rendered(task, strategy, backend, examples)
     how = scoring(task, backend)
     size = cfg.limits.batch_size
     if size == "auto" and ordered:
         # Probed on the longest prompts, which need the most memory.
-        size = backend.auto_batch_size(
-            lambda n: [render(task, backend, strategy.messages(ex).messages) for ex in ordered[-n:]],
-            cfg.labels if how == "loglikelihood" else None, cfg.limits.max_new_tokens)
+        size = backend.auto_batch_size(lambda n: [r.prompt for r in ordered[-n:]],
+                                       cfg.labels if how == "loglikelihood" else None, cfg.limits.max_new_tokens)
     for start in range(0, len(ordered), size):
-        batch = ordered[start:start + size]
-        # Prompts are built inside the timed region: a strategy whose prompt costs work (retrieval)
-        # pays for it in latency.
+        items = ordered[start:start + size]
+        batch, prompts = [r.example for r in items], [r.prompt for r in items]
         with timer() as elapsed:
-            prompted = [strategy.messages(ex) for ex in batch]
-            prompts = [render(task, backend, p.messages) for p in prompted]
             if how == "loglikelihood":
                 scored = backend.loglikelihood(prompts, cfg.labels)
                 ranked = [s.logprobs for s in scored]
@@ -127,15 +144,16 @@ def run_strategy(task: LoadedTask, strategy: Strategy, backend: Backend, example
                 counts = [(g.prompt_tokens, g.output_tokens, g.cached_tokens) for g in gens]
                 own_ms = [g.latency_ms for g in gens]
         # A request of its own (hosted) has its own latency; a batch's examples share its time.
-        latencies = own_ms if None not in own_ms else [elapsed.ms / len(batch)] * len(batch)
+        latencies = own_ms if None not in own_ms else [elapsed.ms / len(batch) + r.ms for r in items]
         # An input without a label (a teacher's, harness/distill.py) has nothing to be scored against.
         gold = [i for i, ex in enumerate(batch) if ex.target]
         metric_scores = {m: dict(zip(gold, score(m, [preds[i] for i in gold], [batch[i].references for i in gold],
                                                  cfg.answer_schema))) for m in cfg.metric_names}
         on_batch([
-            ExampleResult(ex.id, p.text, pred, ex.target, {m: s[i] for m, s in metric_scores.items() if i in s},
-                          n_in, n_out, ms, {**extra, **pr.trace}, n_cached)
-            for i, (ex, p, pred, (n_in, n_out, n_cached), extra, pr, ms) in enumerate(
-                zip(batch, prompts, preds, counts, extras, prompted, latencies))
+            ExampleResult(r.example.id, r.prompt.text, pred, r.example.target,
+                          {m: s[i] for m, s in metric_scores.items() if i in s}, n_in, n_out, ms,
+                          {**extra, **r.prompted.trace}, n_cached)
+            for i, (r, pred, (n_in, n_out, n_cached), extra, ms) in enumerate(
+                zip(items, preds, counts, extras, latencies))
         ])
         progress(len(batch))

@@ -120,6 +120,17 @@ def test_no_worthwhile_difference_and_no_saving():
                "paid back" in r for r in rec.reasons)
 
 
+def test_dearer_requests_are_a_cost_not_a_negative_saving():
+    zero, lora = paired(1000, both=970, only_a=0, only_b=0)
+    tokens = {"zero_shot": {f"ex{i}": (100, 0, 0) for i in range(1000)},
+              "lora": {f"ex{i}": (150, 0, 0) for i in range(1000)}}
+    rec = told(strategy("zero_shot", zero), strategy("lora", lora, prompt=150, training=True), tokens=tokens)
+    dearer = next(r for r in rec.reasons if r.startswith("lora one-time"))
+    # 50 more prompt tokens a request, in point estimate and interval alike.
+    assert ("; lora costs $0.0222 more per 1,000 requests than zero_shot [95% CI $0.0222, $0.0222], so it is never "
+            "paid back") in dearer
+
+
 def test_cheaper_requests_pay_back():
     few, lora = paired(2000, both=1000, only_a=20, only_b=20)
     rec = told(strategy("few_shot", few, latency=1200, prompt=450), strategy("lora", lora, latency=200, training=True))

@@ -119,9 +119,15 @@ def _(c: f.Cost) -> str:
 def _(b: f.BreakEven) -> str:
     one_time = (f"{b.arm} one-time {usd(b.one_time_usd)} ({b.one_time_s:.0f} s of training, "
                 f"{b.one_time_flops:.3g} FLOPs)")
+    ci = (b.saving_usd_ci_low, b.saving_usd_ci_high)
+    # Every request dearer (a longer prompt, a bigger model): said as a cost, not as a negative saving.
+    if (b.saving_usd_ci_high if b.saving_usd_ci_high is not None else b.saving_usd) < 0:
+        extra = f" [95% CI {usd(-1000 * ci[1])}, {usd(-1000 * ci[0])}]" if ci[0] is not None else ""
+        return (f"{one_time}; {b.arm} costs {usd(-1000 * b.saving_usd)} more per 1,000 requests than "
+                f"{b.against}{extra}, so it is never paid back")
     saving = f"{b.arm} saves {usd(1000 * b.saving_usd)} per 1,000 requests against {b.against}"
-    if b.saving_usd_ci_low is not None:
-        saving += f" [95% CI {usd(1000 * b.saving_usd_ci_low)}, {usd(1000 * b.saving_usd_ci_high)}]"
+    if ci[0] is not None:
+        saving += f" [95% CI {usd(1000 * ci[0])}, {usd(1000 * ci[1])}]"
     if b.requests is None:
         return f"{one_time}; no saving shown: {saving}, so it is never paid back"
     return (f"{one_time}; {saving}: paid back after {b.requests:,.0f} requests, {b.months:.2g} months at "

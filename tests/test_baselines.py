@@ -19,6 +19,8 @@ from tests.conftest import TOPICS, build_tiny_model, topic_rows
 BLIND_CHAT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\nthe<|im_end|>\n{% endfor %}"
               "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 QUICK_LORA = {"r": 2, "max_steps": 2, "batch_size": 4, "eval_steps": 1}
+# The bare template in raw, with a line that ends where the answer goes.
+RAW = {"format": "raw", "template": "{{ text }}\nAnswer:"}
 
 
 def _config(**overrides) -> Task:
@@ -35,17 +37,26 @@ def _arms(config: Task):
 def test_a_task_with_zero_shot_and_lora_gets_a_raw_and_a_calibrated_baseline():
     config = _config()
     added, missing = fair_baselines(config, _arms(config), "t.yaml: strategies")
-    assert [(a.name, a.params) for a in added] == [("raw", {"prompt": {"format": "raw"}}),
+    assert [(a.name, a.params) for a in added] == [("raw", {"prompt": RAW}),
                                                    ("calibrated", {"prompt": {"calibrate": True}}),
-                                                   ("raw_calibrated", {"prompt": {"format": "raw", "calibrate": True}})]
+                                                   ("raw_calibrated", {"prompt": {**RAW, "calibrate": True}})]
     assert missing == {}
+
+
+def test_a_template_that_ends_where_the_answer_goes_is_kept_as_it_is_in_raw():
+    config = _config(prompt={"template": "Ticket: {{ text }}\nCategory:"})
+    added, _ = fair_baselines(config, _arms(config), "t.yaml: strategies")
+    assert [(a.name, a.params) for a in added][0] == ("raw", {"prompt": {"format": "raw"}})
 
 
 def test_an_arm_the_task_already_has_is_not_added_again_whatever_its_name_and_template():
     config = _config(strategies={"zero_shot": {}, "lora": {}, "plain": {"prompt": {"format": "raw",
                                                                                    "template": "Text: {{ text }}"}}})
     added, _ = fair_baselines(config, _arms(config), "t.yaml: strategies")
-    assert [a.name for a in added] == ["calibrated", "raw_calibrated"]
+    # The raw prompt calibrated is the task file's own raw prompt calibrated.
+    assert [(a.name, a.params) for a in added] == [
+        ("calibrated", {"prompt": {"calibrate": True}}),
+        ("raw_calibrated", {"prompt": {"format": "raw", "template": "Text: {{ text }}", "calibrate": True}})]
     # Demonstrations make another arm, not the zero-shot baseline.
     config = _config(strategies={"lora": {}, "shots": {"demos": {"k": 2}, "prompt": {"calibrate": True}}})
     assert [a.name for a in fair_baselines(config, _arms(config), "t.yaml: strategies")[0]] == [
@@ -61,8 +72,8 @@ def test_turned_off_the_baselines_are_named_not_run():
     config = _config(decision={"baselines": "none"})
     added, missing = fair_baselines(config, _arms(config), "t.yaml: strategies")
     assert added == []
-    assert missing == {"raw": {"prompt": {"format": "raw"}}, "calibrated": {"prompt": {"calibrate": True}},
-                       "raw_calibrated": {"prompt": {"format": "raw", "calibrate": True}}}
+    assert missing == {"raw": {"prompt": RAW}, "calibrated": {"prompt": {"calibrate": True}},
+                       "raw_calibrated": {"prompt": {**RAW, "calibrate": True}}}
 
 
 def test_a_bare_question_gets_the_plain_question_answer_framing():
@@ -158,11 +169,15 @@ def test_turning_baselines_off_runs_the_task_as_written_and_names_them(tmp_path)
     report = _compare(tmp_path, model, {"baselines": "none"})
     assert sorted(r["name"] for r in report["strategies"]) == ["tuned", "zero_shot"]
     missing = [f for f in report["recommendation"]["findings"] if f["type"] == "missing"]
-    assert {"type": "missing", "what": "fair_baseline", "arm": None,
-            "suggest": {"raw": {"prompt": {"format": "raw"}}, "calibrated": {"prompt": {"calibrate": True}},
-                        "raw_calibrated": {"prompt": {"format": "raw", "calibrate": True}}}} in missing
-    assert any(m.startswith("fair baseline: `raw: {prompt: {format: raw}}`")
-               for m in report["recommendation"]["missing"])
+    raw = {"format": "raw", "template": "article : {{ text }} topic ?\nAnswer:"}
+    suggest = {"raw": {"prompt": raw}, "calibrated": {"prompt": {"calibrate": True}},
+               "raw_calibrated": {"prompt": {**raw, "calibrate": True}}}
+    assert {"type": "missing", "what": "fair_baseline", "arm": None, "suggest": suggest} in missing
+    # Each named as a task-file entry to paste: YAML's flow style, the template quoted on one line.
+    named = next(m for m in report["recommendation"]["missing"] if m.startswith("fair baseline:"))
+    assert named.startswith(
+        'fair baseline: `raw: {prompt: {format: raw, template: "article : {{ text }} topic ?\\nAnswer:"}}`')
+    assert [yaml.safe_load(f"{{{part}}}") for part in named.split("`")[1::2]] == [{k: v} for k, v in suggest.items()]
 
 
 def test_a_structured_task_gets_its_prompt_decoded_under_the_schema_unless_it_has_that_arm():

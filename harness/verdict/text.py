@@ -4,6 +4,8 @@ lines, so a figure reads the same wherever it is shown."""
 
 from __future__ import annotations
 
+import json
+import re
 from functools import singledispatch
 
 from harness.format import pct, pts, usd
@@ -284,7 +286,11 @@ def _entry(entry) -> str:
     """A task-file entry in YAML's flow style: {prompt: {format: raw}}."""
     if isinstance(entry, dict):
         return "{" + ", ".join(f"{k}: {_entry(v)}" for k, v in entry.items()) + "}"
-    return str(entry).lower() if isinstance(entry, bool) else str(entry)
+    if entry is None or isinstance(entry, bool):
+        return json.dumps(entry)
+    if isinstance(entry, str) and not re.fullmatch(r"[\w.-]+", entry):
+        return json.dumps(entry)  # YAML's double-quoted scalar: a template's braces and newlines on one line
+    return str(entry)
 
 
 def missing_line(m: f.Missing) -> str:

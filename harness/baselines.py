@@ -79,11 +79,16 @@ def _plain(arm: ArmSpec, model) -> bool:
     return arm.model == model and not (arm.weights or arm.context or arm.demos or arm.plugin)
 
 
+def _prompt(arm: ArmSpec, config: Task) -> dict:
+    """Every prompt setting of an arm: the task's, overridden by the arm's own."""
+    return {**config.prompt.model_dump(), **arm.prompt}
+
+
 def _own_raw(config: Task, arms: list[ArmSpec], model) -> dict | None:
     """The prompt settings of the task file's first plain raw arm on `model` that ranks the labels by
     log-likelihood uncalibrated, which a calibrated baseline can start from (None: it has none)."""
     for arm in arms:
-        prompt = {**config.prompt.model_dump(), **arm.prompt}
+        prompt = _prompt(arm, config)
         if (_plain(arm, model) and not arm.decoding and prompt["format"] == "raw" and not prompt["calibrate"]
                 and prompt["scoring"] != "generate"):
             return arm.prompt
@@ -98,7 +103,7 @@ def _covers(arm: ArmSpec, baseline: ArmSpec, config: Task) -> bool:
         return False
     if bool(arm.decoding) != bool(baseline.decoding):
         return False
-    prompt = {**config.prompt.model_dump(), **arm.prompt}
+    prompt = _prompt(arm, config)
     return all(prompt[key] == value for key, value in baseline.prompt.items() if key != "template")
 
 

